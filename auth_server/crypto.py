@@ -1,0 +1,33 @@
+"""Random credentials, their storage digests and constant-time comparison, in one place.
+
+Every code, token and client secret is generated here (256 random bits, URL-safe) and only its
+SHA-256 digest is ever stored or logged: a leaked database or log line cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+CREDENTIAL_BYTES = 32  # 256 bits: well above OAuth 2.1's 2^-128 guessing bound (section 7.7)
+
+
+def new_credential() -> str:
+    return secrets.token_urlsafe(CREDENTIAL_BYTES)
+
+
+def digest(value: str) -> str:
+    """The storage key of a credential (hex SHA-256): unguessable inputs need no salt or KDF."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def constant_time_equals(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def s256_challenge(verifier: str) -> str:
+    """RFC 7636 S256: BASE64URL(SHA256(ASCII(code_verifier))) without padding."""
+    raw = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

@@ -1,0 +1,59 @@
+"""The records the authorization server keeps, shared by its front and back channels.
+
+Plain pydantic models, serialised as JSON into the `Store`. Credentials never appear in them:
+codes, tokens and secrets are stored as `crypto.digest` values only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
+ClientSource = Literal["preregistered", "dynamic", "metadata_document"]
+
+
+class Client(BaseModel):
+    """A registered OAuth client, whichever way it became known."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    client_name: str | None = None
+    client_uri: str | None = None
+    logo_uri: str | None = None
+    redirect_uris: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    response_types: tuple[str, ...] = ("code",)
+    token_endpoint_auth_method: AuthMethod = "none"
+    client_secret_digest: str | None = None
+    scope: str | None = None  # space-separated scopes it may ask for; None: any supported scope
+    application_type: Literal["native", "web"] = "native"
+    client_id_issued_at: int = 0
+    source: ClientSource = "dynamic"
+    may_introspect: bool = False  # a resource server's client: allowed at /introspect
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+
+class ClientRegistry(Protocol):
+    """Finds clients by client_id: pre-registered, dynamically registered, or a CIMD URL."""
+
+    async def get(self, client_id: str) -> Client | None: ...
+
+
+class AuthorizationCodeRecord(BaseModel):
+    """What an authorization code stands for; stored under `auth:code:{digest}` until redeemed."""
+
+    client_id: str
+    redirect_uri: str
+    code_challenge: str  # S256 only
+    scopes: tuple[str, ...]
+    resource: str  # RFC 8707 audience; the default MCP resource when the client sent none
+    subject: str
+    auth_time: int
+    issued_at: int
+    grant_id: str  # every token later minted from this code joins this grant

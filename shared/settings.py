@@ -1,0 +1,196 @@
+"""The one configuration class for every process of the project.
+
+Values come from the environment and from `.env` (environment wins). Every field has a safe
+development default, so `make dev-internal` needs no configuration at all; `.env.example` lists
+them all with a one-line meaning. A bad value stops start-up with a message that names the
+setting and what it allows (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AuthMode = Literal["internal", "external", "none"]
+TokenFormat = Literal["opaque", "jwt"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for names and addresses that can only reach this machine."""
+    bare = host.strip("[]")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Everything configurable, read once at start-up and passed down explicitly (no globals)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True, case_sensitive=False
+    )
+
+    # --- processes and addresses -------------------------------------------------------------
+    auth_mode: AuthMode = Field("internal", description="internal | external | none")
+    host: str = Field("127.0.0.1", description="Interface both servers bind to")
+    mcp_port: int = Field(3232, ge=0, le=65535, description="Port of the MCP server")
+    auth_port: int = Field(3001, ge=0, le=65535, description="Port of the standalone auth server")
+    mcp_public_url: str | None = Field(
+        None, description="Public base URL of the MCP server (default http://HOST:MCP_PORT)"
+    )
+    auth_issuer_url: str | None = Field(
+        None,
+        description="Issuer of the authorization server (default: MCP base URL when internal, "
+        "http://HOST:AUTH_PORT when external)",
+    )
+    auth_server_url: str | None = Field(
+        None,
+        description="Base URL the MCP server uses to reach the auth server (default: the issuer)",
+    )
+    log_level: LogLevel = Field("INFO", description="Log level of every process")
+
+    # --- transport security ------------------------------------------------------------------
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header values accepted (DNS-rebinding defence); loopback always allowed "
+        "when bound to loopback",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call /mcp (CORS and Origin check); loopback origins "
+        "always allowed when bound to loopback",
+    )
+    legacy_sse: bool = Field(True, description="Serve the deprecated HTTP+SSE transport at /sse")
+
+    # --- storage -------------------------------------------------------------------------------
+    redis_url: str | None = Field(None, description="Redis URL; unset means in-memory storage")
+    redis_key_prefix: str = Field("", description="Prefix for every Redis key (share one Redis)")
+
+    # --- authorization server ------------------------------------------------------------------
+    token_format: TokenFormat = Field("opaque", description="Access token format: opaque | jwt")
+    access_token_ttl: int = Field(3600, gt=0, description="Access token lifetime, seconds")
+    refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0, description="Refresh token lifetime, seconds")
+    authorization_code_ttl: int = Field(120, gt=0, le=600, description="Authorization code lifetime, s")
+    login_session_ttl: int = Field(8 * 3600, gt=0, description="Login cookie lifetime at the AS, s")
+    jwt_signing_keys: str | None = Field(
+        None,
+        description="Path to a private JWKS (JSON) for JWT access tokens; unset: generated and kept "
+        "in storage",
+    )
+    auth_users: dict[str, str] = Field(
+        default_factory=dict,
+        description='Local users as JSON {"name": "<password hash>"}; empty: the dev user demo/demo',
+    )
+    auth_clients: list[dict[str, Any]] = Field(
+        default_factory=list, description="Pre-registered clients (JSON list of client metadata)"
+    )
+    cimd_allow_loopback: bool = Field(
+        False, description="Allow http://127.0.0.1 client ID metadata documents (tests, development)"
+    )
+    cimd_max_bytes: int = Field(5120, gt=0, description="Largest client ID metadata document accepted")
+    cimd_timeout: float = Field(5.0, gt=0, description="Timeout fetching a client ID metadata document, s")
+    cimd_cache_ttl: int = Field(300, ge=0, description="Longest a metadata document is cached, s")
+    rate_limit_per_minute: int = Field(
+        60, gt=0, description="Requests per minute per client IP on login, token, register, introspect"
+    )
+    audit_log: bool = Field(True, description="Write one structured audit line per security event")
+
+    # --- the MCP server as a protected resource -------------------------------------------------
+    introspection_client_id: str = Field(
+        "mcp-resource-server", description="Client ID the MCP server introspects with (external mode)"
+    )
+    introspection_client_secret: str = Field(
+        "dev-introspection-secret-change-me",
+        description="Its secret (set a real one outside development)",
+    )
+    introspection_cache_ttl: int = Field(
+        30, ge=0, description="Longest an active introspection result is cached, s"
+    )
+    introspection_negative_ttl: int = Field(
+        5, ge=0, description="How long an inactive result is cached, s"
+    )
+    introspection_cache_size: int = Field(10_000, gt=0, description="Introspection cache entries")
+    introspection_timeout: float = Field(3.0, gt=0, description="Introspection request timeout, s")
+    api_keys: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Static API keys: JSON [{"sha256": "<hex>", "subject": "...", "scopes": [...]}]',
+    )
+
+    @field_validator("mcp_public_url", "auth_issuer_url", "auth_server_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL, for example https://mcp.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> Settings:
+        if self.auth_mode == "none" and not is_loopback_host(self.host):
+            raise ValueError(
+                "AUTH_MODE=none serves without authentication and only listens on a loopback "
+                f"address; HOST={self.host!r} is not one"
+            )
+        return self
+
+    # --- derived URLs (one place decides them) --------------------------------------------------
+    @cached_property
+    def mcp_base_url(self) -> str:
+        return self.mcp_public_url or f"http://{_url_host(self.host)}:{self.mcp_port}"
+
+    @cached_property
+    def mcp_resource_url(self) -> str:
+        """The canonical MCP URI: the RFC 8707 resource and the audience of every token."""
+        return f"{self.mcp_base_url}/mcp"
+
+    @cached_property
+    def issuer(self) -> str:
+        if self.auth_issuer_url:
+            return self.auth_issuer_url
+        if self.auth_mode == "external":
+            return f"http://{_url_host(self.host)}:{self.auth_port}"
+        return self.mcp_base_url
+
+    @cached_property
+    def auth_server_base_url(self) -> str:
+        """Where the MCP server sends back-channel requests (introspection) to the auth server."""
+        return self.auth_server_url or self.issuer
+
+    @property
+    def binds_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up for a bad setting; exits with a readable message instead of a trace."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one line per bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = ["Invalid configuration:"]
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {error['msg']}")
+        raise SettingsError("\n".join(lines)) from None

@@ -1,0 +1,55 @@
+"""The storage protocol every stateful part of the project is written against.
+
+It knows nothing about OAuth or MCP: string keys, string values, TTLs in seconds, and the few
+atomic operations the callers need (take-once for single-use codes, counters for rate limits,
+hashes for per-user data and sets for grant membership). `memory.py` and `redis.py` implement it
+identically; `tests/integration/test_storage_contract.py` runs one suite against both.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class StorageUnavailable(Exception):
+    """The backend cannot be reached; callers answer 503, never 500."""
+
+
+class Store(Protocol):
+    async def get(self, key: str) -> str | None:
+        """The value, or None if absent or expired."""
+
+    async def set(self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False) -> bool:
+        """Store value (expiring after ttl seconds if given). With only_if_absent, refuse to overwrite
+        and return False when the key exists; otherwise return True."""
+
+    async def delete(self, *keys: str) -> int:
+        """Remove keys; returns how many existed."""
+
+    async def take(self, key: str) -> str | None:
+        """Atomically read and delete: of many concurrent callers exactly one gets the value."""
+
+    async def incr(self, key: str, ttl: float) -> int:
+        """Increment a counter; the first increment starts its ttl (fixed window)."""
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left before key expires; None if absent or without expiry."""
+
+    async def hset(self, key: str, field: str, value: str) -> None: ...
+
+    async def hget(self, key: str, field: str) -> str | None: ...
+
+    async def hgetall(self, key: str) -> dict[str, str]: ...
+
+    async def hdel(self, key: str, field: str) -> bool:
+        """Remove one field; True if it existed."""
+
+    async def sadd(self, key: str, *members: str, ttl: float | None = None) -> None:
+        """Add members; with ttl, (re)set the set's expiry to at least ttl seconds."""
+
+    async def smembers(self, key: str) -> set[str]: ...
+
+    async def ping(self) -> bool:
+        """True when the backend answers (readiness)."""
+
+    async def close(self) -> None: ...

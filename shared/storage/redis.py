@@ -1,0 +1,191 @@
+"""`Store` on Redis, for several workers or replicas sharing state.
+
+Key layout: the protocol's key is used verbatim after `key_prefix` (`<prefix><key>`); the prefix
+is not followed by an implicit separator, so pass e.g. "mcpref:" to share one Redis between
+deployments. Strings, hashes and sets are the native Redis types under that one key; nothing
+else is written.
+
+Every Redis failure leaves this module as a project exception: connection problems, timeouts and
+server-side refusals (LOADING, READONLY, OOM...) become `StorageUnavailable` (callers answer 503);
+WRONGTYPE becomes TypeError and a non-integer counter ValueError, matching `MemoryStore`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from shared.storage.base import StorageUnavailable
+
+# One retry is enough to replace a pooled connection that died with a Redis restart; more would
+# only delay the 503 while Redis is really down.
+_RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1)
+_SOCKET_TIMEOUT = 2.0
+_HEALTH_CHECK_INTERVAL = 10  # seconds idle before a pooled connection is PINGed on checkout
+
+# Scripts make read-modify-write steps atomic on the server (redis-py reloads them on NOSCRIPT,
+# e.g. after a restart emptied the script cache).
+_INCR = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+# PTTL before the add: -2 = new set (gets the ttl), -1 = existing set without expiry (already
+# lives "at least ttl", left alone), otherwise extend only if the new expiry is later.
+_SADD_WITH_TTL = """
+local before = redis.call('PTTL', KEYS[1])
+for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+if before == -2 or (before >= 0 and before < tonumber(ARGV[1])) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def _milliseconds(ttl: float) -> int:
+    """Seconds (possibly fractional) to the whole milliseconds PX/PEXPIRE take; never 0."""
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return max(1, round(ttl * 1000))
+
+
+def _translate(exc: Exception) -> Exception:
+    message = str(exc)
+    if isinstance(exc, ResponseError):
+        if message.startswith("WRONGTYPE"):
+            return TypeError(message)
+        if "not an integer" in message:
+            return ValueError(message)
+    return StorageUnavailable(f"redis: {type(exc).__name__}: {message}")
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:  # OSError: a socket error redis-py did not wrap
+        raise _translate(exc) from exc
+
+
+class RedisStore:
+    def __init__(self, client: Redis, key_prefix: str = "") -> None:
+        """`client` must use decode_responses=True; prefer `from_url`."""
+        self._redis = client
+        self._prefix = key_prefix
+        self._incr = client.register_script(_INCR)
+        self._sadd_with_ttl = client.register_script(_SADD_WITH_TTL)
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str = "") -> RedisStore:
+        """A store with timeouts short enough that an outage turns into a prompt 503, and pooled
+        connections that are health-checked so a Redis restart heals without an app restart."""
+        client = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=_SOCKET_TIMEOUT,
+            socket_connect_timeout=_SOCKET_TIMEOUT,
+            health_check_interval=_HEALTH_CHECK_INTERVAL,
+            retry=_RETRY,
+        )
+        return cls(client, key_prefix)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    # -- strings ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> str | None:
+        with _redis_errors():
+            value = cast(str | None, await self._redis.get(self._k(key)))
+        return value
+
+    async def set(
+        self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False
+    ) -> bool:
+        px = None if ttl is None else _milliseconds(ttl)
+        with _redis_errors():
+            stored: Any = await self._redis.set(self._k(key), value, px=px, nx=only_if_absent)
+        return bool(stored)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        with _redis_errors():
+            removed: int = await self._redis.delete(*(self._k(key) for key in keys))
+        return removed
+
+    async def take(self, key: str) -> str | None:
+        with _redis_errors():
+            value = cast(str | None, await self._redis.getdel(self._k(key)))
+        return value
+
+    async def incr(self, key: str, ttl: float) -> int:
+        ms = _milliseconds(ttl)
+        with _redis_errors():
+            count: Any = await self._incr(keys=[self._k(key)], args=[ms])
+        return int(count)
+
+    async def ttl(self, key: str) -> float | None:
+        with _redis_errors():
+            ms: int = await self._redis.pttl(self._k(key))
+        return None if ms < 0 else ms / 1000  # -2: absent, -1: no expiry
+
+    # -- hashes ----------------------------------------------------------------------------
+
+    async def hset(self, key: str, field: str, value: str) -> None:
+        with _redis_errors():
+            await self._redis.hset(self._k(key), field, value)
+
+    async def hget(self, key: str, field: str) -> str | None:
+        with _redis_errors():
+            value = cast(str | None, await self._redis.hget(self._k(key), field))
+        return value
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        with _redis_errors():
+            fields = cast(dict[str, str], await self._redis.hgetall(self._k(key)))
+        return fields
+
+    async def hdel(self, key: str, field: str) -> bool:
+        with _redis_errors():
+            removed: int = await self._redis.hdel(self._k(key), field)
+        return removed > 0
+
+    # -- sets ------------------------------------------------------------------------------
+
+    async def sadd(self, key: str, *members: str, ttl: float | None = None) -> None:
+        ms = None if ttl is None else _milliseconds(ttl)
+        if not members:  # SADD needs at least one member; adding nothing changes nothing
+            return
+        with _redis_errors():
+            if ms is None:
+                await self._redis.sadd(self._k(key), *members)
+            else:
+                await self._sadd_with_ttl(keys=[self._k(key)], args=[ms, *members])
+
+    async def smembers(self, key: str) -> builtins.set[str]:
+        with _redis_errors():
+            members = cast(builtins.set[str], await self._redis.smembers(self._k(key)))
+        return members
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """Readiness: False rather than an exception when Redis does not answer."""
+        try:
+            with _redis_errors():
+                return bool(await self._redis.ping())
+        except StorageUnavailable:
+            return False
+
+    async def close(self) -> None:
+        with _redis_errors():
+            await self._redis.aclose(close_connection_pool=True)
