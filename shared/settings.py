@@ -38,7 +38,12 @@ class Settings(BaseSettings):
     """Everything configurable, read once at start-up and passed down explicitly (no globals)."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True, case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
     )
 
     # --- processes and addresses -------------------------------------------------------------

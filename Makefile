@@ -1,0 +1,68 @@
+# One command each, on a fresh machine: every target below installs what it needs first.
+#   make dev-internal   MCP server + authorization server in one process on MCP_PORT (3232)
+#   make dev-external   authorization server on AUTH_PORT (3001) and MCP server on MCP_PORT, two processes
+#   make test           lint, the whole test suite (real servers, Redis, browser) and the conformance suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+export MCP_PORT ?= 3232
+export AUTH_PORT ?= 3001
+export HOST ?= 127.0.0.1
+
+.PHONY: env-example help install system-deps node-tools dev-internal dev-external dev-stdio test test-python lint format conformance clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+	@echo "  make lint           ruff + mypy --strict"
+	@echo "  make conformance    the official MCP conformance suite, both protocol revisions"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	@bash scripts/ensure-system-deps.sh
+
+node-tools:
+	@bash scripts/ensure-node-tools.sh
+
+dev-internal: $(STAMP)
+	AUTH_MODE=internal $(PY) -m mcp_server --transport http
+
+dev-external: $(STAMP)
+	@bash scripts/dev-external.sh
+
+dev-stdio: $(STAMP)
+	AUTH_MODE=none $(PY) -m mcp_server --transport stdio
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mcp_server auth_server shared tests scripts
+	$(VENV)/bin/ruff format --check mcp_server auth_server shared tests scripts
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format mcp_server auth_server shared tests scripts
+	$(VENV)/bin/ruff check --fix mcp_server auth_server shared tests scripts
+
+test-python: $(STAMP) system-deps node-tools
+	$(PY) -m pytest
+
+conformance: $(STAMP) node-tools
+	@bash scripts/conformance.sh
+
+test: lint test-python conformance
+
+env-example: $(STAMP)
+	$(PY) scripts/gen-env-example.py > .env.example
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache results
