@@ -1,0 +1,89 @@
+"""The security audit trail: one JSON line per security event, never a credential in it.
+
+Operators grep these lines ("who logged in", "which grant was revoked and why") and ship them to a
+SIEM, so each line is a self-contained JSON object on the `auth_server.audit` logger. The fields are
+fixed keyword arguments rather than free-form `**kwargs` on purpose: a token, code, secret or
+password cannot end up in a line by accident, because there is no parameter to pass it through.
+When a credential must be correlated, pass `fingerprint(value)`: 12 hex characters of its
+SHA-256 digest, enough to match a support ticket, useless to an attacker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Literal
+
+from auth_server import crypto
+
+AuditEvent = Literal[
+    "login_succeeded",
+    "login_failed",
+    "consent_granted",
+    "consent_denied",
+    "client_registered",
+    "client_auth_failed",
+    "token_issued",  # access token (and refresh token, if any) minted for any grant type
+    "code_replay",  # an already redeemed authorization code was presented again
+    "refresh_reuse",  # a rotated refresh token was presented again
+    "revoked",  # a token was revoked at /revoke
+    "grant_revoked",  # a whole grant ended (replay, reuse, refresh-token revocation)
+    "introspection_denied",
+    "rate_limited",
+]
+
+LOGGER_NAME = "auth_server.audit"
+FINGERPRINT_CHARS = 12
+
+
+def fingerprint(credential: str) -> str:
+    """A short, non-reversible handle on a credential for log correlation."""
+    return crypto.digest(credential)[:FINGERPRINT_CHARS]
+
+
+class AuditLog:
+    """Writes audit lines; `enabled=False` (setting AUDIT_LOG) turns it into a no-op."""
+
+    def __init__(self, enabled: bool = True, logger: logging.Logger | None = None) -> None:
+        self._enabled = enabled
+        self._logger = logger or logging.getLogger(LOGGER_NAME)
+
+    def record(
+        self,
+        event: AuditEvent,
+        *,
+        ip: str | None = None,
+        client_id: str | None = None,
+        subject: str | None = None,
+        grant_id: str | None = None,
+        grant_type: str | None = None,
+        endpoint: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
+        token_type: str | None = None,
+        token_fp: str | None = None,
+        jti: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Emit one line. `token_fp` must come from `fingerprint()`, never the credential itself."""
+        if not self._enabled:
+            return
+        fields = {
+            "event": event,
+            "ts": round(time.time(), 3),
+            "ip": ip,
+            "client_id": client_id,
+            "subject": subject,
+            "grant_id": grant_id,
+            "grant_type": grant_type,
+            "endpoint": endpoint,
+            "scope": scope,
+            "resource": resource,
+            "token_type": token_type,
+            "token_fp": token_fp,
+            "jti": jti,
+            "reason": reason,
+        }
+        line = json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":"))
+        self._logger.info(line)

@@ -1,0 +1,80 @@
+"""Fixed-window rate limiting for the endpoints an attacker would brute-force.
+
+OAuth 2.1 section 7.7 asks the AS to stop guessing of codes, tokens, client secrets and passwords;
+RFC 7591 section 3 allows limiting open registration. One counter per (endpoint, client IP) lives
+in the shared `Store`, so every instance behind a load balancer counts together. A fixed window
+(the first request opens a 60 s window) costs one atomic INCR per request and is easy to reason
+about; its known weakness, up to 2x the limit across a window edge, does not matter at a
+brute-force scale of 2^128.
+
+The client IP is Starlette's `request.client.host`. Behind a reverse proxy run uvicorn with
+`--proxy-headers --forwarded-allow-ips=<proxy>` so that it is the real client, not the proxy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from starlette.requests import Request
+
+from auth_server.audit import AuditLog
+from auth_server.errors import OAuthError
+from shared.storage.base import Store
+
+LimitedEndpoint = Literal["token", "introspect", "revoke", "register", "login"]
+
+WINDOW_SECONDS = 60.0
+
+
+class RateLimited(OAuthError):
+    """429 Too Many Requests with Retry-After.
+
+    JSON endpoints re-raise it like any OAuthError; HTML pages (login) catch it and render their
+    own page using `retry_after`. `temporarily_unavailable` is the registered OAuth error value
+    closest in meaning (RFC 6749 section 4.1.2.1); the 429 status carries the precise meaning.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "temporarily_unavailable",
+            f"too many requests; retry after {retry_after} seconds",
+            status_code=429,
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class RateLimiter:
+    """`await limiter.check("token", request)` before doing any work; raises RateLimited."""
+
+    def __init__(
+        self,
+        store: Store,
+        per_minute: int,
+        *,
+        audit: AuditLog | None = None,
+        window: float = WINDOW_SECONDS,
+    ) -> None:
+        self._store = store
+        self._limit = per_minute
+        self._window = window
+        self._audit = audit
+
+    async def check(self, endpoint: LimitedEndpoint, request: Request) -> None:
+        await self.check_ip(endpoint, client_ip(request))
+
+    async def check_ip(self, endpoint: LimitedEndpoint, ip: str) -> None:
+        key = f"auth:ratelimit:{endpoint}:{ip}"
+        count = await self._store.incr(key, self._window)
+        if count <= self._limit:
+            return
+        remaining = await self._store.ttl(key)
+        retry_after = max(1, math.ceil(remaining if remaining is not None else self._window))
+        if self._audit is not None and count == self._limit + 1:  # once per window, not per request
+            self._audit.record("rate_limited", ip=ip, endpoint=endpoint)
+        raise RateLimited(retry_after)
