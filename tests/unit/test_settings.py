@@ -90,3 +90,9 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
         [sys.executable, "scripts/gen-env-example.py"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert (ROOT / ".env.example").read_text() == generated, "run: make env-example"
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"| `{name.upper()}` |" not in readme]
+    assert not missing, f"README.md configuration table lacks {missing}"
