@@ -1,0 +1,352 @@
+"""One behaviour contract for every `Store`: each test runs against MemoryStore and against
+RedisStore on a real redis-server, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.storage.base import StorageUnavailable, Store
+from shared.storage.memory import MemoryStore
+from shared.storage.redis import RedisStore
+
+pytest_plugins = ["tests.fixtures.redis_server"]
+# The helpers of that module are imported inside the tests that use them: importing it here, before
+# pytest registers it as a plugin, would stop pytest from rewriting its asserts.
+
+SHORT = 0.2  # seconds; long enough to act before expiry, short enough to keep the suite fast
+PAST_SHORT = 0.3
+
+
+def unique_prefix() -> str:
+    return f"test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    backend: Store
+    if request.param == "memory":
+        backend = MemoryStore()
+    else:
+        backend = RedisStore.from_url(request.getfixturevalue("redis_url"), key_prefix=unique_prefix())
+    yield backend
+    await backend.close()
+
+
+# -- strings ---------------------------------------------------------------------------------
+
+
+async def test_get_returns_what_set_stored_and_none_for_unknown_keys(store: Store) -> None:
+    assert await store.set("k", "v") is True
+    assert await store.get("k") == "v"
+    assert await store.get("unknown") is None
+
+
+async def test_set_overwrites_by_default(store: Store) -> None:
+    await store.set("k", "old")
+    assert await store.set("k", "new") is True
+    assert await store.get("k") == "new"
+
+
+async def test_set_only_if_absent_refuses_to_overwrite(store: Store) -> None:
+    assert await store.set("k", "first", only_if_absent=True) is True
+    assert await store.set("k", "second", only_if_absent=True) is False
+    assert await store.get("k") == "first"
+
+
+async def test_keys_expire_after_their_ttl(store: Store) -> None:
+    await store.set("short", "v", ttl=SHORT)
+    await store.set("long", "v", ttl=10)
+    assert await store.get("short") == "v"
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.get("short") is None
+    assert await store.take("short") is None
+    assert await store.ttl("short") is None
+    assert await store.get("long") == "v"
+
+
+async def test_set_only_if_absent_succeeds_once_the_old_value_expired(store: Store) -> None:
+    await store.set("k", "old", ttl=SHORT)
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.set("k", "new", only_if_absent=True) is True
+    assert await store.get("k") == "new"
+
+
+async def test_set_without_ttl_clears_an_existing_ttl(store: Store) -> None:
+    await store.set("k", "v", ttl=SHORT)
+    await store.set("k", "w")
+    assert await store.ttl("k") is None
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.get("k") == "w"
+
+
+async def test_ttl_reports_fractional_seconds_left_or_none(store: Store) -> None:
+    await store.set("expiring", "v", ttl=1.5)
+    await store.set("forever", "v")
+    left = await store.ttl("expiring")
+    assert left is not None
+    assert 1.3 < left <= 1.5
+    assert await store.ttl("forever") is None
+    assert await store.ttl("absent") is None
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan")])
+async def test_non_positive_ttls_are_rejected(store: Store, ttl: float) -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        await store.set("k", "v", ttl=ttl)
+    with pytest.raises(ValueError, match="ttl"):
+        await store.incr("n", ttl)
+    with pytest.raises(ValueError, match="ttl"):
+        await store.sadd("s", "m", ttl=ttl)
+    assert await store.get("k") is None
+
+
+async def test_delete_counts_only_the_keys_that_existed(store: Store) -> None:
+    await store.set("a", "1")
+    await store.hset("h", "f", "v")
+    await store.sadd("s", "m")
+    await store.set("expired", "v", ttl=SHORT)
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.delete("a", "h", "s", "missing", "expired") == 3
+    assert await store.delete("a") == 0
+    assert await store.delete() == 0
+    assert await store.get("a") is None
+    assert await store.hgetall("h") == {}
+    assert await store.smembers("s") == set()
+
+
+# -- take ------------------------------------------------------------------------------------
+
+
+async def test_take_returns_the_value_once_and_removes_it(store: Store) -> None:
+    await store.set("code", "secret", ttl=10)
+    assert await store.take("code") == "secret"
+    assert await store.take("code") is None
+    assert await store.get("code") is None
+
+
+async def test_take_returns_the_value_to_exactly_one_of_many_concurrent_callers(store: Store) -> None:
+    # Warm up first: callers that each still had to open a Redis connection would arrive one by
+    # one, and then even a non-atomic GET + DEL would look correct.
+    await asyncio.gather(*(store.take("warm-up") for _ in range(100)))
+    await store.set("code", "secret")
+    results = await asyncio.gather(*(store.take("code") for _ in range(100)))
+    assert [r for r in results if r is not None] == ["secret"]
+
+
+# -- counters --------------------------------------------------------------------------------
+
+
+async def test_incr_counts_up_from_one(store: Store) -> None:
+    assert [await store.incr("n", 10) for _ in range(3)] == [1, 2, 3]
+    assert await store.get("n") == "3"
+
+
+async def test_incr_starts_the_window_on_the_first_increment(store: Store) -> None:
+    window = 0.5
+    assert await store.incr("n", window) == 1
+    await asyncio.sleep(0.15)
+    assert await store.incr("n", window) == 2  # must not push the window's end out
+    left = await store.ttl("n")
+    assert left is not None
+    assert left <= window - 0.1
+    await asyncio.sleep(0.4)
+    assert await store.incr("n", window) == 1  # a fresh window
+
+
+async def test_concurrent_increments_are_never_lost(store: Store) -> None:
+    results = await asyncio.gather(*(store.incr("n", 10) for _ in range(100)))
+    assert sorted(results) == list(range(1, 101))
+    left = await store.ttl("n")
+    assert left is not None
+    assert left > 9
+
+
+async def test_incr_of_a_non_integer_value_raises_value_error(store: Store) -> None:
+    await store.set("n", "not a number")
+    with pytest.raises(ValueError, match="integer"):
+        await store.incr("n", 10)
+
+
+# -- hashes ----------------------------------------------------------------------------------
+
+
+async def test_hash_fields_are_stored_read_and_listed(store: Store) -> None:
+    await store.hset("user", "name", "ada")
+    await store.hset("user", "role", "admin")
+    await store.hset("user", "role", "owner")
+    assert await store.hget("user", "name") == "ada"
+    assert await store.hget("user", "missing") is None
+    assert await store.hget("nobody", "name") is None
+    assert await store.hgetall("user") == {"name": "ada", "role": "owner"}
+    assert await store.hgetall("nobody") == {}
+
+
+async def test_hdel_reports_whether_the_field_existed_and_an_emptied_hash_disappears(store: Store) -> None:
+    await store.hset("user", "name", "ada")
+    await store.hset("user", "role", "admin")
+    assert await store.hdel("user", "role") is True
+    assert await store.hdel("user", "role") is False
+    assert await store.hgetall("user") == {"name": "ada"}
+    assert await store.hdel("user", "name") is True
+    assert await store.delete("user") == 0  # no empty hash left behind
+    assert await store.hdel("nobody", "name") is False
+
+
+# -- sets ------------------------------------------------------------------------------------
+
+
+async def test_sadd_accumulates_distinct_members(store: Store) -> None:
+    await store.sadd("grants", "a", "b")
+    await store.sadd("grants", "b", "c")
+    await store.sadd("grants")
+    assert await store.smembers("grants") == {"a", "b", "c"}
+    assert await store.smembers("none") == set()
+
+
+async def test_a_set_with_a_ttl_expires(store: Store) -> None:
+    await store.sadd("grants", "a", ttl=SHORT)
+    await store.sadd("grants", "b")  # without ttl: keeps the expiry
+    left = await store.ttl("grants")
+    assert left is not None
+    assert left <= SHORT
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.smembers("grants") == set()
+
+
+async def test_sadd_with_ttl_extends_but_never_shortens_the_expiry(store: Store) -> None:
+    await store.sadd("grants", "a", ttl=SHORT)
+    await store.sadd("grants", "b", ttl=10)
+    await store.sadd("grants", "c", ttl=SHORT)
+    left = await store.ttl("grants")
+    assert left is not None
+    assert left > 9
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.smembers("grants") == {"a", "b", "c"}
+
+
+async def test_sadd_with_ttl_leaves_a_set_without_expiry_without_expiry(store: Store) -> None:
+    await store.sadd("grants", "a")
+    await store.sadd("grants", "b", ttl=SHORT)
+    assert await store.ttl("grants") is None
+
+
+# -- types and health ------------------------------------------------------------------------
+
+
+async def test_using_a_key_as_the_wrong_kind_raises_type_error(store: Store) -> None:
+    await store.set("string", "v")
+    await store.hset("hash", "f", "v")
+    await store.sadd("set", "m")
+    for wrong in (
+        lambda: store.hget("string", "f"),
+        lambda: store.hset("set", "f", "v"),
+        lambda: store.sadd("hash", "m"),
+        lambda: store.smembers("string"),
+        lambda: store.get("hash"),
+        lambda: store.take("set"),
+        lambda: store.incr("hash", 10),
+    ):
+        with pytest.raises(TypeError):
+            await wrong()
+    assert await store.get("string") == "v"
+    assert await store.set("hash", "overwritten") is True  # set replaces any kind, like Redis
+
+
+async def test_ping_answers_true_when_the_backend_is_up(store: Store) -> None:
+    assert await store.ping() is True
+
+
+# -- backend-specific ------------------------------------------------------------------------
+
+
+async def test_memory_store_sweeps_expired_keys_nobody_reads_again() -> None:
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0], sweep_every=10, sweep_batch=20)
+    for i in range(500):
+        await store.set(f"expiring:{i}", "v", ttl=1)
+    for i in range(100):
+        await store.set(f"live:{i}", "v", ttl=100)
+    await store.set("forever", "v")
+    assert store.raw_size == 601
+    now[0] = 2.0
+    for _ in range(300):  # 30 sweeps x 20 keys walk round all 600 keys with a ttl
+        await store.set("forever", "v")
+    assert store.raw_size == 101
+    assert await store.get("live:0") == "v"
+    assert await store.ttl("live:99") == pytest.approx(98)
+
+
+async def test_key_prefix_isolates_redis_stores_sharing_one_redis(redis_url: str) -> None:
+    prefix_a, prefix_b = unique_prefix(), unique_prefix()
+    a = RedisStore.from_url(redis_url, key_prefix=prefix_a)
+    b = RedisStore.from_url(redis_url, key_prefix=prefix_b)
+    raw = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await a.set("k", "from a")
+        await b.set("k", "from b")
+        await a.hset("h", "f", "v")
+        assert await a.get("k") == "from a"
+        assert await b.get("k") == "from b"
+        assert await b.hgetall("h") == {}
+        assert await b.delete("h") == 0
+        assert await raw.get(f"{prefix_a}k") == "from a"
+        assert sorted(await raw.keys(f"{prefix_a}*")) == [f"{prefix_a}h", f"{prefix_a}k"]
+    finally:
+        await a.close()
+        await b.close()
+        await raw.aclose()
+
+
+async def test_unreachable_redis_raises_storage_unavailable_not_a_redis_error() -> None:
+    from tests.fixtures.redis_server import free_port
+
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", key_prefix=unique_prefix())
+    try:
+        started = time.monotonic()
+        for operation in (
+            lambda: store.get("k"),
+            lambda: store.set("k", "v", ttl=1),
+            lambda: store.take("k"),
+            lambda: store.incr("n", 1),
+            lambda: store.sadd("s", "m", ttl=1),
+            lambda: store.hgetall("h"),
+        ):
+            with pytest.raises(StorageUnavailable) as caught:
+                await operation()
+            assert not isinstance(caught.value, RedisError)
+            assert isinstance(caught.value.__cause__, RedisError | OSError)
+        assert await store.ping() is False
+        assert time.monotonic() - started < 3
+    finally:
+        await store.close()
+
+
+async def test_redis_store_recovers_when_redis_comes_back_without_reconnecting(tmp_path: Path) -> None:
+    from tests.fixtures.redis_server import start_redis
+
+    server = start_redis(tmp_path)
+    store = RedisStore.from_url(server.url, key_prefix=unique_prefix())
+    try:
+        await store.set("k", "before")
+        server.stop()
+        assert await store.ping() is False
+        with pytest.raises(StorageUnavailable):
+            await store.get("k")
+        server.start()  # same port, data gone (no persistence)
+        assert await store.get("k") is None
+        assert await store.incr("n", 10) == 1
+        assert await store.ping() is True
+        server.restart()  # pooled connections die under the store's feet
+        assert await store.set("k", "after") is True
+        assert await store.get("k") == "after"
+    finally:
+        await store.close()
+        server.stop()
