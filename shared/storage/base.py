@@ -1,13 +1,15 @@
 """The storage protocol every stateful part of the project is written against.
 
-It knows nothing about OAuth or MCP: string keys, string values, TTLs in seconds, and the few
-atomic operations the callers need (take-once for single-use codes, counters for rate limits,
-hashes for per-user data and sets for grant membership). `memory.py` and `redis.py` implement it
-identically; `tests/integration/test_storage_contract.py` runs one suite against both.
+It knows nothing about OAuth or MCP: string keys, string values, TTLs in seconds (positive and
+finite; zero, negative or NaN raise ValueError), and the few atomic operations the callers need
+(take-once for single-use codes, counters for rate limits, hashes for per-user data and sets for
+grant membership). `memory.py` and `redis.py` implement it identically;
+`tests/integration/test_storage_contract.py` runs one suite against both.
 """
 
 from __future__ import annotations
 
+import builtins
 from typing import Protocol
 
 
@@ -19,7 +21,9 @@ class Store(Protocol):
     async def get(self, key: str) -> str | None:
         """The value, or None if absent or expired."""
 
-    async def set(self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False) -> bool:
+    async def set(
+        self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False
+    ) -> bool:
         """Store value (expiring after ttl seconds if given). With only_if_absent, refuse to overwrite
         and return False when the key exists; otherwise return True."""
 
@@ -35,6 +39,9 @@ class Store(Protocol):
     async def ttl(self, key: str) -> float | None:
         """Seconds left before key expires; None if absent or without expiry."""
 
+    async def expire(self, key: str, ttl: float) -> bool:
+        """(Re)set the expiry of an existing key of any kind; False if the key is absent."""
+
     async def hset(self, key: str, field: str, value: str) -> None: ...
 
     async def hget(self, key: str, field: str) -> str | None: ...
@@ -47,7 +54,7 @@ class Store(Protocol):
     async def sadd(self, key: str, *members: str, ttl: float | None = None) -> None:
         """Add members; with ttl, (re)set the set's expiry to at least ttl seconds."""
 
-    async def smembers(self, key: str) -> set[str]: ...
+    async def smembers(self, key: str) -> builtins.set[str]: ...
 
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""

@@ -109,6 +109,14 @@ class MemoryStore:
             return None
         return self._expires_at[key] - self._clock()
 
+    async def expire(self, key: str, ttl: float) -> bool:
+        _check_ttl(ttl)
+        if not self._alive(key):
+            return False
+        self._expires_at.pop(key, None)
+        self._expires_at[key] = self._clock() + ttl
+        return True
+
     # -- hashes ----------------------------------------------------------------------------
 
     async def hset(self, key: str, field: str, value: str) -> None:

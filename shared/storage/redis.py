@@ -138,6 +138,10 @@ class RedisStore:
             ms: int = await self._redis.pttl(self._k(key))
         return None if ms < 0 else ms / 1000  # -2: absent, -1: no expiry
 
+    async def expire(self, key: str, ttl: float) -> bool:
+        with _redis_errors():
+            return bool(await self._redis.pexpire(self._k(key), _milliseconds(ttl)))
+
     # -- hashes ----------------------------------------------------------------------------
 
     async def hset(self, key: str, field: str, value: str) -> None:

@@ -203,6 +203,19 @@ async def test_hdel_reports_whether_the_field_existed_and_an_emptied_hash_disapp
 # -- sets ------------------------------------------------------------------------------------
 
 
+async def test_expire_gives_a_hash_a_ttl_and_refuses_absent_keys(store: Store) -> None:
+    await store.hset("h", "a", "1")
+    assert await store.expire("h", 0.2) is True
+    assert await store.hget("h", "a") == "1"
+    await store.hset("h", "b", "2")  # writing a field keeps the hash's expiry
+    remaining = await store.ttl("h")
+    assert remaining is not None
+    assert remaining <= 0.2
+    await asyncio.sleep(0.3)
+    assert await store.hgetall("h") == {}
+    assert await store.expire("absent", 1) is False
+
+
 async def test_sadd_accumulates_distinct_members(store: Store) -> None:
     await store.sadd("grants", "a", "b")
     await store.sadd("grants", "b", "c")
