@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     )
 
     # --- processes and addresses -------------------------------------------------------------
-    auth_mode: AuthMode = Field("internal", description="internal | external | none")
+    auth_mode: AuthMode = Field("internal", description="internal, external or none (see docs/auth-modes.md)")
     host: str = Field("127.0.0.1", description="Interface both servers bind to")
     mcp_port: int = Field(3232, ge=0, le=65535, description="Port of the MCP server")
     auth_port: int = Field(3001, ge=0, le=65535, description="Port of the standalone auth server")
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("", description="Prefix for every Redis key (share one Redis)")
 
     # --- authorization server ------------------------------------------------------------------
-    token_format: TokenFormat = Field("opaque", description="Access token format: opaque | jwt")
+    token_format: TokenFormat = Field("opaque", description="Access token format: opaque or jwt")
     access_token_ttl: int = Field(3600, gt=0, description="Access token lifetime, seconds")
     refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0, description="Refresh token lifetime, seconds")
     authorization_code_ttl: int = Field(120, gt=0, le=600, description="Authorization code lifetime, s")
