@@ -1,0 +1,83 @@
+"""Token introspection (RFC 7662) for resource servers.
+
+Only clients flagged `may_introspect` that authenticate with a secret may ask (the MCP server's
+own client in external mode); anyone else gets 401 `invalid_client`, so the endpoint cannot be
+used to test stolen or guessed tokens. The endpoint is rate-limited like /token.
+
+An inactive answer is exactly `{"active": false}`: unknown, expired, revoked, malformed and
+"not for a resource you serve" look the same, so the answer leaks nothing. The hint only
+chooses which kind is tried first; a wrong hint never hides a token.
+
+`token_type` is `Bearer` for access tokens (the RFC 6749 section 5.1 type, which is what RFC 7662
+defines it as) and `refresh_token` for refresh tokens, which also carry no `aud`: a resource
+server must accept only `Bearer` (the shared introspection validator does), and even one that
+forgets finds no audience of its own on a refresh token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth_server.endpoints.forms import Endpoint, json_response, oauth_endpoint, read_form
+from auth_server.rate_limit import client_ip
+from auth_server.resources import served_resources
+from auth_server.tokens import AccessTokenRecord, FoundToken
+
+if TYPE_CHECKING:
+    from auth_server.backchannel import BackChannel
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+def describe(found: FoundToken, resources: tuple[str, ...]) -> dict[str, Any]:
+    """The RFC 7662 section 2.2 answer for a live token."""
+    record = found.record
+    if isinstance(record, AccessTokenRecord):
+        if not set(record.aud) & set(resources):
+            return INACTIVE
+        return {
+            "active": True,
+            "token_type": "Bearer",
+            "scope": record.scope,
+            "client_id": record.client_id,
+            "sub": record.sub,
+            "aud": record.aud[0] if len(record.aud) == 1 else list(record.aud),
+            "iss": record.iss,
+            "exp": record.exp,
+            "iat": record.iat,
+            "jti": record.jti,
+        }
+    if record.resource not in resources:
+        return INACTIVE
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "scope": record.scope,
+        "client_id": record.client_id,
+        "sub": record.sub,
+        "iss": record.iss,
+        "exp": record.exp,
+        "iat": record.iat,
+    }
+
+
+def introspection_endpoint(channel: BackChannel) -> Endpoint:
+    resources = served_resources(channel.settings)
+
+    @oauth_endpoint
+    async def introspect(request: Request) -> Response:
+        ip = client_ip(request)
+        await channel.limiter.check_ip("introspect", ip)
+        form = await read_form(request)
+        caller = await channel.clients.authenticate(request.headers, form)
+        if not caller.proved_identity or not caller.client.may_introspect:
+            channel.audit.record("introspection_denied", ip=ip, client_id=caller.client_id)
+            raise channel.clients.failure("this client may not introspect tokens")
+        token = form.require("token")
+        found = await channel.tokens.find_any(token, form.get("token_type_hint"))
+        return json_response(INACTIVE if found is None else describe(found, resources))
+
+    return introspect

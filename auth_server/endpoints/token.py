@@ -1,0 +1,60 @@
+"""The token endpoint (OAuth 2.1 section 3.2): POST form in, tokens or an RFC 6749 5.2 error out.
+
+Order of checks: rate limit, form syntax, grant type (so `password` is always
+`unsupported_grant_type`), client authentication, whether this client registered the grant
+(`unauthorized_client`), then the grant's own rules in `auth_server.grants`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth_server.client_auth import AuthenticatedClient
+from auth_server.endpoints.forms import Endpoint, Form, json_response, oauth_endpoint, read_form
+from auth_server.errors import OAuthError
+from auth_server.grants import authorization_code, client_credentials, refresh_token
+from auth_server.grants.context import GrantContext
+from auth_server.rate_limit import client_ip
+from auth_server.tokens import IssuedTokens
+
+if TYPE_CHECKING:
+    from auth_server.backchannel import BackChannel
+
+GrantHandler = Callable[[GrantContext, AuthenticatedClient, Form, str], Awaitable[IssuedTokens]]
+
+GRANT_TYPES: dict[str, GrantHandler] = {
+    "authorization_code": authorization_code.exchange,
+    "refresh_token": refresh_token.exchange,
+    "client_credentials": client_credentials.exchange,
+}
+
+
+def token_endpoint(channel: BackChannel) -> Endpoint:
+    context = channel.grant_context
+
+    @oauth_endpoint
+    async def token(request: Request) -> Response:
+        ip = client_ip(request)
+        await channel.limiter.check_ip("token", ip)
+        form = await read_form(request)
+        grant_type = form.require("grant_type")
+        handler = GRANT_TYPES.get(grant_type)
+        if handler is None:
+            raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+        try:
+            caller = await channel.clients.authenticate(request.headers, form)
+        except OAuthError as exc:
+            if exc.error == "invalid_client":
+                claimed = form.get("client_id")
+                channel.audit.record("client_auth_failed", ip=ip, client_id=claimed, endpoint="token")
+            raise
+        if grant_type not in caller.client.grant_types:
+            raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
+        issued = await handler(context, caller, form, ip)
+        return json_response(issued.response_body())
+
+    return token

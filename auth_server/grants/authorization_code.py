@@ -1,0 +1,150 @@
+"""`grant_type=authorization_code` (OAuth 2.1 section 4.1.3, RFC 7636 section 4.6, RFC 8707).
+
+A code is single-use in the strongest sense: whoever presents it first consumes it (`Store.take`
+is atomic), whether or not that request then passes the checks. A code that reached the wrong
+hands is therefore dead after one guess, and a client that botched its request simply starts a
+new authorization.
+
+Then the redemption must match everything the code was bound to at /authorize: the client, the
+PKCE challenge (S256 only), the redirect_uri if the client repeats it, and the resource if the
+client names it (`invalid_target` otherwise). The user and the consented scope come from the code
+and are not negotiable here.
+
+Replay (OAuth 2.1 section 4.1.3, RFC 9700 section 4.5.3): for REDEEMED_TTL seconds after a
+redemption a marker remembers the code's client, challenge and grant. A second presentation is
+`invalid_grant`; if it also proves possession (same client, correct verifier) the code has
+evidently leaked, and everything issued from it is revoked. A replay without that proof is only
+refused: otherwise anyone who saw a code in a log could revoke a stranger's session.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ValidationError
+
+from auth_server import crypto
+from auth_server.client_auth import AuthenticatedClient
+from auth_server.endpoints.forms import Form
+from auth_server.errors import OAuthError
+from auth_server.grants.context import GrantContext, invalid_grant
+from auth_server.grants.grant import GrantRecord
+from auth_server.models import AuthorizationCodeRecord
+from auth_server.tokens import IssuedTokens
+
+CODE_PREFIX = "auth:code:"
+REDEEMED_PREFIX = "auth:code-redeemed:"
+REDEEMED_TTL = 600
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 section 4.1
+
+
+class RedeemedCode(BaseModel):
+    """What a replay needs to prove possession; no credential in it (the challenge is a hash)."""
+
+    client_id: str
+    code_challenge: str
+    grant_id: str
+
+
+def verifier_matches(verifier: str | None, challenge: str) -> bool:
+    if verifier is None or not challenge or not _VERIFIER.fullmatch(verifier):
+        return False
+    return crypto.constant_time_equals(crypto.s256_challenge(verifier), challenge)
+
+
+async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, ip: str) -> IssuedTokens:
+    code = form.require("code")
+    verifier = form.get("code_verifier")
+    digest = crypto.digest(code)
+
+    raw = await ctx.store.take(CODE_PREFIX + digest)
+    if raw is None:
+        await _on_replay(ctx, caller, digest, verifier, ip)
+        raise invalid_grant("the authorization code is invalid, expired or already used")
+    try:
+        record = AuthorizationCodeRecord.model_validate_json(raw)
+    except ValidationError:
+        raise invalid_grant("the authorization code is invalid, expired or already used") from None
+    marker = RedeemedCode(
+        client_id=record.client_id, code_challenge=record.code_challenge, grant_id=record.grant_id
+    )
+    await ctx.store.set(REDEEMED_PREFIX + digest, marker.model_dump_json(), ttl=REDEEMED_TTL)
+
+    if record.client_id != caller.client_id:
+        raise invalid_grant("the authorization code was issued to another client")
+    if record.issued_at + ctx.settings.authorization_code_ttl <= ctx.clock():
+        raise invalid_grant("the authorization code has expired")
+    if verifier is None:
+        raise invalid_grant("code_verifier is required (PKCE)")
+    if not verifier_matches(verifier, record.code_challenge):
+        raise invalid_grant("code_verifier does not match the code_challenge")
+    redirect_uri = form.get("redirect_uri")
+    if redirect_uri is not None and redirect_uri != record.redirect_uri:
+        raise invalid_grant("redirect_uri differs from the authorization request")
+    resource = form.get("resource")
+    if resource is not None and resource != record.resource:
+        raise OAuthError("invalid_target", "resource differs from the one authorized")
+
+    with_refresh = "refresh_token" in caller.client.grant_types
+    ttl = ctx.tokens.refresh_ttl if with_refresh else ctx.settings.access_token_ttl
+    grant = GrantRecord(
+        grant_id=record.grant_id,
+        client_id=record.client_id,
+        subject=record.subject,
+        scope=" ".join(record.scopes),
+        resource=record.resource,
+        created_at=int(ctx.clock()),
+    )
+    await ctx.grants.save(grant, ttl)
+    issued = await ctx.tokens.issue(
+        client_id=record.client_id,
+        subject=record.subject,
+        scopes=record.scopes,
+        resource=record.resource,
+        grant_id=record.grant_id,
+        refresh_scopes=record.scopes if with_refresh else None,
+    )
+    if not await ctx.grants.attach(record.grant_id, issued.store_keys, ttl):
+        raise invalid_grant("the authorization code was replayed; its grant is revoked")
+    ctx.audit.record(
+        "token_issued",
+        ip=ip,
+        client_id=record.client_id,
+        subject=record.subject,
+        grant_id=record.grant_id,
+        grant_type="authorization_code",
+        scope=issued.scope,
+        resource=record.resource,
+        jti=issued.jti,
+    )
+    return issued
+
+
+async def _on_replay(
+    ctx: GrantContext, caller: AuthenticatedClient, digest: str, verifier: str | None, ip: str
+) -> None:
+    raw = await ctx.store.get(REDEEMED_PREFIX + digest)
+    if raw is None:
+        return  # never issued, or long expired: nothing to learn
+    try:
+        redeemed = RedeemedCode.model_validate_json(raw)
+    except ValidationError:
+        return
+    proven = redeemed.client_id == caller.client_id and verifier_matches(verifier, redeemed.code_challenge)
+    if not proven:
+        ctx.audit.record(
+            "code_replay",
+            ip=ip,
+            client_id=caller.client_id,
+            grant_id=redeemed.grant_id,
+            reason="replay without the client's proof; grant kept",
+        )
+        return
+    alive = await ctx.grants.revoke(redeemed.grant_id)
+    ctx.audit.record(
+        "code_replay",
+        ip=ip,
+        client_id=caller.client_id,
+        grant_id=redeemed.grant_id,
+        reason=f"grant revoked ({alive} live tokens)",
+    )

@@ -1,0 +1,78 @@
+"""A grant: one consent by one user to one client, and every token issued from it.
+
+An authorization code starts a grant (its id was chosen at /authorize); each token minted from
+the code, and from every refresh token that descends from it, joins the grant. Ending the grant
+(code replay, refresh-token reuse, revocation of a refresh token) deletes all of them at once.
+
+Store layout:
+* `auth:grant:{id}`: the GrantRecord (JSON), TTL = the longest-lived token in it, renewed on
+  every rotation.
+* `auth:grant:{id}:tokens`: set of the Store keys of its tokens, same TTL.
+* `auth:grant-revoked:{id}`: a short-lived tombstone. A refresh or code redemption that was
+  already in flight when the grant ended checks it after writing its tokens and deletes them
+  again, so a race cannot leave a live token behind in a revoked grant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.storage.base import Store
+
+GRANT_PREFIX = "auth:grant:"
+TOMBSTONE_PREFIX = "auth:grant-revoked:"
+TOMBSTONE_TTL = 300  # far longer than any token request can be in flight
+
+
+def grant_key(grant_id: str) -> str:
+    return GRANT_PREFIX + grant_id
+
+
+def members_key(grant_id: str) -> str:
+    return f"{GRANT_PREFIX}{grant_id}:tokens"
+
+
+class GrantRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    grant_id: str
+    client_id: str
+    subject: str
+    scope: str
+    resource: str
+    created_at: int
+
+
+class Grants:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def save(self, record: GrantRecord, ttl: float) -> None:
+        """Create the grant, or renew its TTL (rotation). Harmless after revocation: the
+        tombstone, not the record, decides whether tokens may join."""
+        await self._store.set(grant_key(record.grant_id), record.model_dump_json(), ttl=ttl)
+
+    async def get(self, grant_id: str) -> GrantRecord | None:
+        raw = await self._store.get(grant_key(grant_id))
+        return None if raw is None else GrantRecord.model_validate_json(raw)
+
+    async def attach(self, grant_id: str, store_keys: Iterable[str], ttl: float) -> bool:
+        """Record freshly written tokens as members. False, with the tokens deleted again, if
+        the grant was revoked meanwhile; the caller then answers invalid_grant."""
+        keys = tuple(store_keys)
+        await self._store.sadd(members_key(grant_id), *keys, ttl=ttl)
+        if await self._store.get(TOMBSTONE_PREFIX + grant_id) is None:
+            return True
+        await self._store.delete(*keys)
+        return False
+
+    async def revoke(self, grant_id: str) -> int:
+        """End the grant: every token in it stops working now. Returns how many tokens were
+        still alive. Idempotent."""
+        await self._store.set(TOMBSTONE_PREFIX + grant_id, "1", ttl=TOMBSTONE_TTL)
+        members = await self._store.smembers(members_key(grant_id))
+        alive = await self._store.delete(*members) if members else 0
+        await self._store.delete(grant_key(grant_id), members_key(grant_id))
+        return alive

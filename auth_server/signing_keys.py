@@ -1,0 +1,246 @@
+"""The keys that sign RFC 9068 JWT access tokens, their rotation, and the public JWKS.
+
+Two sources, chosen by the JWT_SIGNING_KEYS setting:
+
+* a private JWKS file (production: keys come from a secret manager). The FIRST key signs; every
+  key is published. To rotate, put a new key first, keep the old one until the last token it
+  signed has expired (ACCESS_TOKEN_TTL), then remove it, restarting after each edit.
+* unset: a P-256 key is generated on first use and kept in the Store under `auth:jwks`, so every
+  instance sharing the Store signs with and publishes the same keys. `rotate()` adds a new
+  signing key and retires the old one; a retired key stays published for ACCESS_TOKEN_TTL more
+  seconds, because tokens it signed are valid that long. Note the private keys then live in the
+  Store: protect Redis like any secret store (ACLs, TLS), or use the file.
+
+Only ES256 (P-256) and RS256 (RSA >= 2048 bits) keys are accepted; verification pins the
+algorithm to the key's own, so `alg: none` and HS256-with-a-public-key confusion cannot work.
+Keys are cached in memory and re-read from the Store at most every `refresh_interval` seconds,
+or sooner when a token names a key id this instance has not seen (another instance rotated).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
+from pydantic import BaseModel
+
+from shared.settings import Settings
+from shared.storage.base import Store
+
+JWKS_KEY = "auth:jwks"
+Algorithm = Literal["ES256", "RS256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("ES256", "RS256")
+REFRESH_INTERVAL = 60.0
+UNKNOWN_KID_RELOAD_INTERVAL = 5.0  # a flood of made-up kids must not become a flood of reads
+
+
+class SigningKeyError(Exception):
+    """The configured key material is unusable (raised at first use, with the reason)."""
+
+
+class StoredKey(BaseModel):
+    """One private key as kept under `auth:jwks`, with its life cycle."""
+
+    jwk: dict[str, Any]
+    created_at: int
+    retired_at: int | None = None
+
+
+class StoredKeySet(BaseModel):
+    keys: list[StoredKey]  # newest first; keys[0] signs unless retired
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    signer: ECKey | RSAKey
+    signer_alg: Algorithm
+    verifiers: dict[str, tuple[ECKey | RSAKey, Algorithm]]  # kid -> key, its algorithm
+    public_jwks: dict[str, Any]
+    loaded_at: float
+
+
+def _algorithm_of(key: ECKey | RSAKey) -> Algorithm:
+    if isinstance(key, ECKey):
+        if key.curve_name != "P-256":
+            raise SigningKeyError(f"EC key {key.kid!r} must use P-256 (ES256), not {key.curve_name}")
+        return "ES256"
+    if key.raw_value.key_size < 2048:
+        raise SigningKeyError(f"RSA key {key.kid!r} is shorter than 2048 bits")
+    return "RS256"
+
+
+def _import_private(data: dict[str, Any]) -> tuple[ECKey | RSAKey, Algorithm]:
+    try:
+        key = import_key(data)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise SigningKeyError(f"not a usable JWK: {exc}") from None
+    if not isinstance(key, ECKey | RSAKey) or not key.is_private:
+        raise SigningKeyError("signing keys must be private EC (P-256) or RSA keys")
+    if not key.kid:
+        key = import_key({**data, "kid": key.thumbprint()})
+        assert isinstance(key, ECKey | RSAKey)
+    alg = _algorithm_of(key)
+    declared = data.get("alg")
+    if declared is not None and declared != alg:
+        raise SigningKeyError(f"key {key.kid!r} declares alg {declared!r}; only {alg} fits it")
+    return key, alg
+
+
+def _public_jwk(key: ECKey | RSAKey, alg: Algorithm) -> dict[str, Any]:
+    public: dict[str, Any] = {**key.as_dict(private=False), "kid": key.kid, "alg": alg, "use": "sig"}
+    return public
+
+
+def generate_key() -> dict[str, Any]:
+    """A fresh private P-256 JWK with its RFC 7638 thumbprint as kid."""
+    key = ECKey.generate_key("P-256", private=True, auto_kid=True)
+    return {**key.as_dict(private=True), "alg": "ES256"}
+
+
+class SigningKeys:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_interval: float = REFRESH_INTERVAL,
+    ) -> None:
+        self._file = Path(settings.jwt_signing_keys) if settings.jwt_signing_keys else None
+        self._store = store
+        self._retire_grace = settings.access_token_ttl
+        self._clock = clock
+        self._refresh_interval = refresh_interval
+        self._loaded: _Loaded | None = None
+        self._last_forced_reload = 0.0
+
+    # -- public API -----------------------------------------------------------------------
+
+    async def sign(self, claims: dict[str, Any]) -> str:
+        """An RFC 9068 access token: header typ `at+jwt`, alg and kid of the current key."""
+        loaded = await self._get()
+        header = {"typ": "at+jwt", "alg": loaded.signer_alg, "kid": loaded.signer.kid}
+        return jwt.encode(header, claims, loaded.signer, algorithms=[loaded.signer_alg])
+
+    async def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(header, claims) when `token` carries a valid signature by one of our keys, else None.
+
+        Only the signature is checked here; the caller decides about typ, iss, aud and exp.
+        """
+        try:
+            header = jws.extract_compact(token.encode()).headers()
+        except (JoseError, ValueError, TypeError):
+            return None
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            return None
+        loaded = await self._get()
+        entry = loaded.verifiers.get(kid)
+        if entry is None and self._may_force_reload():
+            loaded = await self._get(force=True)
+            entry = loaded.verifiers.get(kid)
+        if entry is None:
+            return None
+        key, alg = entry
+        try:
+            decoded = jwt.decode(token, key, algorithms=[alg])
+        except (JoseError, ValueError, TypeError):
+            return None
+        return dict(decoded.header), dict(decoded.claims)
+
+    async def public_jwks(self) -> dict[str, Any]:
+        return (await self._get()).public_jwks
+
+    async def rotate(self) -> str:
+        """Start signing with a new key (Store-kept keys only); returns its kid.
+
+        Concurrent rotations on two instances may lose one of the new keys (last write wins);
+        rotation is an operator action, so that is acceptable and documented.
+        """
+        if self._file is not None:
+            raise SigningKeyError("keys come from JWT_SIGNING_KEYS: rotate by editing that file")
+        now = int(self._clock())
+        stored = await self._read_store() or StoredKeySet(keys=[])
+        kept = [
+            k.model_copy(update={"retired_at": k.retired_at or now})
+            for k in stored.keys
+            if k.retired_at is None or k.retired_at + self._retire_grace > now
+        ]
+        fresh = StoredKey(jwk=generate_key(), created_at=now)
+        await self._store.set(JWKS_KEY, StoredKeySet(keys=[fresh, *kept]).model_dump_json())
+        self._loaded = None
+        return str(fresh.jwk["kid"])
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _may_force_reload(self) -> bool:
+        now = self._clock()
+        if now - self._last_forced_reload < UNKNOWN_KID_RELOAD_INTERVAL:
+            return False
+        self._last_forced_reload = now
+        return True
+
+    async def _get(self, force: bool = False) -> _Loaded:
+        loaded = self._loaded
+        fresh = loaded is not None and (
+            self._file is not None or self._clock() - loaded.loaded_at < self._refresh_interval
+        )
+        if loaded is not None and fresh and not force:
+            return loaded
+        self._loaded = loaded = await self._load()
+        return loaded
+
+    async def _load(self) -> _Loaded:
+        now = self._clock()
+        if self._file is not None:
+            return self._from_private_jwks(self._read_file(), now)
+        stored = await self._read_store()
+        if stored is None or not stored.keys:
+            candidate = StoredKeySet(keys=[StoredKey(jwk=generate_key(), created_at=int(now))])
+            # Several instances may start at once: the first writer wins, the others adopt its key.
+            if not await self._store.set(JWKS_KEY, candidate.model_dump_json(), only_if_absent=True):
+                stored = await self._read_store()
+            stored = stored if stored and stored.keys else candidate
+        live = [k for k in stored.keys if k.retired_at is None or k.retired_at + self._retire_grace > now]
+        active = [k for k in live if k.retired_at is None] or live
+        if not active:
+            raise SigningKeyError(f"{JWKS_KEY} holds no usable key")
+        ordered = [active[0].jwk, *(k.jwk for k in live if k is not active[0])]
+        return self._from_private_jwks(ordered, now)
+
+    async def _read_store(self) -> StoredKeySet | None:
+        raw = await self._store.get(JWKS_KEY)
+        return None if raw is None else StoredKeySet.model_validate_json(raw)
+
+    def _read_file(self) -> list[dict[str, Any]]:
+        assert self._file is not None
+        try:
+            document = json.loads(self._file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SigningKeyError(f"JWT_SIGNING_KEYS {self._file}: {exc}") from None
+        keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(keys, list) or not keys:
+            raise SigningKeyError(f'JWT_SIGNING_KEYS {self._file}: expected {{"keys": [...]}}')
+        return keys
+
+    @staticmethod
+    def _from_private_jwks(keys: list[dict[str, Any]], now: float) -> _Loaded:
+        imported = [_import_private(data) for data in keys]
+        signer, signer_alg = imported[0]
+        verifiers = {key.kid: (key, alg) for key, alg in imported if key.kid}
+        if len(verifiers) != len(imported):
+            raise SigningKeyError("every signing key needs a distinct kid")
+        public = {"keys": [_public_jwk(key, alg) for key, alg in imported]}
+        return _Loaded(signer, signer_alg, verifiers, public, now)
+
+
+def public_key_set(jwks: dict[str, Any]) -> KeySet:
+    """A joserfc KeySet over a public JWKS document (for tests and JWT-validating clients)."""
+    return KeySet.import_key_set(jwks)  # type: ignore[arg-type]

@@ -1,0 +1,275 @@
+"""Minting access and refresh tokens, and finding them again.
+
+Access tokens come in the format TOKEN_FORMAT names:
+
+* opaque: 256 random bits; the Store keeps the record under `auth:access:{sha256}` for exactly the
+  token's lifetime, so revoking is deleting and expiry is the TTL.
+* jwt: an RFC 9068 `at+jwt` signed by `SigningKeys`. The same record is also kept under
+  `auth:jti:{jti}`: introspection, revocation and the in-process validator find JWTs through it,
+  so a revoked JWT is dead at once for everything that asks this AS (a resource server that only
+  checks signatures still accepts it until `exp`; that is the trade-off of the format).
+
+Refresh tokens are always opaque (`auth:refresh:{sha256}`): only this AS ever reads them.
+Lookups accept both access-token formats whatever the current setting, so switching the setting
+does not invalidate tokens already issued.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from auth_server import crypto
+from auth_server.signing_keys import SigningKeys
+from shared.settings import Settings
+from shared.storage.base import Store
+from shared.validation import TokenRejected
+
+ACCESS_PREFIX = "auth:access:"
+JTI_PREFIX = "auth:jti:"
+REFRESH_PREFIX = "auth:refresh:"
+_M = TypeVar("_M", bound=BaseModel)
+
+JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 section 4: typ, case-insensitive
+
+
+def access_key(token: str) -> str:
+    return ACCESS_PREFIX + crypto.digest(token)
+
+
+def jti_key(jti: str) -> str:
+    return JTI_PREFIX + jti
+
+
+def refresh_key(token: str) -> str:
+    return REFRESH_PREFIX + crypto.digest(token)
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Opaque tokens are base64url and never contain a dot; a JWS compact token has two."""
+    return token.count(".") == 2
+
+
+class AccessTokenRecord(BaseModel):
+    """What an access token means; the claims of RFC 9068 plus the grant it belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sub: str
+    client_id: str
+    scope: str
+    aud: tuple[str, ...]
+    iss: str
+    exp: int
+    iat: int
+    jti: str
+    grant_id: str | None = None  # None for client_credentials: no refresh, nothing to chain
+    format: Literal["opaque", "jwt"] = "opaque"
+
+
+class RefreshTokenRecord(BaseModel):
+    """A refresh token: the whole grant's scope and resource, so access tokens can be re-minted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sub: str
+    client_id: str
+    scope: str  # the consented scope; a narrower access token never narrows the next refresh
+    resource: str
+    iss: str
+    exp: int
+    iat: int
+    grant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    scope: str
+    jti: str
+    refresh_token: str | None
+    store_keys: tuple[str, ...]  # what was written; a grant remembers them to revoke them
+
+    def response_body(self) -> dict[str, Any]:
+        """RFC 6749 section 5.1 / OAuth 2.1 section 3.2.3."""
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class FoundToken:
+    """A live token and the Store key that keeps it alive (delete it to revoke)."""
+
+    kind: Literal["access_token", "refresh_token"]
+    record: AccessTokenRecord | RefreshTokenRecord
+    store_key: str
+
+
+class TokenService:
+    """Mints tokens into the Store and resolves presented tokens back to their records."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        keys: SigningKeys,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+        self._issuer = settings.issuer
+        self._format = settings.token_format
+        self._access_ttl = settings.access_token_ttl
+        self._refresh_ttl = settings.refresh_token_ttl
+
+    @property
+    def refresh_ttl(self) -> int:
+        return self._refresh_ttl
+
+    # -- minting --------------------------------------------------------------------------
+
+    async def issue(
+        self,
+        *,
+        client_id: str,
+        subject: str,
+        scopes: Sequence[str],
+        resource: str,
+        grant_id: str | None,
+        refresh_scopes: Sequence[str] | None = None,
+    ) -> IssuedTokens:
+        """An access token for `scopes` at `resource`, plus a refresh token carrying
+        `refresh_scopes` (the grant's full scope) when given. Everything is stored with its TTL
+        before the tokens are returned."""
+        now = int(self._clock())
+        scope = " ".join(scopes)
+        record = AccessTokenRecord(
+            sub=subject,
+            client_id=client_id,
+            scope=scope,
+            aud=(resource,),
+            iss=self._issuer,
+            exp=now + self._access_ttl,
+            iat=now,
+            jti=secrets.token_urlsafe(16),
+            grant_id=grant_id,
+            format=self._format,
+        )
+        if self._format == "jwt":
+            access_token = await self._keys.sign(_jwt_claims(record))
+            key = jti_key(record.jti)
+        else:
+            access_token = crypto.new_credential()
+            key = access_key(access_token)
+        await self._store.set(key, record.model_dump_json(), ttl=self._access_ttl)
+        keys = [key]
+
+        refresh_token = None
+        if refresh_scopes is not None:
+            assert grant_id is not None, "a refresh token always belongs to a grant"
+            refresh_token = crypto.new_credential()
+            refresh_record = RefreshTokenRecord(
+                sub=subject,
+                client_id=client_id,
+                scope=" ".join(refresh_scopes),
+                resource=resource,
+                iss=self._issuer,
+                exp=now + self._refresh_ttl,
+                iat=now,
+                grant_id=grant_id,
+            )
+            rkey = refresh_key(refresh_token)
+            await self._store.set(rkey, refresh_record.model_dump_json(), ttl=self._refresh_ttl)
+            keys.append(rkey)
+        return IssuedTokens(access_token, self._access_ttl, scope, record.jti, refresh_token, tuple(keys))
+
+    # -- finding --------------------------------------------------------------------------
+
+    async def find_access(self, token: str) -> tuple[AccessTokenRecord, str]:
+        """The live access token's record and Store key, or TokenRejected saying why not."""
+        if looks_like_jwt(token):
+            verified = await self._keys.verify(token)
+            if verified is None:
+                raise TokenRejected("bad_signature")
+            header, claims = verified
+            if str(header.get("typ", "")).lower() not in JWT_TYPES:
+                raise TokenRejected("not_an_access_token", "JWT is not typ at+jwt")
+            jti = claims.get("jti")
+            if not isinstance(jti, str):
+                raise TokenRejected("malformed", "JWT has no jti")
+            key = jti_key(jti)
+        else:
+            key = access_key(token)
+        record = _parse(AccessTokenRecord, await self._store.get(key))
+        if record is None:
+            raise TokenRejected("unknown", "unknown, expired or revoked token")
+        if record.exp <= self._clock():
+            raise TokenRejected("expired")
+        return record, key
+
+    async def find_refresh(self, token: str) -> RefreshTokenRecord | None:
+        if looks_like_jwt(token):
+            return None
+        record = _parse(RefreshTokenRecord, await self._store.get(refresh_key(token)))
+        if record is None or record.exp <= self._clock():
+            return None
+        return record
+
+    async def find_any(self, token: str, hint: str | None = None) -> FoundToken | None:
+        """Access or refresh token, trying the hinted type first; a wrong hint never hides one
+        (RFC 7662 section 2.1, RFC 7009 section 2.1)."""
+        order = ("access_token", "refresh_token")
+        if hint == "refresh_token":
+            order = ("refresh_token", "access_token")
+        for kind in order:
+            if kind == "access_token":
+                try:
+                    access, key = await self.find_access(token)
+                except TokenRejected:
+                    continue
+                return FoundToken("access_token", access, key)
+            refresh = await self.find_refresh(token)
+            if refresh is not None:
+                return FoundToken("refresh_token", refresh, refresh_key(token))
+        return None
+
+
+def _jwt_claims(record: AccessTokenRecord) -> dict[str, Any]:
+    """RFC 9068 section 2.2; a single audience as a string, the common form."""
+    claims: dict[str, Any] = {
+        "iss": record.iss,
+        "sub": record.sub,
+        "aud": record.aud[0] if len(record.aud) == 1 else list(record.aud),
+        "exp": record.exp,
+        "iat": record.iat,
+        "jti": record.jti,
+        "client_id": record.client_id,
+    }
+    if record.scope:
+        claims["scope"] = record.scope
+    return claims
+
+
+def _parse(model: type[_M], raw: str | None) -> _M | None:
+    """A stored record, or None when absent or unreadable (a corrupt entry is not a 500)."""
+    if raw is None:
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        return None
