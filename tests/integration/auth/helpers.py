@@ -1,0 +1,205 @@
+"""Building blocks for the authorization-server tests: an app over a given Store, clients written
+where the real registry finds them, and authorization codes minted the way /authorize stores
+them (for the tests that are about the token endpoint, not about /authorize)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from starlette.applications import Starlette
+
+from auth_server import crypto
+from auth_server.models import AuthorizationCodeRecord, Client
+from shared import scopes
+from shared.settings import Settings
+from shared.storage.base import Store
+
+ISSUER = "http://127.0.0.1:3232"
+RESOURCE = f"{ISSUER}/mcp"
+REDIRECT_URI = "http://127.0.0.1:53124/callback"
+RS_CLIENT_ID = "mcp-resource-server"
+RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "auth_mode": "internal",
+        "host": "127.0.0.1",
+        "mcp_port": 3232,
+        "rate_limit_per_minute": 10_000,
+        "introspection_client_id": RS_CLIENT_ID,
+        "introspection_client_secret": RS_CLIENT_SECRET,
+        "cimd_allow_loopback": True,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def build_app(settings: Settings, store: Store) -> Starlette:
+    try:
+        from auth_server.app import create_auth_routes
+    except ImportError:  # until the front channel's app.py lands: the back channel alone
+        from auth_server.backchannel import BackChannel, backchannel_routes
+        from auth_server.clients import StoreClientRegistry
+
+        channel = BackChannel.create(settings, store, StoreClientRegistry(settings, store))
+        return Starlette(routes=backchannel_routes(channel))
+    return Starlette(routes=create_auth_routes(settings, store))
+
+
+def http_client(app: Starlette, settings: Settings) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=settings.issuer)
+
+
+@dataclass(frozen=True)
+class TestClient:
+    """An OAuth client as a test sees it: its id, and its secret when confidential."""
+
+    client_id: str
+    secret: str | None = None
+
+    def auth(self) -> dict[str, Any]:
+        """Keyword arguments for a form POST authenticating this client (post or none)."""
+        data = {"client_id": self.client_id}
+        if self.secret is not None:
+            data["client_secret"] = self.secret
+        return data
+
+    def basic(self) -> httpx2.BasicAuth:
+        assert self.secret is not None
+        return httpx2.BasicAuth(self.client_id, self.secret)
+
+
+async def add_client(
+    store: Store,
+    *,
+    confidential: bool = False,
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token"),
+    client_id: str | None = None,
+    secret: str | None = None,
+    scope: str | None = None,
+    may_introspect: bool = False,
+) -> TestClient:
+    """Writes a dynamically registered client where `StoreClientRegistry` looks it up."""
+    client_id = client_id or f"client-{uuid.uuid4().hex[:12]}"
+    if confidential:
+        secret = secret or crypto.new_credential()
+    client = Client(
+        client_id=client_id,
+        client_name="Test client",
+        redirect_uris=(REDIRECT_URI,),
+        grant_types=grant_types,
+        token_endpoint_auth_method="client_secret_basic" if confidential else "none",
+        client_secret_digest=crypto.digest(secret) if secret else None,
+        scope=scope,
+        client_id_issued_at=int(time.time()),
+        may_introspect=may_introspect,
+    )
+    await store.set(f"auth:client:{client_id}", client.model_dump_json())
+    return TestClient(client_id, secret if confidential else None)
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    code: str
+    verifier: str
+    grant_id: str
+
+
+async def store_code(
+    store: Store,
+    client: TestClient,
+    *,
+    settings: Settings,
+    scope: tuple[str, ...] = scopes.BASELINE_SCOPES,
+    resource: str = RESOURCE,
+    subject: str = "demo",
+    challenge: str | None = None,
+    issued_at: int | None = None,
+    ttl: float | None = None,
+) -> IssuedCode:
+    """An authorization code exactly as /authorize stores it (`auth:code:{digest}` with TTL)."""
+    verifier, default_challenge = pkce_pair()
+    code = crypto.new_credential()
+    now = int(time.time())
+    record = AuthorizationCodeRecord(
+        client_id=client.client_id,
+        redirect_uri=REDIRECT_URI,
+        code_challenge=default_challenge if challenge is None else challenge,
+        scopes=scope,
+        resource=resource,
+        subject=subject,
+        auth_time=now,
+        issued_at=now if issued_at is None else issued_at,
+        grant_id=uuid.uuid4().hex,
+    )
+    await store.set(
+        f"auth:code:{crypto.digest(code)}",
+        record.model_dump_json(),
+        ttl=settings.authorization_code_ttl if ttl is None else ttl,
+    )
+    return IssuedCode(code, verifier, record.grant_id)
+
+
+def code_form(code: IssuedCode, client: TestClient, **extra: str) -> dict[str, str]:
+    return {
+        "grant_type": "authorization_code",
+        "code": code.code,
+        "code_verifier": code.verifier,
+        "redirect_uri": REDIRECT_URI,
+        "resource": RESOURCE,
+        **client.auth(),
+        **extra,
+    }
+
+
+async def redeem(
+    http: httpx2.AsyncClient, code: IssuedCode, client: TestClient, **extra: str
+) -> httpx2.Response:
+    return await http.post("/token", data=code_form(code, client, **extra))
+
+
+async def tokens_for(
+    http: httpx2.AsyncClient, store: Store, settings: Settings, client: TestClient, **code_kw: Any
+) -> dict[str, Any]:
+    """A fresh access (and refresh) token pair through the code grant."""
+    code = await store_code(store, client, settings=settings, **code_kw)
+    response = await redeem(http, code, client)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def refresh(
+    http: httpx2.AsyncClient, refresh_token: str, client: TestClient, **extra: str
+) -> httpx2.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **client.auth(), **extra}
+    return await http.post("/token", data=data)
+
+
+async def introspect(http: httpx2.AsyncClient, token: str, **extra: str) -> httpx2.Response:
+    return await http.post(
+        "/introspect",
+        data={"token": token, **extra},
+        auth=httpx2.BasicAuth(RS_CLIENT_ID, RS_CLIENT_SECRET),
+    )
+
+
+async def is_active(http: httpx2.AsyncClient, token: str) -> bool:
+    response = await introspect(http, token)
+    assert response.status_code == 200, response.text
+    active: bool = response.json()["active"]
+    return active

@@ -1,0 +1,429 @@
+"""The token endpoint, authorization_code and client_credentials grants (rows TK-01..TK-16)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import httpx2
+import pytest
+
+from shared.settings import Settings
+from shared.storage.base import Store
+from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.helpers import (
+    RESOURCE,
+    add_client,
+    code_form,
+    introspect,
+    is_active,
+    pkce_pair,
+    redeem,
+    store_code,
+    tokens_for,
+)
+
+OAUTH_ERRORS = {
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+}
+
+
+def assert_error(response: httpx2.Response, error: str, status: int = 400) -> None:
+    """RFC 6749 section 5.2: JSON object with `error`, never cached."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["error"] == error
+    assert set(body) <= {"error", "error_description", "error_uri"}
+    assert all(0x20 <= ord(c) <= 0x7E for c in body.get("error_description", ""))
+
+
+# -- TK-01: POST form only ---------------------------------------------------------------------
+
+
+async def test_get_on_the_token_endpoint_is_refused(http: httpx2.AsyncClient) -> None:
+    response = await http.get("/token")
+    assert response.status_code == 405
+
+
+async def test_a_json_body_is_invalid_request(http: httpx2.AsyncClient) -> None:
+    response = await http.post("/token", json={"grant_type": "client_credentials"})
+    assert_error(response, "invalid_request")
+
+
+async def test_a_repeated_parameter_is_invalid_request(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    body = httpx2.QueryParams(code_form(code, client)).add("code", "other").add("code", code.code)
+    response = await http.post(
+        "/token", content=str(body), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert_error(response, "invalid_request")
+
+
+async def test_unknown_parameters_are_ignored_and_empty_ones_count_as_absent(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    response = await redeem(http, code, client, foo="bar", scope="", redirect_uri="")
+    assert response.status_code == 200, response.text
+
+
+async def test_undecodable_form_bodies_are_invalid_request_not_a_server_error(
+    http: httpx2.AsyncClient,
+) -> None:
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    for body in (b"\xff\xfe=\x00", b"grant_type=%ff%fe", b"a=" + b"x" * 20_000):
+        response = await http.post("/token", content=body, headers=headers)
+        assert response.status_code in (400, 413), response.text
+        assert response.json()["error"] == "invalid_request"
+
+
+# -- TK-02: success ---------------------------------------------------------------------------
+
+
+async def test_the_code_grant_returns_a_bearer_token_that_is_never_cached(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    response = await redeem(http, code, client)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == settings.access_token_ttl
+    assert body["scope"].split() == ["mcp:tools:read", "mcp:resources:read", "mcp:prompts:read", "notes:read"]
+    assert body["access_token"]
+    assert body["refresh_token"]
+    assert body["access_token"] != body["refresh_token"]
+
+
+async def test_a_client_without_the_refresh_grant_gets_no_refresh_token(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store, grant_types=("authorization_code",))
+    body = await tokens_for(http, store, settings, client)
+    assert "refresh_token" not in body
+
+
+# -- TK-03 / TK-06: errors and client authentication ------------------------------------------
+
+
+async def test_a_wrong_basic_secret_is_401_invalid_client_with_a_basic_challenge(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store, confidential=True)
+    code = await store_code(store, client, settings=settings)
+    form = code_form(code, client)
+    del form["client_secret"]
+    response = await http.post("/token", data=form, auth=httpx2.BasicAuth(client.client_id, "wrong"))
+    assert_error(response, "invalid_client", 401)
+    assert response.headers["www-authenticate"].startswith("Basic ")
+
+
+async def test_a_confidential_client_without_its_secret_is_invalid_client(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store, confidential=True)
+    code = await store_code(store, client, settings=settings)
+    form = code_form(code, client)
+    del form["client_secret"]
+    assert_error(await http.post("/token", data=form), "invalid_client", 401)
+
+
+async def test_an_unknown_client_is_invalid_client(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    response = await http.post(
+        "/token",
+        data={"grant_type": "authorization_code", "code": "x", "client_id": "nobody", "code_verifier": "y"},
+    )
+    assert_error(response, "invalid_client", 401)
+
+
+async def test_two_client_authentication_methods_at_once_are_invalid_request(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store, confidential=True)
+    code = await store_code(store, client, settings=settings)
+    response = await http.post("/token", data=code_form(code, client), auth=client.basic())
+    assert_error(response, "invalid_request")
+
+
+async def test_client_secret_post_and_basic_both_authenticate_a_confidential_client(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store, confidential=True)
+    code = await store_code(store, client, settings=settings)
+    assert (await redeem(http, code, client)).status_code == 200  # client_secret_post
+
+    code = await store_code(store, client, settings=settings)
+    form = code_form(code, client)
+    del form["client_secret"], form["client_id"]
+    assert (await http.post("/token", data=form, auth=client.basic())).status_code == 200
+
+
+async def test_basic_credentials_are_form_urlencoded_before_base64(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    """RFC 6749 2.3.1: an id or secret with ':' or '%' survives the header."""
+    client = await add_client(
+        store, confidential=True, client_id="id:with%odd chars", secret="s3cret:with+percent%and space"
+    )
+    from urllib.parse import quote_plus
+
+    code = await store_code(store, client, settings=settings)
+    form = code_form(code, client)
+    del form["client_secret"], form["client_id"]
+    assert client.secret is not None
+    auth = httpx2.BasicAuth(quote_plus(client.client_id), quote_plus(client.secret))
+    response = await http.post("/token", data=form, auth=auth)
+    assert response.status_code == 200, response.text
+
+
+async def test_missing_required_parameters_are_invalid_request(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    assert_error(await http.post("/token", data={"client_id": client.client_id}), "invalid_request")
+    assert_error(
+        await http.post("/token", data={"grant_type": "authorization_code", **client.auth()}),
+        "invalid_request",
+    )
+    assert_error(
+        await http.post("/token", data={"grant_type": "refresh_token", **client.auth()}), "invalid_request"
+    )
+
+
+# -- TK-05 / TK-07 / TK-08 / TK-12 / TK-13: what a code is bound to ----------------------------
+
+
+async def test_a_code_redeemed_by_another_client_is_invalid_grant(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    alice, bob = await add_client(store), await add_client(store)
+    code = await store_code(store, alice, settings=settings)
+    assert_error(await redeem(http, code, bob), "invalid_grant")
+
+
+async def test_a_missing_code_verifier_is_invalid_grant(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    form = code_form(code, client)
+    del form["code_verifier"]
+    assert_error(await http.post("/token", data=form), "invalid_grant")
+
+
+async def test_a_wrong_code_verifier_is_invalid_grant(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    other_verifier, _ = pkce_pair()
+    assert_error(await redeem(http, code, client, code_verifier=other_verifier), "invalid_grant")
+
+
+async def test_a_code_without_a_challenge_is_never_redeemable(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings, challenge="")
+    assert_error(await redeem(http, code, client), "invalid_grant")
+
+
+async def test_a_redirect_uri_differing_from_the_authorization_request_is_invalid_grant(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    response = await redeem(http, code, client, redirect_uri="http://127.0.0.1:53124/other")
+    assert_error(response, "invalid_grant")
+
+
+async def test_a_resource_other_than_the_authorized_one_is_invalid_target(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    response = await redeem(http, code, client, resource="https://other.example/mcp")
+    assert_error(response, "invalid_target")
+
+
+async def test_the_access_token_audience_is_the_authorized_resource(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    body = await tokens_for(http, store, settings, client)
+    info = (await introspect(http, body["access_token"])).json()
+    assert info["aud"] == RESOURCE
+    assert info["sub"] == "demo"
+
+
+# -- TK-09 / TK-10 / TK-11: single use, replay, expiry -----------------------------------------
+
+
+async def test_a_code_can_be_redeemed_only_once(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    assert (await redeem(http, code, client)).status_code == 200
+    assert_error(await redeem(http, code, client), "invalid_grant")
+
+
+async def test_concurrent_redemptions_of_one_code_issue_tokens_once(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    responses = await asyncio.gather(*(redeem(http, code, client) for _ in range(8)))
+    assert sorted(r.status_code for r in responses) == [200] + [400] * 7
+
+
+async def test_a_valid_code_replay_revokes_every_token_issued_from_that_code(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    first = (await redeem(http, code, client)).json()
+    assert await is_active(http, first["access_token"])
+
+    assert_error(await redeem(http, code, client), "invalid_grant")
+
+    assert not await is_active(http, first["access_token"])
+    assert not await is_active(http, first["refresh_token"])
+
+
+async def test_a_replay_with_a_bad_verifier_revokes_nothing(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    first = (await redeem(http, code, client)).json()
+    other_verifier, _ = pkce_pair()
+    assert_error(await redeem(http, code, client, code_verifier=other_verifier), "invalid_grant")
+    stranger = await add_client(store)
+    assert_error(await redeem(http, code, stranger), "invalid_grant")
+    assert await is_active(http, first["access_token"])
+    assert await is_active(http, first["refresh_token"])
+
+
+async def test_an_expired_code_is_invalid_grant(make_http: HttpFactory, store: Store) -> None:
+    http = await make_http(authorization_code_ttl=1)
+    settings = Settings(_env_file=None, authorization_code_ttl=1)  # type: ignore[call-arg]
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    await asyncio.sleep(1.1)
+    assert_error(await redeem(http, code, client), "invalid_grant")
+
+
+async def test_a_code_older_than_its_lifetime_is_refused_even_if_still_stored(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    old = int(time.time()) - settings.authorization_code_ttl - 1
+    code = await store_code(store, client, settings=settings, issued_at=old, ttl=60)
+    assert_error(await redeem(http, code, client), "invalid_grant")
+
+
+# -- TK-14: grant types -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "grant_type", ["password", "implicit", "token", "urn:ietf:params:oauth:grant-type:x"]
+)
+async def test_removed_and_unknown_grant_types_are_unsupported(
+    http: httpx2.AsyncClient, store: Store, grant_type: str
+) -> None:
+    client = await add_client(store)
+    response = await http.post(
+        "/token", data={"grant_type": grant_type, "username": "demo", "password": "demo", **client.auth()}
+    )
+    assert_error(response, "unsupported_grant_type")
+
+
+async def test_client_credentials_is_refused_to_a_public_client(
+    http: httpx2.AsyncClient, store: Store
+) -> None:
+    client = await add_client(store, grant_types=("client_credentials",))
+    response = await http.post("/token", data={"grant_type": "client_credentials", **client.auth()})
+    assert_error(response, "unauthorized_client")
+
+
+async def test_client_credentials_is_refused_to_a_client_not_registered_for_it(
+    http: httpx2.AsyncClient, store: Store
+) -> None:
+    client = await add_client(store, confidential=True)
+    response = await http.post("/token", data={"grant_type": "client_credentials", **client.auth()})
+    assert_error(response, "unauthorized_client")
+
+
+async def test_client_credentials_issues_a_token_whose_subject_is_the_client(
+    http: httpx2.AsyncClient, store: Store
+) -> None:
+    client = await add_client(store, confidential=True, grant_types=("client_credentials",))
+    response = await http.post(
+        "/token", data={"grant_type": "client_credentials", "scope": "notes:read", **client.auth()}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "refresh_token" not in body
+    assert body["scope"] == "notes:read"
+    info = (await introspect(http, body["access_token"])).json()
+    assert (info["sub"], info["client_id"], info["aud"]) == (client.client_id, client.client_id, RESOURCE)
+
+
+async def test_client_credentials_refuses_unknown_scopes_and_resources(
+    http: httpx2.AsyncClient, store: Store
+) -> None:
+    client = await add_client(
+        store, confidential=True, grant_types=("client_credentials",), scope="notes:read"
+    )
+    form = {"grant_type": "client_credentials", **client.auth()}
+    assert_error(await http.post("/token", data={**form, "scope": "notes:write"}), "invalid_scope")
+    assert_error(await http.post("/token", data={**form, "scope": "nope"}), "invalid_scope")
+    assert_error(
+        await http.post("/token", data={**form, "resource": "https://evil.example/mcp"}), "invalid_target"
+    )
+
+
+# -- TK-15 / TK-16: lifetimes and unguessability ----------------------------------------------
+
+
+async def test_access_tokens_are_short_lived_and_die_at_expiry(make_http: HttpFactory, store: Store) -> None:
+    http = await make_http(access_token_ttl=1)
+    settings = Settings(_env_file=None, access_token_ttl=1)  # type: ignore[call-arg]
+    client = await add_client(store)
+    body = await tokens_for(http, store, settings, client)
+    assert body["expires_in"] == 1
+    assert await is_active(http, body["access_token"])
+    await asyncio.sleep(1.1)
+    assert not await is_active(http, body["access_token"])
+
+
+async def test_issued_tokens_are_unique_and_carry_at_least_256_random_bits(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    seen: set[str] = set()
+    for _ in range(20):
+        body = await tokens_for(http, store, settings, client)
+        for token in (body["access_token"], body["refresh_token"]):
+            assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", token)
+            seen.add(token)
+    assert len(seen) == 40
