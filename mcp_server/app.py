@@ -11,14 +11,26 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from mcp_server.protection import endpoint_guard
+from mcp_server.protection.metadata import metadata_routes
+from mcp_server.protection.scopes import tool_scope_lookup
 from mcp_server.server import build_mcp_server
 from shared.settings import Settings
+from shared.storage import Store
 from shared.storage.factory import open_store
+from shared.validation import TokenValidator
+from shared.validators.api_keys import ApiKeyValidator
+from shared.validators.chain import ChainValidator
+
+# Host/Origin are checked once, by mcp_server.protection.origin (with ALLOWED_HOSTS/ORIGINS), in
+# front of authentication; the SDK's own loopback-only check would refuse configured origins.
+SDK_HOST_CHECK_OFF = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -26,8 +38,16 @@ def create_app(settings: Settings) -> Starlette:
     mcp = build_mcp_server(settings, store)
     # The SDK builds its session manager here; we take the manager and mount it ourselves so that
     # our own middleware (origin check, CORS, authentication) wraps /mcp.
-    mcp.streamable_http_app(streamable_http_path="/mcp", host=settings.host)
+    mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        host=settings.host,
+        transport_security=SDK_HOST_CHECK_OFF,
+    )
     session_manager = mcp.session_manager
+    validator, api_keys = _validators(settings, store)
+    guard = endpoint_guard(
+        settings, validator=validator, api_key_validator=api_keys, tool_scopes=tool_scope_lookup(mcp)
+    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -44,8 +64,19 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/mcp", StreamableHTTPASGIApp(session_manager)),
+        Route("/mcp", guard(StreamableHTTPASGIApp(session_manager))),
     ]
+    if validator is not None:
+        routes += metadata_routes(settings)
+    if settings.auth_mode == "internal":
+        routes += _auth_server_routes(settings, store)
+    if settings.legacy_sse:
+        # The deprecated HTTP+SSE transport behind the same guard; the SDK binds each SSE session
+        # to the principal that opened it and answers 404 to messages from anyone else.
+        sse = guard(
+            mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=SDK_HOST_CHECK_OFF)
+        )
+        routes += [Route("/sse", sse), Route("/messages/", sse)]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -53,6 +84,44 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
+                close = getattr(validator, "aclose", None)
+                if close is not None:
+                    await close()
                 await store.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None, TokenValidator | None]:
+    """The bearer validator by AUTH_MODE, and the API-key validator (also chained in front of it).
+
+    internal: the AS lives in this process, so tokens are looked up in the shared store (no HTTP).
+    external: RFC 7662 introspection against the AS, with local JWT checks first when it issues
+    JWTs (opaque tokens fall through to introspection). none: no authentication (loopback only).
+    """
+    if settings.auth_mode == "none":
+        return None, None
+    primary: TokenValidator
+    if settings.auth_mode == "internal":
+        from auth_server.validator import InProcessTokenValidator
+
+        primary = InProcessTokenValidator(settings, store)
+    else:
+        from shared.validators.introspection import IntrospectionValidator
+
+        primary = IntrospectionValidator.from_settings(settings)
+        if settings.token_format == "jwt":  # noqa: S105 - a format name, not a secret
+            from shared.validators.jwt import JwtValidator
+
+            primary = ChainValidator([JwtValidator.from_settings(settings), primary])
+    if not settings.api_keys:
+        return primary, None
+    api_keys = ApiKeyValidator.from_settings(settings)
+    return ChainValidator([api_keys, primary]), api_keys
+
+
+def _auth_server_routes(settings: Settings, store: Store) -> list[BaseRoute]:
+    """Internal mode: the authorization server's endpoints, served by this same process."""
+    from auth_server.app import create_auth_routes
+
+    return create_auth_routes(settings, store)

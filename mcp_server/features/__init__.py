@@ -9,6 +9,7 @@ from shared.storage import Store
 
 
 def register_features(server: MCPServer, settings: Settings, store: Store) -> None:
-    from mcp_server.features import basics
+    from mcp_server.features import basics, notes
 
     basics.register(server)
+    notes.register(server, store)

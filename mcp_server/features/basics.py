@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
+from typing import Any
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from mcp_server.protection.principal import ANONYMOUS, current_principal
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+class Identity(BaseModel):
+    """What the server knows about the caller from its credential (never the credential itself)."""
+
+    authenticated: bool
+    subject: str
+    client_id: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+    audience: list[str] = Field(default_factory=list)
+    issuer: str | None = None
+    expires_at: int | None = Field(None, description="Unix time the access token expires")
 
 
 def register(server: MCPServer) -> None:
@@ -18,3 +37,19 @@ def register(server: MCPServer) -> None:
     def add(a: float, b: float) -> float:
         """Add two numbers."""
         return a + b
+
+    @server.tool(annotations=READ_ONLY)
+    def whoami(ctx: Context[Any, Any]) -> Identity:
+        """Who you are to this server: subject, client, scopes, audience, issuer and token expiry."""
+        principal = current_principal(ctx)
+        if principal is None:
+            return Identity(authenticated=False, subject=ANONYMOUS)
+        return Identity(
+            authenticated=True,
+            subject=principal.subject,
+            client_id=principal.client_id,
+            scopes=sorted(principal.scopes),
+            audience=list(principal.audience),
+            issuer=principal.issuer,
+            expires_at=principal.expires_at,
+        )

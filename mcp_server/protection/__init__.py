@@ -1,0 +1,50 @@
+"""The MCP endpoint as an OAuth protected resource, one concern per module.
+
+A request to /mcp (or the legacy /sse and its message endpoint) passes, outermost first:
+`origin.OriginGuard` (Host/Origin check, CORS) -> `middleware.BearerAuth` (one validator call,
+401/400/503) -> `scopes.ScopeCheck` (403 insufficient_scope per JSON-RPC method) -> the SDK.
+`metadata` serves RFC 9728 protected resource metadata, open to everyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.types import ASGIApp
+
+from mcp_server.protection.metadata import resource_metadata_url
+from mcp_server.protection.middleware import BearerAuth
+from mcp_server.protection.origin import OriginGuard, OriginPolicy
+from mcp_server.protection.scopes import ScopeCheck, ScopePolicy, ToolScopeLookup
+from shared.scopes import BASELINE_SCOPES
+from shared.settings import Settings
+from shared.validation import TokenValidator
+
+
+def endpoint_guard(
+    settings: Settings,
+    *,
+    validator: TokenValidator | None,
+    api_key_validator: TokenValidator | None,
+    tool_scopes: ToolScopeLookup,
+) -> Callable[[ASGIApp], ASGIApp]:
+    """Wrap an MCP endpoint in the whole chain; without a validator (AUTH_MODE=none) only the
+    Host/Origin guard and CORS remain."""
+    policy = OriginPolicy(settings)
+    metadata_url = resource_metadata_url(settings)
+    scope_policy = ScopePolicy(tool_scopes)
+
+    def guard(app: ASGIApp) -> ASGIApp:
+        if validator is not None:
+            app = ScopeCheck(app, policy=scope_policy, resource_metadata_url=metadata_url)
+            app = BearerAuth(
+                app,
+                validator=validator,
+                api_key_validator=api_key_validator,
+                resource=settings.mcp_resource_url,
+                resource_metadata_url=metadata_url,
+                challenge_scopes=BASELINE_SCOPES,
+            )
+        return OriginGuard(app, policy)
+
+    return guard

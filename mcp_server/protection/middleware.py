@@ -1,0 +1,221 @@
+"""Bearer authentication for the MCP endpoints: every HTTP request, one validator call.
+
+Every request to /mcp, /sse and the legacy message endpoint is authenticated on its own: each
+POST, each GET stream, each DELETE. A session id never stands in for a token (MCP security best
+practices), so a request that carries a session id but no token gets the same 401 as any other.
+
+What the client sees (RFC 6750, OAuth 2.1 section 5, RFC 9728 section 5.1):
+- no credentials -> 401 `WWW-Authenticate: Bearer resource_metadata="...", scope="<baseline>"`,
+  deliberately without `error=` (RFC 6750 section 3.1: the client did not try, nothing failed);
+- a bad, expired, revoked or foreign-audience token -> 401 with `error="invalid_token"`;
+- a token sent two ways (two Authorization headers, Authorization plus X-API-Key, or a form-body
+  `access_token`) or a malformed `Bearer` header -> 400 `invalid_request`;
+- the validator cannot decide (AS or JWKS unreachable) -> 503 with Retry-After, never 500.
+Tokens in the query string are ignored (OAuth 2.1 removed that method): such a request counts as
+having no credentials. The scheme name is matched case-insensitively. Bodies never carry
+internals, and neither the token nor its digest is logged.
+
+On success the SDK's `AuthenticatedUser` goes into `scope["user"]` (the SDK binds 2025 sessions
+and legacy SSE sessions to it and answers 404 to another principal), the `Principal` into
+`scope["state"]["principal"]` (tools read it through `principal.current_principal`), and the SDK's
+auth contextvar is set so `get_access_token()` and request-state binding work too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from urllib.parse import parse_qs
+
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.authentication import AuthCredentials
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_server.protection._asgi import BufferedBody, CannedResponse
+from shared.validation import FailureReason, Principal, TokenRejected, TokenValidator, ValidatorUnavailable
+
+logger = logging.getLogger(__name__)
+
+PRINCIPAL_STATE_KEY = "principal"
+# RFC 6750 section 2.1 b64token.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_FORM_BODY_LIMIT = 64 * 1024
+# What a tool sees in AccessToken.token: the credential itself never leaves this module, so no
+# tool can pass it through to an upstream service (MCP security best practices, RS-34).
+REDACTED_TOKEN = "[redacted]"  # noqa: S105 - a placeholder, not a secret
+
+_DESCRIPTIONS: dict[FailureReason, str] = {
+    "expired": "The access token expired",
+    "wrong_audience": "The access token was not issued for this resource",
+}
+_INVALID_DESCRIPTION = "The access token is invalid"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class BearerAuth:
+    """ASGI middleware: authenticate the request or answer the challenge itself."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        validator: TokenValidator,
+        api_key_validator: TokenValidator | None,
+        resource: str,
+        resource_metadata_url: str,
+        challenge_scopes: Iterable[str],
+    ) -> None:
+        self.app = app
+        self._validator = validator
+        self._api_keys = api_key_validator
+        self._resource = resource
+        metadata = f"resource_metadata={_quote(resource_metadata_url)}"
+        scope_param = f"scope={_quote(' '.join(challenge_scopes))}"
+
+        def challenge(*params: str) -> tuple[str, str]:
+            return ("WWW-Authenticate", "Bearer " + ", ".join((*params, metadata, scope_param)))
+
+        self._no_token = CannedResponse(
+            401,
+            {"error": "unauthorized", "error_description": "This endpoint requires an OAuth access token"},
+            [challenge()],
+        )
+        self._invalid: dict[str, CannedResponse] = {}
+        for description in {_INVALID_DESCRIPTION, *_DESCRIPTIONS.values()}:
+            self._invalid[description] = CannedResponse(
+                401,
+                {"error": "invalid_token", "error_description": description},
+                [challenge('error="invalid_token"', f"error_description={_quote(description)}")],
+            )
+
+        def bad_request(description: str) -> CannedResponse:
+            return CannedResponse(
+                400,
+                {"error": "invalid_request", "error_description": description},
+                [challenge('error="invalid_request"', f"error_description={_quote(description)}")],
+            )
+
+        self._two_ways = bad_request("Send the access token one way only, in the Authorization header")
+        self._malformed = bad_request("Malformed Authorization header: expected 'Bearer <token>'")
+        self._in_body = bad_request(
+            "Tokens in the request body are not supported; use the Authorization header"
+        )
+
+    def _rejected(self, reason: FailureReason) -> CannedResponse:
+        return self._invalid[_DESCRIPTIONS.get(reason, _INVALID_DESCRIPTION)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        authorization: list[bytes] = []
+        api_key: list[bytes] = []
+        form_body = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value)
+            elif name == b"x-api-key":
+                api_key.append(value)
+            elif name == b"content-type" and value.lower().startswith(b"application/x-www-form-urlencoded"):
+                form_body = True
+
+        if form_body:
+            buffered = BufferedBody(receive)
+            body = await buffered.read(_FORM_BODY_LIMIT)
+            receive = buffered.receive
+            if body is not None and "access_token" in parse_qs(body.decode("latin-1")):
+                await self._in_body.send(send)
+                return
+
+        token: str | None = None
+        validator = self._validator
+        if len(authorization) + len(api_key) > 1:
+            await self._two_ways.send(send)
+            return
+        if authorization:
+            scheme, _, credentials = authorization[0].decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                token = credentials.strip(" ")
+                if not _B64TOKEN.fullmatch(token):
+                    await self._malformed.send(send)
+                    return
+            # Another scheme (Basic, DPoP...) is not a bearer credential: treated as none.
+        elif api_key:
+            token = api_key[0].decode("latin-1").strip()
+            if not token:
+                await self._malformed.send(send)
+                return
+            if self._api_keys is None:
+                await self._rejected("malformed").send(send)
+                return
+            validator = self._api_keys
+
+        if token is None:
+            await self._no_token.send(send)
+            return
+
+        try:
+            principal = await validator.validate(token)
+        except TokenRejected as rejected:
+            logger.info("rejected a bearer credential: %s", rejected.reason)
+            await self._rejected(rejected.reason).send(send)
+            return
+        except ValidatorUnavailable as unavailable:
+            await _unavailable(unavailable.retry_after).send(send)
+            return
+        except Exception:
+            # A bug or an unreachable store inside a validator: still not a 500, and retryable.
+            logger.exception("token validation failed unexpectedly")
+            await _unavailable(5).send(send)
+            return
+
+        # Defence in depth: whatever the validator, the token must be meant for this server and live.
+        if self._resource not in principal.audience:
+            await self._rejected("wrong_audience").send(send)
+            return
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            await self._rejected("expired").send(send)
+            return
+
+        user = authenticated_user(principal, self._resource)
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(list(principal.scopes))
+        scope["state"] = {**scope.get("state", {}), PRINCIPAL_STATE_KEY: principal}
+        reset = auth_context_var.set(user)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            auth_context_var.reset(reset)
+
+
+def authenticated_user(principal: Principal, resource: str) -> AuthenticatedUser:
+    """The SDK's view of a principal: (client_id, iss, sub) is what its sessions are bound to."""
+    claims = dict(principal.claims)
+    if principal.issuer is not None:
+        claims["iss"] = principal.issuer
+    token = AccessToken.model_construct(
+        token=REDACTED_TOKEN,
+        client_id=principal.client_id,
+        scopes=sorted(principal.scopes),
+        expires_at=principal.expires_at,
+        resource=resource,
+        subject=principal.subject,
+        claims=claims,
+    )
+    return AuthenticatedUser(token)
+
+
+def _unavailable(retry_after: int) -> CannedResponse:
+    return CannedResponse(
+        503,
+        {"error": "temporarily_unavailable", "error_description": "Authorization is temporarily unavailable"},
+        [("Retry-After", str(max(1, retry_after)))],
+    )

@@ -1,0 +1,251 @@
+"""RFC 7662 token introspection: external mode's validator, with a bounded cache.
+
+The MCP server authenticates to the authorization server's introspection endpoint as its own
+confidential client (client_secret_basic) and asks about each token it has not seen recently.
+
+Why the cache looks the way it does:
+- Active results are kept for at most `cache_ttl` seconds and never past the token's `exp`, so a
+  revoked token keeps working here for no longer than `cache_ttl` (the documented revocation lag
+  of external mode) and an expired one never does.
+- Inactive results are kept for `negative_ttl` seconds, so a client hammering with a dead token
+  costs one introspection call per few seconds, not one per request.
+- Entries are keyed by the token's SHA-256 digest, never the token, in an LRU bounded by
+  `cache_size`: a heap dump or a cache bug cannot leak credentials, and memory stays bounded.
+- Concurrent requests carrying the same uncached token share one introspection call.
+- The authorization server being down, slow, or answering nonsense is `ValidatorUnavailable`
+  (503 + Retry-After at the middleware), bounded by `timeout` as a total deadline, never a hang or
+  a 500. Such failures are not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+
+from shared.scopes import parse
+from shared.settings import Settings
+from shared.validation import FailureReason, Principal, TokenRejected, ValidatorUnavailable
+
+logger = logging.getLogger(__name__)
+
+INTROSPECTION_PATH = "/introspect"
+_MAX_RETRY_AFTER = 300
+# RFC 7662 token_type values that are certainly not access tokens (RFC 6749 token types such as
+# "Bearer" and the RFC 7009 hint "access_token" are accepted).
+_NOT_ACCESS_TOKEN_TYPES = frozenset({"refresh_token", "id_token", "authorization_code"})
+
+
+class _Entry:
+    """A cached answer: a Principal, or the (reason, description) of a rejection.
+
+    Rejections are stored as data and raised afresh on each hit: re-raising one exception
+    instance would grow its traceback on every request.
+    """
+
+    __slots__ = ("expires", "outcome")
+
+    def __init__(self, outcome: Principal | tuple[FailureReason, str], expires: float) -> None:
+        self.outcome = outcome
+        self.expires = expires
+
+
+class IntrospectionValidator:
+    """A TokenValidator that asks an RFC 7662 endpoint, caching answers within strict bounds."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        client_id: str,
+        client_secret: str,
+        resource: str,
+        issuer: str | None,
+        cache_ttl: float = 30,
+        negative_ttl: float = 5,
+        cache_size: int = 10_000,
+        timeout: float = 3.0,
+        retry_after: int = 5,
+        client: httpx2.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._endpoint = endpoint
+        # RFC 6749 section 2.3.1: form-urlencode the id and secret before Basic encoding.
+        self._auth = httpx2.BasicAuth(quote(client_id, safe=""), quote(client_secret, safe=""))
+        self._resource = resource
+        self._issuer = issuer
+        self._cache_ttl = max(0.0, float(cache_ttl))
+        self._negative_ttl = max(0.0, float(negative_ttl))
+        self._cache_size = max(1, int(cache_size))
+        self._timeout = float(timeout)
+        self._retry_after = retry_after
+        self._client = client
+        self._owns_client = client is None
+        self._clock = clock
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[Principal]] = {}
+        self.calls = 0  # introspection requests sent (observability and tests)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, client: httpx2.AsyncClient | None = None
+    ) -> IntrospectionValidator:
+        return cls(
+            endpoint=settings.auth_server_base_url + INTROSPECTION_PATH,
+            client_id=settings.introspection_client_id,
+            client_secret=settings.introspection_client_secret,
+            resource=settings.mcp_resource_url,
+            issuer=settings.issuer,
+            cache_ttl=settings.introspection_cache_ttl,
+            negative_ttl=settings.introspection_negative_ttl,
+            cache_size=settings.introspection_cache_size,
+            timeout=settings.introspection_timeout,
+            client=client,
+        )
+
+    @property
+    def cache_len(self) -> int:
+        return len(self._cache)
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+
+    async def validate(self, token: str) -> Principal:
+        key = hashlib.sha256(token.encode()).digest()
+        entry = self._cache.get(key)
+        if entry is not None:
+            if entry.expires > self._clock():
+                self._cache.move_to_end(key)
+                if isinstance(entry.outcome, Principal):
+                    return entry.outcome
+                raise TokenRejected(*entry.outcome)
+            del self._cache[key]
+
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._introspect_and_cache(key, token))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda done: self._forget_inflight(key, done))
+        # Shielded: one caller giving up (client disconnect) must not cancel the others' answer.
+        return await asyncio.shield(pending)
+
+    def _forget_inflight(self, key: bytes, done: asyncio.Future[Principal]) -> None:
+        self._inflight.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # marks it retrieved even when every waiter went away
+
+    async def _introspect_and_cache(self, key: bytes, token: str) -> Principal:
+        body = await self._call(token)
+        now = self._clock()
+        try:
+            principal = self._principal(body, now)
+        except TokenRejected as rejected:
+            self._remember(key, (rejected.reason, rejected.description), now + self._negative_ttl)
+            raise
+        lifetime = self._cache_ttl
+        if principal.expires_at is not None:
+            lifetime = min(lifetime, principal.expires_at - now)
+        self._remember(key, principal, now + lifetime)
+        return principal
+
+    def _remember(self, key: bytes, outcome: Principal | tuple[FailureReason, str], expires: float) -> None:
+        if expires <= self._clock():
+            return
+        self._cache[key] = _Entry(outcome, expires)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def _call(self, token: str) -> Mapping[str, Any]:
+        if self._client is None:
+            self._client = httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False)
+        self.calls += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(
+                    self._endpoint,
+                    data={"token": token, "token_type_hint": "access_token"},
+                    auth=self._auth,
+                    headers={"Accept": "application/json"},
+                )
+        except (TimeoutError, httpx2.HTTPError) as exc:
+            logger.warning("introspection endpoint unreachable: %s", type(exc).__name__)
+            raise ValidatorUnavailable(retry_after=self._retry_after) from None
+        if response.status_code != 200:
+            logger.warning("introspection endpoint answered HTTP %d", response.status_code)
+            raise ValidatorUnavailable(retry_after=self._retry_after_from(response))
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("active"), bool):
+            logger.warning("introspection endpoint answered something that is not RFC 7662 JSON")
+            raise ValidatorUnavailable(retry_after=self._retry_after)
+        return body
+
+    def _retry_after_from(self, response: httpx2.Response) -> int:
+        value = response.headers.get("retry-after", "")
+        if value.isdigit():
+            return max(1, min(int(value), _MAX_RETRY_AFTER))
+        return self._retry_after
+
+    def _principal(self, body: Mapping[str, Any], now: float) -> Principal:
+        """Check an RFC 7662 answer against this resource server's own rules."""
+        if body.get("active") is not True:
+            raise TokenRejected("unknown", "token is not active")
+        token_type = body.get("token_type")
+        if isinstance(token_type, str) and token_type.lower() in _NOT_ACCESS_TOKEN_TYPES:
+            raise TokenRejected("not_an_access_token")
+        exp = _int_claim(body, "exp")
+        if exp is not None and exp <= now:
+            raise TokenRejected("expired")
+        nbf = _int_claim(body, "nbf")
+        if nbf is not None and nbf > now + 5:
+            raise TokenRejected("expired", "token is not valid yet")
+        issuer = body.get("iss")
+        if issuer is not None and issuer != self._issuer:
+            raise TokenRejected("wrong_issuer")
+        audience = _audience(body.get("aud"))
+        if self._resource not in audience:
+            raise TokenRejected("wrong_audience")
+        client_id = body.get("client_id")
+        client_id = client_id if isinstance(client_id, str) else ""
+        subject = body.get("sub")
+        subject = subject if isinstance(subject, str) and subject else client_id
+        if not subject:
+            raise TokenRejected("unknown", "introspection named no subject")
+        scope = body.get("scope")
+        return Principal(
+            subject=subject,
+            client_id=client_id,
+            scopes=frozenset(parse(scope if isinstance(scope, str) else None)),
+            audience=audience,
+            issuer=issuer if isinstance(issuer, str) else None,
+            expires_at=exp,
+            claims=dict(body),
+        )
+
+
+def _int_claim(body: Mapping[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _audience(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(item for item in value if isinstance(item, str))
+    return ()

@@ -1,0 +1,308 @@
+"""RFC 9068 JWT access tokens, verified locally against the authorization server's JWKS.
+
+Used in external mode when the AS issues JWTs (TOKEN_FORMAT=jwt): no network hop per request,
+at the price that a revoked JWT stays valid until its `exp` (so the AS keeps them short-lived).
+
+The checks, in the order RFC 9068 section 4 and RFC 8725 ask for them:
+- the header is parsed before anything else and the `alg` must be on an allow-list of asymmetric
+  algorithms (never `none`, never HMAC: a resource server holds no shared secret, and accepting
+  HS256 would let anyone sign with the *public* key);
+- `typ` must be `at+jwt` (ID tokens and other JWTs are not access tokens);
+- the key is chosen by `kid` from the JWKS, which is fetched from the AS metadata's `jwks_uri`,
+  cached, and refetched when an unknown `kid` appears (key rotation) at most once per
+  `refresh_interval` seconds, so garbage `kid`s cannot make us hammer the AS;
+- after the signature: `iss` is the trusted issuer, `aud` contains this MCP server's URL, `exp`
+  is in the future and `nbf` (if any) in the past, both with a small leeway for clock skew.
+
+Anything that is not a compact JWS at all is "not mine" (`malformed`), so a chain can pass opaque
+tokens on to introspection; a JWT that fails any check is rejected here and goes no further.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, import_key
+
+from shared.scopes import parse
+from shared.settings import Settings
+from shared.validation import Principal, TokenRejected, ValidatorUnavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALGORITHMS: tuple[str, ...] = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+_ASYMMETRIC_KTY = frozenset({"RSA", "EC", "OKP"})
+_ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_MAX_TOKEN_LENGTH = 16_384
+_MAX_JWKS_BYTES = 256 * 1024
+
+
+def metadata_url_for(issuer: str, base_url: str) -> str:
+    """RFC 8414 section 3: the well-known suffix goes between the host and the issuer's path.
+
+    Fetched from `base_url` (the back-channel address of the AS), which may differ from the
+    public issuer URL inside a container network.
+    """
+    path = urlsplit(issuer).path.rstrip("/")
+    origin = urlsplit(base_url)
+    return f"{origin.scheme}://{origin.netloc}/.well-known/oauth-authorization-server{path}"
+
+
+class JwtValidator:
+    """A TokenValidator for RFC 9068 JWT access tokens."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        resource: str,
+        jwks_uri: str | None = None,
+        metadata_url: str | None = None,
+        back_channel_base: str | None = None,
+        algorithms: Collection[str] = DEFAULT_ALGORITHMS,
+        leeway: int = 30,
+        refresh_interval: float = 30.0,
+        cache_ttl: float = 300.0,
+        timeout: float = 3.0,
+        client: httpx2.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if jwks_uri is None and metadata_url is None:
+            raise ValueError("JwtValidator needs jwks_uri or metadata_url")
+        unsafe = [alg for alg in algorithms if alg == "none" or alg.startswith("HS")]
+        if unsafe:
+            raise ValueError(f"algorithms must be asymmetric; refusing {unsafe}")
+        self._issuer = issuer
+        self._resource = resource
+        self._jwks_uri = jwks_uri
+        self._metadata_url = metadata_url
+        self._back_channel_base = back_channel_base
+        self._algorithms = frozenset(algorithms)
+        self._leeway = leeway
+        self._refresh_interval = refresh_interval
+        self._cache_ttl = cache_ttl
+        self._timeout = timeout
+        self._client = client
+        self._owns_client = client is None
+        self._clock = clock
+        self._keys: dict[str, Key] = {}
+        self._keys_fetched_at: float | None = None
+        self._last_fetch_attempt = float("-inf")
+        self._lock = asyncio.Lock()
+        self.fetches = 0  # JWKS downloads (observability and tests)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client: httpx2.AsyncClient | None = None) -> JwtValidator:
+        return cls(
+            issuer=settings.issuer,
+            resource=settings.mcp_resource_url,
+            metadata_url=metadata_url_for(settings.issuer, settings.auth_server_base_url),
+            back_channel_base=settings.auth_server_base_url,
+            timeout=settings.introspection_timeout,
+            client=client,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+
+    # --- validation -------------------------------------------------------------------------------
+    async def validate(self, token: str) -> Principal:
+        header = _compact_jws_header(token)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise TokenRejected("bad_signature", "signing algorithm not allowed")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_TYPES:
+            raise TokenRejected("not_an_access_token", "not an RFC 9068 access token (typ)")
+        kid = header.get("kid")
+        key = await self._key_for(kid if isinstance(kid, str) else None)
+        try:
+            decoded = jwt.decode(token, key, algorithms=[alg])
+        except (JoseError, ValueError, TypeError):
+            raise TokenRejected("bad_signature") from None
+        return self._principal(decoded.claims)
+
+    def _principal(self, claims: Mapping[str, Any]) -> Principal:
+        now = self._clock()
+        if claims.get("iss") != self._issuer:
+            raise TokenRejected("wrong_issuer")
+        audience = _audience(claims.get("aud"))
+        if self._resource not in audience:
+            raise TokenRejected("wrong_audience")
+        exp = _number(claims.get("exp"))
+        if exp is None:
+            raise TokenRejected("not_an_access_token", "token has no expiry")
+        if exp + self._leeway <= now:
+            raise TokenRejected("expired")
+        nbf = _number(claims.get("nbf"))
+        if nbf is not None and nbf - self._leeway > now:
+            raise TokenRejected("expired", "token is not valid yet")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise TokenRejected("not_an_access_token", "token has no subject")
+        client_id = claims.get("client_id", claims.get("azp", ""))
+        scope = claims.get("scope")
+        if isinstance(scope, str):
+            scopes = parse(scope)
+        else:
+            scp = claims.get("scp")
+            scopes = tuple(s for s in scp if isinstance(s, str)) if isinstance(scp, list) else ()
+        return Principal(
+            subject=subject,
+            client_id=client_id if isinstance(client_id, str) else "",
+            scopes=frozenset(scopes),
+            audience=audience,
+            issuer=self._issuer,
+            expires_at=int(exp),
+            claims=dict(claims),
+        )
+
+    # --- keys ---------------------------------------------------------------------------------------
+    async def _key_for(self, kid: str | None) -> Key:
+        stale = self._keys_fetched_at is None or self._clock() - self._keys_fetched_at > self._cache_ttl
+        key = None if stale else self._find(kid)
+        if key is None:
+            await self._refresh(force=not stale)
+            key = self._find(kid)
+        if key is None:
+            raise TokenRejected("bad_signature", "unknown signing key")
+        return key
+
+    def _find(self, kid: str | None) -> Key | None:
+        if kid is not None:
+            return self._keys.get(kid)
+        # RFC 9068 does not require `kid`; without one only an unambiguous key set will do.
+        return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+
+    async def _refresh(self, *, force: bool) -> None:
+        """Fetch the JWKS unless another task just did, or a forced refetch is rate-limited."""
+        async with self._lock:
+            now = self._clock()
+            if now - self._last_fetch_attempt < self._refresh_interval:
+                if self._keys_fetched_at is None:
+                    raise ValidatorUnavailable("signing keys unavailable", retry_after=self._retry_after(now))
+                return
+            fresh = self._keys_fetched_at is not None and now - self._keys_fetched_at <= self._cache_ttl
+            if fresh and not force:
+                return
+            self._last_fetch_attempt = now
+            try:
+                self._keys = await self._fetch_keys()
+            except ValidatorUnavailable:
+                if self._keys_fetched_at is None:
+                    raise
+                logger.warning("JWKS refresh failed; keeping the %d cached keys", len(self._keys))
+                return
+            self._keys_fetched_at = now
+
+    def _retry_after(self, now: float) -> int:
+        return max(1, int(self._refresh_interval - (now - self._last_fetch_attempt)) + 1)
+
+    async def _fetch_keys(self) -> dict[str, Key]:
+        if self._client is None:
+            self._client = httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False)
+        self.fetches += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                jwks_uri = self._jwks_uri or await self._discover_jwks_uri(self._client)
+                response = await self._client.get(jwks_uri, headers={"Accept": "application/json"})
+        except (TimeoutError, httpx2.HTTPError) as exc:
+            logger.warning("JWKS endpoint unreachable: %s", type(exc).__name__)
+            raise ValidatorUnavailable("signing keys unavailable") from None
+        if response.status_code != 200 or len(response.content) > _MAX_JWKS_BYTES:
+            logger.warning("JWKS endpoint answered HTTP %d", response.status_code)
+            raise ValidatorUnavailable("signing keys unavailable")
+        try:
+            document = json.loads(response.content)
+        except ValueError:
+            document = None
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise ValidatorUnavailable("signing keys unavailable")
+        keys: dict[str, Key] = {}
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or entry.get("kty") not in _ASYMMETRIC_KTY:
+                continue  # symmetric keys are never trusted for access tokens
+            if entry.get("use", "sig") != "sig":
+                continue
+            public = {name: value for name, value in entry.items() if name not in _PRIVATE_MEMBERS}
+            try:
+                key = import_key(public)
+            except (JoseError, ValueError, TypeError):
+                logger.warning("skipping unusable JWKS entry %d", index)
+                continue
+            kid = entry.get("kid")
+            keys[kid if isinstance(kid, str) else f"#{index}"] = key
+        return keys
+
+    async def _discover_jwks_uri(self, client: httpx2.AsyncClient) -> str:
+        assert self._metadata_url is not None
+        response = await client.get(self._metadata_url, headers={"Accept": "application/json"})
+        try:
+            metadata = json.loads(response.content) if response.status_code == 200 else None
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            metadata = {}
+        jwks_uri = metadata.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or metadata.get("issuer") != self._issuer:
+            logger.warning("AS metadata at %s has no jwks_uri or a different issuer", self._metadata_url)
+            raise ValidatorUnavailable("signing keys unavailable")
+        # The metadata names public URLs; reach them over the back channel when that differs.
+        if self._back_channel_base and jwks_uri.startswith(self._issuer):
+            jwks_uri = self._back_channel_base + jwks_uri[len(self._issuer) :]
+        return jwks_uri
+
+
+def _compact_jws_header(token: str) -> dict[str, Any]:
+    """The protected header of a compact JWS, or `malformed` for anything else (not ours)."""
+    if len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise TokenRejected("malformed", "not a JWT")
+    encoded = token.split(".", 1)[0]
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise TokenRejected("malformed", "not a JWT") from None
+    if not isinstance(header, dict) or "alg" not in header:
+        raise TokenRejected("malformed", "not a JWT")
+    return header
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _audience(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(item for item in value if isinstance(item, str))
+    return ()
