@@ -57,3 +57,6 @@ class AuthorizationCodeRecord(BaseModel):
     auth_time: int
     issued_at: int
     grant_id: str  # every token later minted from this code joins this grant
+    # False when /authorize got no redirect_uri (the client has exactly one registered): then the
+    # token request may omit it too (OAuth 2.1 section 4.1.3); when True it must send it, identical.
+    redirect_uri_in_request: bool = True

@@ -1,0 +1,42 @@
+"""`python -m auth_server`: the authorization server on its own (AUTH_MODE=external).
+
+Serves on HOST:AUTH_PORT; the MCP server (`python -m mcp_server`) validates its tokens by
+introspection. `make dev-external` starts both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from shared.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m auth_server", description=__doc__)
+    parser.add_argument("--port", type=int, help="overrides AUTH_PORT")
+    parser.add_argument("--host", help="overrides HOST")
+    args = parser.parse_args(argv)
+
+    overrides: dict[str, object] = {}
+    if args.port is not None:
+        overrides["auth_port"] = args.port
+    if args.host is not None:
+        overrides["host"] = args.host
+    settings = load_settings(**overrides)
+
+    from auth_server.app import create_auth_app
+
+    uvicorn.run(
+        create_auth_app(settings),
+        host=settings.host,
+        port=settings.auth_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,87 @@
+"""The authorization server as routes (internal mode) or as its own app (external mode).
+
+`create_auth_routes` is what both modes share: the MCP server's composition root mounts these
+routes in its own app, `create_auth_app` wraps them for `python -m auth_server`. One client
+registry, audit log and rate limiter serve the front channel (metadata, registration, the
+browser pages) and the back channel (token, introspection, revocation, JWKS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from auth_server.backchannel import BackChannel, backchannel_routes
+from auth_server.clients import StoreClientRegistry
+from auth_server.cors import preflight
+from auth_server.endpoints.authorize import authorize_endpoint
+from auth_server.endpoints.login import consent_form, consent_page, login_form, login_page
+from auth_server.endpoints.metadata import metadata_routes
+from auth_server.endpoints.registration import registration_endpoint
+from auth_server.front_channel import FrontChannel
+from auth_server.urls import endpoint_path
+from shared.settings import Settings
+from shared.storage.base import Store
+from shared.storage.factory import open_store
+
+
+def front_channel_routes(fc: FrontChannel) -> list[BaseRoute]:
+    """Registration and the pages a person's browser visits (no CORS on any page)."""
+    settings = fc.settings
+    return [
+        Route(
+            endpoint_path(settings, "register"),
+            registration_endpoint(fc.registry, fc.limiter, fc.audit),
+            methods=["POST"],
+        ),
+        Route(endpoint_path(settings, "register"), preflight(["POST"]), methods=["OPTIONS"]),
+        Route(endpoint_path(settings, "authorize"), authorize_endpoint(fc), methods=["GET", "POST"]),
+        Route(endpoint_path(settings, "login"), login_page(fc), methods=["GET"]),
+        Route(endpoint_path(settings, "login"), login_form(fc), methods=["POST"]),
+        Route(endpoint_path(settings, "consent"), consent_page(fc), methods=["GET"]),
+        Route(endpoint_path(settings, "consent"), consent_form(fc), methods=["POST"]),
+    ]
+
+
+def create_auth_routes(settings: Settings, store: Store) -> list[BaseRoute]:
+    """Every route of the authorization server, at the issuer's path (see `urls.py`)."""
+    registry = StoreClientRegistry(settings, store)
+    front = FrontChannel.create(settings, store, registry)
+    back = BackChannel.create(settings, store, registry, audit=front.audit, limiter=front.limiter)
+    return [*metadata_routes(settings), *front_channel_routes(front), *backchannel_routes(back)]
+
+
+def create_auth_app(settings: Settings) -> Starlette:
+    """The standalone authorization server (AUTH_MODE=external), with health checks."""
+    store = open_store(settings)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            ready = await store.ping()
+        except Exception:
+            ready = False
+        if ready:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", "reason": "storage unreachable"}, status_code=503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await store.close()
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *create_auth_routes(settings, store),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

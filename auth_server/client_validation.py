@@ -1,0 +1,186 @@
+"""Client metadata rules shared by every way a client becomes known.
+
+Dynamic registration (RFC 7591), client ID metadata documents and pre-registered clients from
+configuration all pass their metadata through `parse_client_metadata`, so a client is held to the
+same rules however it arrived. Errors carry the RFC 7591 section 3.2.2 codes:
+`invalid_redirect_uri` for a bad redirect URI, `invalid_client_metadata` for anything else.
+
+Choices where the specs leave room (documented in docs/oauth.md):
+* `application_type` omitted: `native` when every redirect URI is loopback, otherwise `web`
+  (OpenID's default), so older MCP clients that omit it still register loopback callbacks;
+* an explicit `web` client may not use loopback redirect URIs (OpenID Registration section 2);
+* only `response_types: ["code"]` and the grants this server implements are accepted; the
+  implicit and password grants are refused, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
+from urllib.parse import urlsplit
+
+from auth_server.errors import OAuthError
+from auth_server.models import AuthMethod
+from auth_server.redirect_uris import (
+    LOOPBACK_REDIRECT_HOSTS,
+    UnacceptableRedirectUri,
+    check_registrable,
+    is_loopback_redirect,
+    split_host_port,
+)
+from shared.scopes import SUPPORTED_SCOPES, parse
+
+SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+SUPPORTED_AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
+MAX_REDIRECT_URIS = 20
+MAX_NAME_LENGTH = 200
+MAX_URL_LENGTH = 2000
+
+ApplicationType = Literal["native", "web"]
+
+
+class ClientMetadataRejected(OAuthError):
+    """400 `invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 section 3.2.2)."""
+
+    def __init__(self, error: Literal["invalid_redirect_uri", "invalid_client_metadata"], description: str):
+        super().__init__(error, description)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMetadata:
+    """The effective metadata of a client after validation and defaults."""
+
+    redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    response_types: tuple[str, ...]
+    token_endpoint_auth_method: AuthMethod
+    application_type: ApplicationType
+    scope: str | None
+    client_name: str | None
+    client_uri: str | None
+    logo_uri: str | None
+
+    @property
+    def is_public(self) -> bool:
+        """A client without a secret (`none`): PKCE and refresh rotation are what protect it."""
+        return self.token_endpoint_auth_method == "none"  # noqa: S105 - a method name, not a secret
+
+
+def parse_client_metadata(raw: Mapping[str, Any], *, default_auth_method: AuthMethod) -> ClientMetadata:
+    """Validate client metadata and fill in defaults; raise ClientMetadataRejected on bad input.
+
+    Members this server does not understand are ignored, as RFC 7591 section 2 requires.
+    """
+    grant_types = _string_list(raw, "grant_types", default=["authorization_code"])
+    for grant in grant_types:
+        if grant not in SUPPORTED_GRANT_TYPES:
+            raise _metadata(f"grant type {grant!r} is not supported; use {', '.join(SUPPORTED_GRANT_TYPES)}")
+    if not grant_types:
+        raise _metadata("grant_types must not be empty")
+    uses_code = "authorization_code" in grant_types
+
+    response_types = _string_list(raw, "response_types", default=["code"] if uses_code else [])
+    if any(value != "code" for value in response_types):
+        raise _metadata('only the response type "code" is supported (the implicit flow is not)')
+    if ("code" in response_types) != uses_code:
+        raise _metadata('response type "code" and grant type "authorization_code" go together')
+
+    auth_method = raw.get("token_endpoint_auth_method", default_auth_method)
+    if auth_method not in SUPPORTED_AUTH_METHODS:
+        raise _metadata(f"token_endpoint_auth_method must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
+    if auth_method == "none" and "client_credentials" in grant_types:
+        raise _metadata("the client_credentials grant needs a confidential client (a secret)")
+
+    redirect_uris = _redirect_uris(raw, required=uses_code)
+    application_type = _application_type(raw, redirect_uris)
+
+    return ClientMetadata(
+        redirect_uris=redirect_uris,
+        grant_types=grant_types,
+        response_types=response_types,
+        token_endpoint_auth_method=cast(AuthMethod, auth_method),
+        application_type=application_type,
+        scope=_scope(raw),
+        client_name=_optional_string(raw, "client_name", MAX_NAME_LENGTH),
+        client_uri=_optional_web_url(raw, "client_uri"),
+        logo_uri=_optional_web_url(raw, "logo_uri"),
+    )
+
+
+def _redirect_uris(raw: Mapping[str, Any], *, required: bool) -> tuple[str, ...]:
+    value = raw.get("redirect_uris")
+    if value is None and not required:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(uri, str) for uri in value):
+        raise ClientMetadataRejected("invalid_redirect_uri", "redirect_uris must be a list of strings")
+    if required and not value:
+        raise ClientMetadataRejected(
+            "invalid_redirect_uri", "the authorization_code grant needs at least one redirect URI"
+        )
+    if len(value) > MAX_REDIRECT_URIS:
+        raise ClientMetadataRejected("invalid_redirect_uri", f"at most {MAX_REDIRECT_URIS} redirect URIs")
+    for uri in value:
+        try:
+            check_registrable(uri)
+        except UnacceptableRedirectUri as exc:
+            raise ClientMetadataRejected("invalid_redirect_uri", f"{exc}: {uri[:200]!r}") from None
+    return tuple(dict.fromkeys(value))
+
+
+def _application_type(raw: Mapping[str, Any], redirect_uris: tuple[str, ...]) -> ApplicationType:
+    value = raw.get("application_type")
+    if value is None:
+        all_loopback = bool(redirect_uris) and all(is_loopback_redirect(uri) for uri in redirect_uris)
+        return "native" if all_loopback else "web"
+    if value not in ("native", "web"):
+        raise _metadata('application_type must be "native" or "web"')
+    if value == "web" and any(is_loopback_redirect(uri) for uri in redirect_uris):
+        raise _metadata('a "web" client may not use loopback redirect URIs; register it as "native"')
+    return cast(ApplicationType, value)
+
+
+def _scope(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("scope")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _metadata("scope must be a space-separated string")
+    scopes = parse(value)
+    unknown = [scope for scope in scopes if scope not in SUPPORTED_SCOPES]
+    if unknown:
+        raise _metadata(f"unknown scope {unknown[0][:100]!r}; supported: {' '.join(SUPPORTED_SCOPES)}")
+    return " ".join(scopes) or None
+
+
+def _string_list(raw: Mapping[str, Any], name: str, *, default: list[str]) -> tuple[str, ...]:
+    value = raw.get(name, default)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _metadata(f"{name} must be a list of strings")
+    return tuple(dict.fromkeys(value))
+
+
+def _optional_string(raw: Mapping[str, Any], name: str, max_length: int) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise _metadata(f"{name} must be a non-empty string of at most {max_length} characters")
+    return value
+
+
+def _optional_web_url(raw: Mapping[str, Any], name: str) -> str | None:
+    """client_uri / logo_uri: shown to people, so only https (or loopback http) web pages."""
+    value = _optional_string(raw, name, MAX_URL_LENGTH)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    host, _ = split_host_port(parts.netloc)
+    is_loopback_http = parts.scheme == "http" and host.lower() in LOOPBACK_REDIRECT_HOSTS
+    if not (parts.scheme == "https" or is_loopback_http) or not parts.netloc or "@" in parts.netloc:
+        raise _metadata(f"{name} must be an https URL")
+    return value
+
+
+def _metadata(description: str) -> ClientMetadataRejected:
+    return ClientMetadataRejected("invalid_client_metadata", description)

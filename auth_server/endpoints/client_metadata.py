@@ -1,0 +1,147 @@
+"""Client ID Metadata Documents: a client_id that is an https URL names its own metadata.
+
+Instead of registering, a client uses the URL of a JSON document it hosts as its client_id
+(draft-ietf-oauth-client-id-metadata-document, MCP 2025-11-25 and later). This module turns
+such a client_id into a `Client`:
+
+* URL rules (CM-02): https, a path naming a document, no `.`/`..` segments, no fragment, no
+  userinfo. Plain http is accepted only for loopback hosts and only with CIMD_ALLOW_LOOPBACK.
+* The fetch itself is `safe_fetch.fetch_document` (SSRF rules, DNS pinning, no redirects, size
+  cap while streaming, one overall timeout).
+* Document rules (CM-03, CM-05): a JSON object whose `client_id` equals the URL by plain string
+  comparison, with `client_name` and `redirect_uris`; shared-secret authentication is refused
+  (anyone can read the document, so it cannot hold or imply a secret). The rest goes through the
+  same `parse_client_metadata` as registration.
+* Caching (CM-08): valid documents only, under `auth:cimd:{digest(url)}`, for the document's
+  `Cache-Control: max-age` capped at CIMD_CACHE_TTL (no header: CIMD_CACHE_TTL; `no-store` or
+  `no-cache`: not cached). Failures are never cached, so a fixed document works on the next try.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import unquote, urlsplit
+
+from auth_server import crypto
+from auth_server.client_validation import ClientMetadataRejected, parse_client_metadata
+from auth_server.models import Client
+from auth_server.safe_fetch import FetchRefused, Resolver, fetch_document, parse_target, system_resolver
+from shared.settings import Settings
+from shared.storage.base import Store
+
+MAX_URL_LENGTH = 2000
+SHARED_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+
+
+class ClientMetadataDocumentError(Exception):
+    """The client_id URL or its document is unusable; the message is fit for the error page."""
+
+
+def looks_like_metadata_url(client_id: str) -> bool:
+    """Client IDs that are URLs are metadata document URLs; generated client_ids never are."""
+    return client_id.startswith(("https://", "http://"))
+
+
+def cache_key(url: str) -> str:
+    return f"auth:cimd:{crypto.digest(url)}"
+
+
+def check_client_id_url(url: str) -> None:
+    """CIMD section 3 URL rules that do not depend on DNS; raise ClientMetadataDocumentError."""
+    if len(url) > MAX_URL_LENGTH or any(ch <= " " or ch in "\x7f\\" for ch in url):
+        raise ClientMetadataDocumentError("the client_id URL is too long or contains forbidden characters")
+    if "#" in url:
+        raise ClientMetadataDocumentError("the client_id URL must not contain a fragment")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ClientMetadataDocumentError("the client_id URL must not contain userinfo")
+    if parts.path in ("", "/"):
+        raise ClientMetadataDocumentError("the client_id URL must have a path naming the document")
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        raise ClientMetadataDocumentError("the client_id URL must not contain . or .. path segments")
+
+
+def client_from_document(url: str, body: bytes) -> Client:
+    """Validate a fetched document against its URL and turn it into a Client."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ClientMetadataDocumentError("the client metadata document is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ClientMetadataDocumentError("the client metadata document must be a JSON object")
+    if document.get("client_id") != url:
+        raise ClientMetadataDocumentError("the document's client_id does not equal its URL")
+    name = document.get("client_name")
+    if not isinstance(name, str) or not name.strip():
+        raise ClientMetadataDocumentError("the client metadata document has no client_name")
+    if not document.get("redirect_uris"):
+        raise ClientMetadataDocumentError("the client metadata document has no redirect_uris")
+    if "client_secret" in document or document.get("token_endpoint_auth_method") in SHARED_SECRET_METHODS:
+        raise ClientMetadataDocumentError("a client metadata document cannot use a shared secret")
+    if document.get("token_endpoint_auth_method", "none") != "none":
+        raise ClientMetadataDocumentError('token_endpoint_auth_method must be "none" for a metadata document')
+    try:
+        metadata = parse_client_metadata(document, default_auth_method="none")
+    except ClientMetadataRejected as exc:
+        raise ClientMetadataDocumentError(
+            f"the client metadata document is invalid: {exc.description}"
+        ) from None
+    return Client(
+        client_id=url,
+        client_name=metadata.client_name,
+        client_uri=metadata.client_uri,
+        logo_uri=metadata.logo_uri,
+        redirect_uris=metadata.redirect_uris,
+        grant_types=metadata.grant_types,
+        response_types=metadata.response_types,
+        token_endpoint_auth_method="none",  # noqa: S106 - an auth method name, not a secret
+        scope=metadata.scope,
+        application_type=metadata.application_type,
+        source="metadata_document",
+    )
+
+
+def cache_seconds(cache_control: str | None, cap: int) -> int:
+    """How long a valid document may be cached: its max-age, at most `cap`; 0 means do not."""
+    if cache_control is None:
+        return cap
+    directives = cache_control.lower()
+    if "no-store" in directives or "no-cache" in directives:
+        return 0
+    match = _MAX_AGE.search(cache_control)
+    return min(int(match.group(1)), cap) if match else cap
+
+
+class ClientMetadataDocuments:
+    """Resolves metadata-document client IDs to Clients, with a bounded cache in the Store."""
+
+    def __init__(self, settings: Settings, store: Store, *, resolver: Resolver = system_resolver) -> None:
+        self._settings = settings
+        self._store = store
+        self._resolver = resolver
+
+    async def get(self, url: str) -> Client:
+        """The client the document at `url` describes; raise ClientMetadataDocumentError."""
+        check_client_id_url(url)
+        cached = await self._store.get(cache_key(url))
+        if cached is not None:
+            return Client.model_validate_json(cached)
+        try:
+            document = await fetch_document(
+                parse_target(url),
+                max_bytes=self._settings.cimd_max_bytes,
+                time_limit=self._settings.cimd_timeout,
+                allow_loopback=self._settings.cimd_allow_loopback,
+                resolver=self._resolver,
+            )
+        except FetchRefused as exc:
+            raise ClientMetadataDocumentError(
+                f"the client metadata document was not fetched: {exc}"
+            ) from None
+        client = client_from_document(url, document.body)
+        ttl = cache_seconds(document.cache_control, self._settings.cimd_cache_ttl)
+        if ttl > 0:
+            await self._store.set(cache_key(url), client.model_dump_json(), ttl=ttl)
+        return client

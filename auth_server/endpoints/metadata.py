@@ -1,0 +1,75 @@
+"""Authorization server metadata: RFC 8414 and OpenID Connect Discovery, one document.
+
+MCP clients look for `/.well-known/oauth-authorization-server` first, then OpenID discovery,
+and refuse to continue unless `issuer` equals, byte for byte, the issuer they derived the URL
+from. So the document is built once from `settings.issuer` and served at every location a
+client may derive:
+
+* root issuer `https://h`: `/.well-known/oauth-authorization-server` and
+  `/.well-known/openid-configuration`;
+* path issuer `https://h/t1`: `/.well-known/oauth-authorization-server/t1` (RFC 8414 path
+  insertion), `/.well-known/openid-configuration/t1` and `/t1/.well-known/openid-configuration`.
+
+It is public, so any origin may read it (CORS), and a `MCP-Protocol-Version` header is
+accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from auth_server.cors import cors_headers, preflight
+from auth_server.urls import endpoint_url, path_appended_well_known, path_inserted_well_known
+from shared.scopes import SUPPORTED_SCOPES
+from shared.settings import Settings
+
+CLIENT_AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post"]
+SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
+    """The document. Every URL in it starts with the issuer; nothing unsupported is advertised."""
+    return {
+        "issuer": settings.issuer,
+        "authorization_endpoint": endpoint_url(settings, "authorize"),
+        "token_endpoint": endpoint_url(settings, "token"),
+        "registration_endpoint": endpoint_url(settings, "register"),
+        "jwks_uri": endpoint_url(settings, "jwks"),
+        "introspection_endpoint": endpoint_url(settings, "introspect"),
+        "revocation_endpoint": endpoint_url(settings, "revoke"),
+        "scopes_supported": list(SUPPORTED_SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": SECRET_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "client_id_metadata_document_supported": True,
+        "authorization_response_iss_parameter_supported": True,
+    }
+
+
+def metadata_routes(settings: Settings) -> list[BaseRoute]:
+    document = authorization_server_metadata(settings)
+    headers = {**cors_headers(["GET"]), "Cache-Control": "public, max-age=3600"}
+
+    async def metadata(_: Request) -> Response:
+        return JSONResponse(document, headers=headers)
+
+    paths = dict.fromkeys(
+        (
+            path_inserted_well_known(settings, "oauth-authorization-server"),
+            path_inserted_well_known(settings, "openid-configuration"),
+            path_appended_well_known(settings, "openid-configuration"),
+        )
+    )
+    routes: list[BaseRoute] = []
+    for path in paths:
+        routes.append(Route(path, metadata, methods=["GET"]))
+        routes.append(Route(path, preflight(["GET"]), methods=["OPTIONS"]))
+    return routes

@@ -1,0 +1,109 @@
+"""Dynamic client registration, POST /register (RFC 7591).
+
+Open registration (no initial access token), as MCP clients expect, but rate-limited per client
+IP (429 + Retry-After). The metadata rules are `client_validation.parse_client_metadata`; this
+module adds what is specific to registration:
+
+* client_ids are random and never look like a URL, so they cannot collide with client ID
+  metadata document URLs (CIMD, "Supporting Both Pre-Registered and Unregistered Clients");
+* `token_endpoint_auth_method` defaults to `client_secret_basic` (RFC 7591 section 2). Public
+  clients (`none`) get no secret; confidential ones get a secret exactly once, in this response,
+  with `client_secret_expires_at: 0` (never expires). Only its digest is stored;
+* the response repeats the effective metadata (after defaults) and is never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from auth_server import crypto
+from auth_server.audit import AuditLog
+from auth_server.client_validation import ClientMetadataRejected, parse_client_metadata
+from auth_server.clients import StoreClientRegistry
+from auth_server.cors import with_cors
+from auth_server.endpoints.forms import Endpoint, oauth_endpoint
+from auth_server.errors import NO_STORE
+from auth_server.models import Client
+from auth_server.rate_limit import RateLimiter, client_ip
+
+MAX_BODY_BYTES = 16 * 1024
+CLIENT_ID_PREFIX = "mcp-client-"
+
+
+def new_client_id() -> str:
+    return CLIENT_ID_PREFIX + secrets.token_urlsafe(18)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ClientMetadataRejected("invalid_client_metadata", "the request body is too large")
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ClientMetadataRejected("invalid_client_metadata", "the request body must be JSON") from None
+    if not isinstance(document, dict):
+        raise ClientMetadataRejected("invalid_client_metadata", "the request body must be a JSON object")
+    return document
+
+
+def registration_response(client: Client, secret: str | None) -> dict[str, Any]:
+    """RFC 7591 section 3.2.1: client_id, issued-at, and every registered metadata value."""
+    body: dict[str, Any] = {
+        "client_id": client.client_id,
+        "client_id_issued_at": client.client_id_issued_at,
+        "client_name": client.client_name,
+        "client_uri": client.client_uri,
+        "logo_uri": client.logo_uri,
+        "redirect_uris": list(client.redirect_uris),
+        "grant_types": list(client.grant_types),
+        "response_types": list(client.response_types),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "application_type": client.application_type,
+        "scope": client.scope,
+    }
+    if secret is not None:
+        body["client_secret"] = secret
+        body["client_secret_expires_at"] = 0
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def registration_endpoint(registry: StoreClientRegistry, limiter: RateLimiter, audit: AuditLog) -> Endpoint:
+    @oauth_endpoint
+    async def register(request: Request) -> Response:
+        await limiter.check("register", request)
+        metadata = parse_client_metadata(
+            await read_json_object(request), default_auth_method="client_secret_basic"
+        )
+        secret = None if metadata.is_public else crypto.new_credential()
+        client = Client(
+            client_id=new_client_id(),
+            client_id_issued_at=int(time.time()),
+            client_name=metadata.client_name,
+            client_uri=metadata.client_uri,
+            logo_uri=metadata.logo_uri,
+            redirect_uris=metadata.redirect_uris,
+            grant_types=metadata.grant_types,
+            response_types=metadata.response_types,
+            token_endpoint_auth_method=metadata.token_endpoint_auth_method,
+            client_secret_digest=crypto.digest(secret) if secret else None,
+            scope=metadata.scope,
+            application_type=metadata.application_type,
+            source="dynamic",
+        )
+        while not await registry.add(client):  # 144 random bits: in practice never loops
+            client = client.model_copy(update={"client_id": new_client_id()})
+        audit.record(
+            "client_registered", ip=client_ip(request), client_id=client.client_id, scope=client.scope
+        )
+        return JSONResponse(registration_response(client, secret), status_code=201, headers=NO_STORE)
+
+    return with_cors(register, ["POST"])

@@ -1,0 +1,230 @@
+"""What /authorize and the login and consent pages share: their services and the flow's steps.
+
+The flow, one step per request, each step's state server-side (see `pending.py`):
+
+    GET /authorize ──validated──> pending request ──> /login ──> /consent ──> redirect_uri?code
+                  (signed in?) ─────────────────────────────────^   (remembered?) ──^
+
+`next_step` decides where a request goes from wherever it is; `approve` ends it with a code and
+`deny` with `access_denied`. Every redirect to the client carries `state` (byte-exact) and `iss`
+(RFC 9207), successes and errors alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from auth_server import crypto
+from auth_server.audit import AuditLog
+from auth_server.clients import StoreClientRegistry
+from auth_server.consents import ConsentMemory
+from auth_server.models import AuthorizationCodeRecord, Client
+from auth_server.pages import error_page
+from auth_server.pending import PendingAuthorization, PendingAuthorizations, PendingRequestRejected
+from auth_server.rate_limit import RateLimited, RateLimiter, client_ip
+from auth_server.redirect_uris import is_loopback_redirect
+from auth_server.sessions import BrowserSession, BrowserSessions
+from auth_server.urls import endpoint_path
+from auth_server.users import UserDirectory
+from shared.settings import Settings
+from shared.storage.base import StorageUnavailable, Store
+
+logger = logging.getLogger(__name__)
+
+MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 64
+FORM_TYPE = "application/x-www-form-urlencoded"
+REDIRECT_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@dataclass(frozen=True, slots=True)
+class FrontChannel:
+    """The services the interactive endpoints use, built once per app."""
+
+    settings: Settings
+    store: Store
+    registry: StoreClientRegistry
+    users: UserDirectory
+    sessions: BrowserSessions
+    pending: PendingAuthorizations
+    consents: ConsentMemory
+    audit: AuditLog
+    limiter: RateLimiter
+    clock: Callable[[], float] = field(default=time.time)
+
+    @classmethod
+    def create(cls, settings: Settings, store: Store, registry: StoreClientRegistry) -> FrontChannel:
+        audit = AuditLog(settings.audit_log)
+        return cls(
+            settings=settings,
+            store=store,
+            registry=registry,
+            users=UserDirectory.from_settings(settings),
+            sessions=BrowserSessions(settings, store),
+            pending=PendingAuthorizations(store),
+            consents=ConsentMemory(store),
+            audit=audit,
+            limiter=RateLimiter(store, settings.rate_limit_per_minute, audit=audit),
+        )
+
+
+class BadForm(Exception):
+    """The POST body is not a small, well-formed urlencoded form."""
+
+
+async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
+    """The urlencoded body as (name, value) pairs, repeats kept (callers decide what they mean)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise BadForm(f"the request body must be {FORM_TYPE}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise BadForm("the request body is too large")
+    try:
+        return parse_qsl(bytes(body).decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadForm("the request body is not valid form encoding") from None
+
+
+def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Form fields as a dict; a repeated field is a malformed (or tampered) form."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise BadForm(f"the field {name} is repeated")
+        values[name] = value
+    return values
+
+
+def client_redirect_url(settings: Settings, redirect_uri: str, params: dict[str, str | None]) -> str:
+    """redirect_uri with the response parameters and `iss` appended to its own query, if any."""
+    values = {name: value for name, value in params.items() if value is not None}
+    values["iss"] = settings.issuer
+    separator = "&" if urlsplit(redirect_uri).query else ("" if redirect_uri.endswith("?") else "?")
+    return redirect_uri + separator + urlencode(values, quote_via=quote, safe="")
+
+
+def redirect(url: str, *, after_post: bool) -> RedirectResponse:
+    """302 after a GET, 303 after a POST (never 307, which would re-post the password)."""
+    return RedirectResponse(url, status_code=303 if after_post else 302, headers=REDIRECT_HEADERS)
+
+
+def redirects_automatically(client: Client, redirect_uri: str) -> bool:
+    """Whether an error may be sent to the client's redirect URI without asking the user.
+
+    RFC 9700 section 4.11.2: anyone can register a client whose redirect URI is a phishing page
+    and send users to /authorize with a bad parameter, using this server as an open redirector.
+    Configured clients are vouched for by the operator, and loopback URIs only reach the user's
+    own machine; any other error redirect waits for the user to click through a page that names
+    the destination.
+    """
+    return client.source == "preregistered" or is_loopback_redirect(redirect_uri)
+
+
+def page_url(settings: Settings, page: Literal["login", "consent"], request_id: str, **extra: str) -> str:
+    query = urlencode({"request": request_id, **extra})
+    return f"{endpoint_path(settings, page)}?{query}"
+
+
+async def next_step(
+    fc: FrontChannel,
+    request_id: str,
+    pending: PendingAuthorization,
+    session: BrowserSession,
+    *,
+    after_post: bool,
+) -> Response:
+    """Send the browser to sign-in, to consent, or (consent remembered) back with a code."""
+    if session.subject is None:
+        return redirect(page_url(fc.settings, "login", request_id), after_post=after_post)
+    remembered = await fc.consents.recall(session.subject, pending.client_id)
+    if fc.consents.covers(remembered, pending.scopes, pending.registered_redirect_uri):
+        return redirect(await approve(fc, request_id, pending, session), after_post=after_post)
+    return redirect(page_url(fc.settings, "consent", request_id), after_post=after_post)
+
+
+async def approve(
+    fc: FrontChannel, request_id: str, pending: PendingAuthorization, session: BrowserSession
+) -> str:
+    """End the request with a fresh authorization code; returns the client redirect URL."""
+    if session.subject is None or session.record.auth_time is None:
+        raise PendingRequestRejected
+    if not await fc.pending.finish(request_id):
+        raise PendingRequestRejected  # already answered (double submit or replay)
+    code = crypto.new_credential()
+    record = AuthorizationCodeRecord(
+        client_id=pending.client_id,
+        redirect_uri=pending.redirect_uri,
+        redirect_uri_in_request=pending.redirect_uri_in_request,
+        code_challenge=pending.code_challenge,
+        scopes=pending.scopes,
+        resource=pending.resource,
+        subject=session.subject,
+        auth_time=session.record.auth_time,
+        issued_at=int(fc.clock()),
+        grant_id=crypto.new_credential(),
+    )
+    await fc.store.set(
+        f"auth:code:{crypto.digest(code)}", record.model_dump_json(), ttl=fc.settings.authorization_code_ttl
+    )
+    return client_redirect_url(fc.settings, pending.redirect_uri, {"code": code, "state": pending.state})
+
+
+async def deny(fc: FrontChannel, request_id: str, pending: PendingAuthorization) -> str:
+    """End the request with `access_denied`; returns the client redirect URL."""
+    if not await fc.pending.finish(request_id):
+        raise PendingRequestRejected
+    params = {
+        "error": "access_denied",
+        "error_description": "the user denied the request",
+        "state": pending.state,
+    }
+    return client_redirect_url(fc.settings, pending.redirect_uri, params)
+
+
+Page = Callable[[Request], Awaitable[Response]]
+
+
+def html_endpoint(handler: Page) -> Page:
+    """Turns the failures every page shares into HTML answers (never a 500, never a redirect)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except PendingRequestRejected:
+            return error_page(
+                "This sign-in request is no longer valid",
+                "It has expired, was already answered, or was started in another browser. "
+                "Go back to the application and start again.",
+            )
+        except BadForm as exc:
+            return error_page("Bad request", str(exc))
+        except RateLimited as exc:
+            return error_page(
+                "Too many attempts",
+                f"Wait {exc.retry_after} seconds, then try again.",
+                status_code=429,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+        except StorageUnavailable:
+            logger.warning("storage unavailable during %s from %s", request.url.path, client_ip(request))
+            return error_page(
+                "Temporarily unavailable",
+                "The sign-in service cannot reach its storage. Try again in a few seconds.",
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint

@@ -1,0 +1,101 @@
+"""Authorization requests waiting for the user to sign in and consent.
+
+A validated /authorize request is kept server-side, so the login and consent forms carry only
+an opaque request id and a CSRF token: nothing the browser posts can change the client, the
+redirect URI, the scopes or the PKCE challenge that were checked. The record is stored under
+`auth:pending:{digest(id)}` for PENDING_TTL seconds and holds the digest of its CSRF token and
+the binding of the browser session that started it. A form post is accepted only from that
+browser (binding) with that token, both compared in constant time (OAuth 2.1 section 7.9), and
+the record is taken (read and deleted at once) when the request ends, so it cannot be replayed.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from auth_server import crypto
+from auth_server.sessions import BrowserSession
+from shared.storage.base import Store
+
+PENDING_TTL = 600  # ten minutes to sign in and decide
+MAX_REQUEST_ID_LENGTH = 100
+
+
+class PendingAuthorization(BaseModel):
+    """Everything /authorize validated, plus what ties the request to one browser."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    redirect_uri: str  # as the client sent it (or the single registered one if it sent none)
+    registered_redirect_uri: str  # the registered URI it matched (loopback ports may differ)
+    redirect_uri_in_request: bool
+    state: str | None
+    code_challenge: str
+    scopes: tuple[str, ...]
+    resource: str
+    binding: str
+    csrf_digest: str
+
+
+class PendingRequestRejected(Exception):
+    """Expired, unknown, from another browser, or without the right CSRF token."""
+
+
+def pending_key(request_id: str) -> str:
+    return f"auth:pending:{crypto.digest(request_id)}"
+
+
+class PendingAuthorizations:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def create(
+        self, fields: dict[str, object], session: BrowserSession
+    ) -> tuple[str, PendingAuthorization]:
+        """Store a pending request bound to `session`; returns its id and the record.
+
+        It has no valid CSRF token yet: each page that shows a form asks `new_csrf_token`.
+        """
+        request_id = crypto.new_credential()
+        pending = PendingAuthorization.model_validate(
+            {**fields, "binding": session.binding, "csrf_digest": ""}
+        )
+        await self._store.set(pending_key(request_id), pending.model_dump_json(), ttl=PENDING_TTL)
+        return request_id, pending
+
+    async def load(
+        self, request_id: str, session: BrowserSession | None, csrf: str | None
+    ) -> tuple[PendingAuthorization, BrowserSession]:
+        """The pending request (and the session) if this browser started it and, when `csrf` is
+        given (every POST), the CSRF token is the one last issued for it."""
+        if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH or session is None:
+            raise PendingRequestRejected
+        stored = await self._store.get(pending_key(request_id))
+        if stored is None:
+            raise PendingRequestRejected
+        pending = PendingAuthorization.model_validate_json(stored)
+        if not crypto.constant_time_equals(pending.binding, session.binding):
+            raise PendingRequestRejected
+        if csrf is not None and not crypto.constant_time_equals(pending.csrf_digest, crypto.digest(csrf)):
+            raise PendingRequestRejected
+        return pending, session
+
+    async def finish(self, request_id: str) -> bool:
+        """End the request; False if another submission already ended it (double click, replay)."""
+        return await self._store.take(pending_key(request_id)) is not None
+
+    async def new_csrf_token(self, request_id: str, pending: PendingAuthorization) -> str:
+        """A fresh CSRF token for a form of this request; earlier tokens stop working.
+
+        Only the token's digest is stored, so a page can never re-display an old one: every
+        rendering of a form gets a new token, and the record keeps its original expiry.
+        """
+        key = pending_key(request_id)
+        remaining = await self._store.ttl(key)
+        if remaining is None or remaining <= 0:
+            raise PendingRequestRejected
+        csrf = crypto.new_credential()
+        updated = pending.model_copy(update={"csrf_digest": crypto.digest(csrf)})
+        await self._store.set(key, updated.model_dump_json(), ttl=remaining)
+        return csrf

@@ -1,0 +1,102 @@
+"""Browser sessions at the authorization server: who is signed in, in which browser.
+
+One cookie, HttpOnly and SameSite=Lax; on an https issuer it is also `Secure` and carries the
+`__Host-` prefix (no Domain, Path=/), so no other host or plain-http page can set or read it.
+The cookie holds only a random session id; the record lives server-side under
+`auth:session:{digest(id)}`, so a leaked Store holds no usable cookie.
+
+A browser gets an anonymous session at its first /authorize request (short TTL). Every pending
+authorization is bound to the session's `binding`, a server-side random value that survives
+sign-in, so a pending request (and its CSRF token) is useless from another browser. Signing in
+replaces the session id (no session fixation) and extends the TTL to LOGIN_SESSION_TTL.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth_server import crypto
+from shared.settings import Settings
+from shared.storage.base import Store
+
+ANONYMOUS_SESSION_TTL = 600  # long enough to sign in; an abandoned one costs little
+SESSION_ID_BYTES = 32
+
+
+class SessionRecord(BaseModel):
+    binding: str
+    subject: str | None = None
+    auth_time: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserSession:
+    session_id: str  # the cookie value; never stored
+    record: SessionRecord
+
+    @property
+    def subject(self) -> str | None:
+        return self.record.subject
+
+    @property
+    def binding(self) -> str:
+        return self.record.binding
+
+
+def session_key(session_id: str) -> str:
+    return f"auth:session:{crypto.digest(session_id)}"
+
+
+class BrowserSessions:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._store = store
+        self._login_ttl = settings.login_session_ttl
+        self._secure = urlsplit(settings.issuer).scheme == "https"
+        self.cookie_name = "__Host-mcp_as_session" if self._secure else "mcp_as_session"
+
+    async def current(self, request: Request) -> BrowserSession | None:
+        session_id = request.cookies.get(self.cookie_name)
+        if not session_id or len(session_id) > 100:
+            return None
+        stored = await self._store.get(session_key(session_id))
+        if stored is None:
+            return None
+        return BrowserSession(session_id, SessionRecord.model_validate_json(stored))
+
+    async def current_or_new(self, request: Request) -> tuple[BrowserSession, bool]:
+        """The browser's session, or a new anonymous one (True: the cookie must be set)."""
+        session = await self.current(request)
+        if session is not None:
+            return session, False
+        return await self._save(SessionRecord(binding=crypto.new_credential())), True
+
+    async def sign_in(self, previous: BrowserSession, subject: str, auth_time: int) -> BrowserSession:
+        """A fresh session id for the signed-in user, keeping the browser binding."""
+        await self._store.delete(session_key(previous.session_id))
+        record = SessionRecord(binding=previous.binding, subject=subject, auth_time=auth_time)
+        return await self._save(record)
+
+    def set_cookie(self, response: Response, session: BrowserSession) -> None:
+        response.set_cookie(
+            self.cookie_name,
+            session.session_id,
+            max_age=self._ttl(session.record),
+            path="/",
+            secure=self._secure,
+            httponly=True,
+            samesite="lax",
+        )
+
+    async def _save(self, record: SessionRecord) -> BrowserSession:
+        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        await self._store.set(session_key(session_id), record.model_dump_json(), ttl=self._ttl(record))
+        return BrowserSession(session_id, record)
+
+    def _ttl(self, record: SessionRecord) -> int:
+        return self._login_ttl if record.subject else ANONYMOUS_SESSION_TTL
