@@ -6,8 +6,9 @@ hands is therefore dead after one guess, and a client that botched its request s
 new authorization.
 
 Then the redemption must match everything the code was bound to at /authorize: the client, the
-PKCE challenge (S256 only), the redirect_uri if the client repeats it, and the resource if the
-client names it (`invalid_target` otherwise). The user and the consented scope come from the code
+PKCE challenge (S256 only), the redirect_uri (required and identical when the authorization
+request carried one, OAuth 2.1 section 4.1.3), and the resource if the client names it
+(`invalid_target` otherwise). The user and the consented scope come from the code
 and are not negotiable here.
 
 Replay (OAuth 2.1 section 4.1.3, RFC 9700 section 4.5.3): for REDEEMED_TTL seconds after a
@@ -79,6 +80,8 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     if not verifier_matches(verifier, record.code_challenge):
         raise invalid_grant("code_verifier does not match the code_challenge")
     redirect_uri = form.get("redirect_uri")
+    if redirect_uri is None and record.redirect_uri_in_request:
+        raise invalid_grant("redirect_uri is required: the authorization request carried one")
     if redirect_uri is not None and redirect_uri != record.redirect_uri:
         raise invalid_grant("redirect_uri differs from the authorization request")
     resource = form.get("resource")

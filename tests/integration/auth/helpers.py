@@ -16,6 +16,7 @@ import httpx2
 from starlette.applications import Starlette
 
 from auth_server import crypto
+from auth_server.app import create_auth_routes
 from auth_server.models import AuthorizationCodeRecord, Client
 from shared import scopes
 from shared.settings import Settings
@@ -43,14 +44,7 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 def build_app(settings: Settings, store: Store) -> Starlette:
-    try:
-        from auth_server.app import create_auth_routes
-    except ImportError:  # until the front channel's app.py lands: the back channel alone
-        from auth_server.backchannel import BackChannel, backchannel_routes
-        from auth_server.clients import StoreClientRegistry
-
-        channel = BackChannel.create(settings, store, StoreClientRegistry(settings, store))
-        return Starlette(routes=backchannel_routes(channel))
+    """The real authorization server: every front- and back-channel route over `store`."""
     return Starlette(routes=create_auth_routes(settings, store))
 
 
@@ -130,6 +124,7 @@ async def store_code(
     challenge: str | None = None,
     issued_at: int | None = None,
     ttl: float | None = None,
+    redirect_uri_in_request: bool = True,
 ) -> IssuedCode:
     """An authorization code exactly as /authorize stores it (`auth:code:{digest}` with TTL)."""
     verifier, default_challenge = pkce_pair()
@@ -145,6 +140,7 @@ async def store_code(
         auth_time=now,
         issued_at=now if issued_at is None else issued_at,
         grant_id=uuid.uuid4().hex,
+        redirect_uri_in_request=redirect_uri_in_request,
     )
     await store.set(
         f"auth:code:{crypto.digest(code)}",

@@ -76,7 +76,7 @@ async def test_unknown_parameters_are_ignored_and_empty_ones_count_as_absent(
 ) -> None:
     client = await add_client(store)
     code = await store_code(store, client, settings=settings)
-    response = await redeem(http, code, client, foo="bar", scope="", redirect_uri="")
+    response = await redeem(http, code, client, foo="bar", scope="", resource="")
     assert response.status_code == 200, response.text
 
 
@@ -253,6 +253,26 @@ async def test_a_redirect_uri_differing_from_the_authorization_request_is_invali
     code = await store_code(store, client, settings=settings)
     response = await redeem(http, code, client, redirect_uri="http://127.0.0.1:53124/other")
     assert_error(response, "invalid_grant")
+
+
+async def test_a_redirect_uri_sent_at_authorization_must_be_repeated(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings)
+    form = code_form(code, client)
+    del form["redirect_uri"]
+    assert_error(await http.post("/token", data=form), "invalid_grant")
+
+
+async def test_a_redirect_uri_omitted_at_authorization_may_be_omitted_at_the_token_endpoint(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    code = await store_code(store, client, settings=settings, redirect_uri_in_request=False)
+    form = code_form(code, client)
+    del form["redirect_uri"]
+    assert (await http.post("/token", data=form)).status_code == 200
 
 
 async def test_a_resource_other_than_the_authorized_one_is_invalid_target(
