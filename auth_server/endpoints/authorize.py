@@ -189,12 +189,21 @@ def _resource(params: AuthorizationParameters, settings: Settings) -> str:
     return resource
 
 
+def scopes_client_may_request(client: Client) -> frozenset[str]:
+    """What a client may ask for: a configured client's `scope` is the operator's limit.
+
+    A registered or CIMD client's `scope` is only its first wish: MCP clients register with the
+    scope of the first challenge and later step up (403 insufficient_scope, then a new
+    authorization for more) with the same registration, so holding them to it would break
+    step-up. For them, the user's consent is the limit.
+    """
+    if client.scope and client.source == "preregistered":
+        return scope_model.expand(scope_model.parse(client.scope))
+    return frozenset(scope_model.SUPPORTED_SCOPES)
+
+
 def _scopes(params: AuthorizationParameters, client: Client) -> tuple[str, ...]:
-    allowed = (
-        scope_model.expand(scope_model.parse(client.scope))
-        if client.scope
-        else frozenset(scope_model.SUPPORTED_SCOPES)
-    )
+    allowed = scopes_client_may_request(client)
     requested = scope_model.parse(params.one("scope"))
     if not requested:
         baseline = tuple(scope for scope in scope_model.BASELINE_SCOPES if scope in allowed)
