@@ -12,6 +12,14 @@ import pytest
 from shared.settings import Settings
 from shared.storage.base import Store
 from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.flow_helpers import (
+    Pkce,
+    authorize_params,
+    callback_dict,
+    exchange_code,
+    new_pkce,
+    run_flow,
+)
 from tests.integration.auth.helpers import (
     RESOURCE,
     add_client,
@@ -20,6 +28,7 @@ from tests.integration.auth.helpers import (
     is_active,
     pkce_pair,
     redeem,
+    refresh,
     store_code,
     tokens_for,
 )
@@ -447,3 +456,43 @@ async def test_issued_tokens_are_unique_and_carry_at_least_256_random_bits(
             assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", token)
             seen.add(token)
     assert len(seen) == 40
+
+
+# -- through the real front channel: /authorize, login, consent --------------------------------
+
+
+async def authorize(http: httpx2.AsyncClient, client_id: str) -> tuple[str, Pkce]:
+    """The real front channel: /authorize, sign in as demo/demo, consent; returns the code."""
+    pkce = new_pkce()
+    response = await run_flow(http, authorize_params(client_id, pkce, resource=RESOURCE))
+    assert response.status_code in (302, 303), response.text
+    params = callback_dict(response.headers["location"])
+    assert params["state"] == "state-123"
+    return params["code"], pkce
+
+
+async def test_the_code_from_authorize_and_login_is_redeemed_for_tokens(
+    http: httpx2.AsyncClient, store: Store
+) -> None:
+    client = await add_client(store)
+    code, pkce = await authorize(http, client.client_id)
+    response = await exchange_code(http, code, client.client_id, pkce, resource=RESOURCE)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    info = (await introspect(http, body["access_token"])).json()
+    assert (info["active"], info["sub"], info["aud"]) == (True, "demo", RESOURCE)
+    assert (await refresh(http, body["refresh_token"], client)).status_code == 200
+
+
+async def test_replaying_a_code_from_authorize_revokes_the_tokens_it_issued(
+    http: httpx2.AsyncClient, store: Store
+) -> None:
+    client = await add_client(store)
+    code, pkce = await authorize(http, client.client_id)
+    first = (await exchange_code(http, code, client.client_id, pkce)).json()
+    assert await is_active(http, first["access_token"])
+
+    assert_error(await exchange_code(http, code, client.client_id, pkce), "invalid_grant")
+
+    assert not await is_active(http, first["access_token"])
+    assert not await is_active(http, first["refresh_token"])
