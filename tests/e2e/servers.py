@@ -1,0 +1,247 @@
+"""Start the project's REAL server processes for end-to-end tests, and always stop them.
+
+A `Deployment` is what a user would run: `python -m mcp_server` alone (AUTH_MODE=internal, or
+none), or `python -m auth_server` plus `python -m mcp_server` (AUTH_MODE=external, the MCP server
+introspecting with the client the auth server pre-registers from the same settings). Each process
+gets a free 127.0.0.1 port, a clean environment (no setting leaks in from the developer's shell
+or a `.env`: the working directory is a fresh temp folder), a log file, and is waited for on
+/healthz with a bounded timeout. `stop()` terminates, waits, then kills; the kernel also stops
+the children if the test process dies outright (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import httpx2
+
+from shared.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+Mode = Literal["internal", "external", "none"]
+StoreKind = Literal["memory", "redis"]
+
+STARTUP_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+
+# Every setting name, upper-cased: stripped from the inherited environment so only what a test
+# asks for reaches the servers (the Makefile, for one, exports MCP_PORT, AUTH_PORT and HOST).
+_SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields)
+
+# Values every e2e deployment gets unless a test overrides them: a rate limit no test run can
+# hit, and JSON logs at INFO so a failure's log tail is useful.
+BASE_ENV: dict[str, str] = {
+    "HOST": "127.0.0.1",
+    "RATE_LIMIT_PER_MINUTE": "100000",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES}
+    env.update(extra)
+    env["PYTHONUNBUFFERED"] = "1"
+    # The working directory is a temp folder (so no `.env` is read): import the project from here.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class ServerProcess:
+    """One server process with its log file; `start()` returns once /healthz answers 200."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], health_url: str, workdir: Path):
+        self.name = name
+        self.args = args
+        self.env = env
+        self.health_url = health_url
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.args,
+                env=self.env,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        with httpx2.Client(timeout=1.0, trust_env=False) as client:
+            while True:
+                if self._process.poll() is not None:
+                    code = self._process.returncode
+                    self.stop()
+                    raise RuntimeError(
+                        f"{self.name} exited with {code} before it was healthy:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.get(self.health_url).status_code == 200:
+                        return
+                except httpx2.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"{self.name} not healthy at {self.health_url} after {STARTUP_TIMEOUT}s:\n"
+                        + self.log_tail()
+                    )
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown (lifespan closes the store)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class Deployment:
+    """A running deployment and the URLs a client needs."""
+
+    mode: Mode
+    store: StoreKind
+    mcp_port: int
+    auth_port: int | None
+    env: dict[str, str]
+    workdir: Path
+    processes: list[ServerProcess] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.mcp_port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.base_url}/mcp"
+
+    @property
+    def issuer(self) -> str:
+        if self.mode == "external":
+            return f"http://127.0.0.1:{self.auth_port}"
+        return self.base_url
+
+    @property
+    def introspection_client_id(self) -> str:
+        return self.env["INTROSPECTION_CLIENT_ID"]
+
+    @property
+    def introspection_client_secret(self) -> str:
+        return self.env["INTROSPECTION_CLIENT_SECRET"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode}-{self.store}"
+
+    def start(self) -> Deployment:
+        try:
+            for process in self.processes:
+                process.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} log ---\n{p.log_tail()}" for p in self.processes)
+
+
+def build_deployment(
+    mode: Mode,
+    store: StoreKind,
+    workdir: Path,
+    *,
+    redis_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Deployment:
+    """Describe (not start) a deployment; call `.start()` (and always `.stop()`)."""
+    mcp_port = free_port()
+    auth_port = free_port() if mode == "external" else None
+    settings_env: dict[str, str] = {
+        **BASE_ENV,
+        "AUTH_MODE": mode,
+        "MCP_PORT": str(mcp_port),
+        # The introspection client is a pre-registered confidential client on the AS side and the
+        # credential the MCP server introspects with; both processes read the same values.
+        "INTROSPECTION_CLIENT_ID": "e2e-resource-server",
+        "INTROSPECTION_CLIENT_SECRET": f"e2e-secret-{uuid.uuid4().hex}",
+    }
+    if auth_port is not None:
+        settings_env["AUTH_PORT"] = str(auth_port)
+    if store == "redis":
+        if not redis_url:
+            raise ValueError("a Redis deployment needs redis_url")
+        settings_env["REDIS_URL"] = redis_url
+        settings_env["REDIS_KEY_PREFIX"] = f"e2e:{uuid.uuid4().hex[:12]}:"
+    settings_env.update(env or {})
+    full_env = clean_environ(settings_env)
+
+    deployment = Deployment(mode, store, mcp_port, auth_port, settings_env, workdir)
+    if mode == "external":
+        deployment.processes.append(
+            ServerProcess(
+                "auth_server",
+                [PYTHON, "-m", "auth_server"],
+                full_env,
+                f"http://127.0.0.1:{auth_port}/healthz",
+                workdir,
+            )
+        )
+    deployment.processes.append(
+        ServerProcess(
+            "mcp_server",
+            [PYTHON, "-m", "mcp_server", "--port", str(mcp_port)],
+            full_env,
+            f"http://127.0.0.1:{mcp_port}/healthz",
+            workdir,
+        )
+    )
+    return deployment
