@@ -7,6 +7,7 @@ the Store they are given.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.routing import Route
@@ -14,6 +15,8 @@ from starlette.routing import Route
 from auth_server import urls
 from auth_server.audit import AuditLog
 from auth_server.client_auth import ClientAuthenticator
+from auth_server.cors import preflight, with_cors
+from auth_server.endpoints.forms import Endpoint
 from auth_server.grants.context import GrantContext
 from auth_server.grants.grant import Grants
 from auth_server.models import ClientRegistry
@@ -65,15 +68,26 @@ class BackChannel:
 
 
 def backchannel_routes(channel: BackChannel) -> list[Route]:
+    """The back-channel routes at the issuer's path. /token, /introspect and /revoke answer CORS
+    for any origin (browser-based MCP clients call them; they take no cookies, so no ambient
+    authority leaks), /jwks likewise (see its module)."""
     from auth_server.endpoints.introspection import introspection_endpoint
     from auth_server.endpoints.jwks import jwks_endpoint
     from auth_server.endpoints.revocation import revocation_endpoint
     from auth_server.endpoints.token import token_endpoint
 
-    path = channel.settings
-    return [
-        Route(urls.endpoint_path(path, "token"), token_endpoint(channel), methods=["POST"]),
-        Route(urls.endpoint_path(path, "introspect"), introspection_endpoint(channel), methods=["POST"]),
-        Route(urls.endpoint_path(path, "revoke"), revocation_endpoint(channel), methods=["POST"]),
-        Route(urls.endpoint_path(path, "jwks"), jwks_endpoint(channel), methods=["GET", "OPTIONS"]),
+    settings = channel.settings
+    routes: list[Route] = []
+    apis: list[tuple[urls.Endpoint, Callable[[BackChannel], Endpoint]]] = [
+        ("token", token_endpoint),
+        ("introspect", introspection_endpoint),
+        ("revoke", revocation_endpoint),
     ]
+    for name, make in apis:
+        path = urls.endpoint_path(settings, name)
+        routes.append(Route(path, with_cors(make(channel), ["POST"]), methods=["POST"]))
+        routes.append(Route(path, preflight(["POST"]), methods=["OPTIONS"]))
+    routes.append(
+        Route(urls.endpoint_path(settings, "jwks"), jwks_endpoint(channel), methods=["GET", "OPTIONS"])
+    )
+    return routes

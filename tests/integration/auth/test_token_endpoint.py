@@ -496,3 +496,14 @@ async def test_replaying_a_code_from_authorize_revokes_the_tokens_it_issued(
 
     assert not await is_active(http, first["access_token"])
     assert not await is_active(http, first["refresh_token"])
+
+
+async def test_browser_clients_may_call_the_back_channel_cross_origin(http: httpx2.AsyncClient) -> None:
+    for path in ("/token", "/revoke", "/introspect"):
+        preflight = await http.options(
+            path, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        answer = await http.post(path, data={}, headers={"Origin": "https://app.example"})
+        assert answer.headers["access-control-allow-origin"] == "*"
