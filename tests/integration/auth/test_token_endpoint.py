@@ -11,6 +11,8 @@ import pytest
 
 from shared.settings import Settings
 from shared.storage.base import Store
+from shared.storage.redis import RedisStore
+from tests.fixtures.redis_server import free_port
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.flow_helpers import (
     Pkce,
@@ -23,9 +25,12 @@ from tests.integration.auth.flow_helpers import (
 from tests.integration.auth.helpers import (
     RESOURCE,
     add_client,
+    build_app,
     code_form,
+    http_client,
     introspect,
     is_active,
+    make_settings,
     pkce_pair,
     redeem,
     refresh,
@@ -514,3 +519,16 @@ async def test_browser_clients_may_call_the_back_channel_cross_origin(http: http
         assert preflight.headers["access-control-allow-origin"] == "*"
         answer = await http.post(path, data={}, headers={"Origin": "https://app.example"})
         assert answer.headers["access-control-allow-origin"] == "*"
+
+
+async def test_a_store_outage_is_503_with_retry_after_never_a_500() -> None:
+    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    settings = make_settings()
+    try:
+        async with http_client(build_app(settings, dead), settings) as http:
+            for path in ("/token", "/introspect", "/revoke"):
+                response = await http.post(path, data={"grant_type": "client_credentials", "token": "t"})
+                assert_error(response, "temporarily_unavailable", 503)
+                assert response.headers["retry-after"]
+    finally:
+        await dead.close()
