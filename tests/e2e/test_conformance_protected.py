@@ -1,0 +1,76 @@
+"""The official conformance server suite against the OAuth-PROTECTED server (AUTH_MODE=internal).
+
+scripts/conformance.sh runs the suite against AUTH_MODE=none. Here the same suite (`--suite all`,
+both protocol revisions) runs against the server as deployed, with authentication on: a token is
+minted by the real flow (discovery, DCR, PKCE, our login and consent pages, the token endpoint)
+and scripts/inject-auth.mjs, a Node preload, adds it to every request the suite makes. The
+conformance engineer's baseline of expected failures (tests/conformance/expected-failures.yml),
+when there is one, applies here too: the suite then also fails on a listed scenario that passes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import oauth_flow
+from tests.e2e.node_tools import TOOLS_NODE_MODULES, node_env, tool
+from tests.e2e.servers import REPO_ROOT, Deployment
+
+INJECT_AUTH = REPO_ROOT / "scripts" / "inject-auth.mjs"
+EXPECTED_FAILURES = REPO_ROOT / "tests" / "conformance" / "expected-failures.yml"
+SUITE_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def bearer_token(deployment: Deployment) -> str:
+    """A token for demo with every scope the server knows, minted through the real pages."""
+    discovery = oauth_flow.discover(deployment.mcp_url)
+    every_scope = " ".join(discovery.metadata["scopes_supported"])
+    grant = oauth_flow.mint(deployment.mcp_url, scope=every_scope)
+    assert grant.authorization.saw_login
+    assert grant.authorization.saw_consent
+    granted = set(grant.tokens.scope.split())
+    assert granted >= set(every_scope.split()), f"asked for {every_scope}, got {grant.tokens.scope}"
+    return grant.tokens.access_token
+
+
+@pytest.mark.parametrize("spec_version", ["2025-11-25", "2026-07-28"])
+@pytest.mark.parametrize(
+    "deployment", [pytest.param(("internal", "memory"), id="internal-memory")], indirect=True
+)
+def test_conformance_server_suite_passes_against_the_protected_server_with_a_real_token(
+    deployment: Deployment, bearer_token: str, spec_version: str, tmp_path: Path
+) -> None:
+    # Without the token the server refuses the suite outright: the run below is authenticated.
+    assert oauth_flow.initialize(deployment.mcp_url, None).status_code == 401
+
+    command = [str(tool("conformance")), "server", "--url", deployment.mcp_url, "--suite", "all"]
+    command += ["--spec-version", spec_version, "-o", str(tmp_path / "results")]
+    if EXPECTED_FAILURES.exists():
+        command += ["--expected-failures", str(EXPECTED_FAILURES)]
+    env = node_env(
+        tmp_path,
+        NODE_OPTIONS=f"--import {INJECT_AUTH}",
+        MCP_BEARER_TOKEN=bearer_token,
+        MCP_BEARER_ORIGIN=deployment.base_url,
+        MCP_TOOLS_NODE_MODULES=str(TOOLS_NODE_MODULES),
+    )
+    done = subprocess.run(
+        command,
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    summary = output[output.find("=== SUMMARY ===") :] if "=== SUMMARY ===" in output else output[-6000:]
+    assert done.returncode == 0, summary
+    assert "=== SUMMARY ===" in output
+    # Every scenario ran authenticated: the server never answered the suite with a 401.
+    assert "401" not in summary, summary
