@@ -27,8 +27,7 @@ AuditEvent = Literal[
     "token_issued",  # access token (and refresh token, if any) minted for any grant type
     "code_replay",  # an already redeemed authorization code was presented again
     "refresh_reuse",  # a rotated refresh token was presented again
-    "revoked",  # a token was revoked at /revoke
-    "grant_revoked",  # a whole grant ended (replay, reuse, refresh-token revocation)
+    "revoked",  # a token was revoked at /revoke (a refresh token: with its whole grant)
     "introspection_denied",
     "rate_limited",
 ]
