@@ -59,8 +59,7 @@ class StoredKeySet(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
-    signer: ECKey | RSAKey
-    signer_alg: Algorithm
+    signer: tuple[ECKey | RSAKey, Algorithm] | None  # None: no key exists yet
     verifiers: dict[str, tuple[ECKey | RSAKey, Algorithm]]  # kid -> key, its algorithm
     public_jwks: dict[str, Any]
     loaded_at: float
@@ -118,6 +117,9 @@ class SigningKeys:
         self._retire_grace = settings.access_token_ttl
         self._clock = clock
         self._refresh_interval = refresh_interval
+        # Keys are created on first need: by signing, or by serving/verifying in JWT mode. A
+        # deployment issuing opaque tokens never writes a private key into its Store.
+        self._create_on_read = settings.token_format == "jwt"  # noqa: S105 (not a password)
         self._loaded: _Loaded | None = None
         self._last_forced_reload = 0.0
 
@@ -125,9 +127,13 @@ class SigningKeys:
 
     async def sign(self, claims: dict[str, Any]) -> str:
         """An RFC 9068 access token: header typ `at+jwt`, alg and kid of the current key."""
-        loaded = await self._get()
-        header = {"typ": "at+jwt", "alg": loaded.signer_alg, "kid": loaded.signer.kid}
-        return jwt.encode(header, claims, loaded.signer, algorithms=[loaded.signer_alg])
+        signer = (await self._get(create=True)).signer
+        if signer is None:  # only a concurrent deletion of auth:jwks could get here
+            signer = (await self._get(force=True, create=True)).signer
+            assert signer is not None
+        key, alg = signer
+        header = {"typ": "at+jwt", "alg": alg, "kid": key.kid}
+        return jwt.encode(header, claims, key, algorithms=[alg])
 
     async def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(header, claims) when `token` carries a valid signature by one of our keys, else None.
@@ -141,10 +147,10 @@ class SigningKeys:
         kid = header.get("kid")
         if not isinstance(kid, str):
             return None
-        loaded = await self._get()
+        loaded = await self._get(create=self._create_on_read)
         entry = loaded.verifiers.get(kid)
         if entry is None and self._may_force_reload():
-            loaded = await self._get(force=True)
+            loaded = await self._get(force=True, create=self._create_on_read)
             entry = loaded.verifiers.get(kid)
         if entry is None:
             return None
@@ -156,7 +162,7 @@ class SigningKeys:
         return dict(decoded.header), dict(decoded.claims)
 
     async def public_jwks(self) -> dict[str, Any]:
-        return (await self._get()).public_jwks
+        return (await self._get(create=self._create_on_read)).public_jwks
 
     async def rotate(self) -> str:
         """Start signing with a new key (Store-kept keys only); returns its kid.
@@ -187,21 +193,23 @@ class SigningKeys:
         self._last_forced_reload = now
         return True
 
-    async def _get(self, force: bool = False) -> _Loaded:
+    async def _get(self, *, create: bool, force: bool = False) -> _Loaded:
         loaded = self._loaded
         fresh = loaded is not None and (
             self._file is not None or self._clock() - loaded.loaded_at < self._refresh_interval
         )
-        if loaded is not None and fresh and not force:
+        if loaded is not None and fresh and not force and (loaded.signer or not create):
             return loaded
-        self._loaded = loaded = await self._load()
+        self._loaded = loaded = await self._load(create)
         return loaded
 
-    async def _load(self) -> _Loaded:
+    async def _load(self, create: bool) -> _Loaded:
         now = self._clock()
         if self._file is not None:
             return self._from_private_jwks(self._read_file(), now)
         stored = await self._read_store()
+        if (stored is None or not stored.keys) and not create:
+            return _Loaded(None, {}, {"keys": []}, now)
         if stored is None or not stored.keys:
             candidate = StoredKeySet(keys=[StoredKey(jwk=generate_key(), created_at=int(now))])
             # Several instances may start at once: the first writer wins, the others adopt its key.
@@ -238,7 +246,7 @@ class SigningKeys:
         if len(verifiers) != len(imported):
             raise SigningKeyError("every signing key needs a distinct kid")
         public = {"keys": [_public_jwk(key, alg) for key, alg in imported]}
-        return _Loaded(signer, signer_alg, verifiers, public, now)
+        return _Loaded((signer, signer_alg), verifiers, public, now)
 
 
 def public_key_set(jwks: dict[str, Any]) -> KeySet:

@@ -200,3 +200,10 @@ async def test_forged_jwts_are_inactive_and_rejected(make_http: HttpFactory, sto
         assert (await introspect(http, token)).json() == {"active": False}, name
         with pytest.raises(TokenRejected):
             await validator.validate(token)
+
+
+async def test_an_opaque_deployment_never_creates_a_private_key(make_http: HttpFactory, store: Store) -> None:
+    http = await make_http()
+    assert (await http.get("/jwks")).json() == {"keys": []}
+    assert (await introspect(http, "eyJhbGciOiJFUzI1NiIsImtpZCI6Ingi.e30.c2ln")).json() == {"active": False}
+    assert await store.get(JWKS_KEY) is None
