@@ -1,0 +1,243 @@
+"""Fixtures for the resource-server tests: a real MCP server in front of a real (small) AS.
+
+`rs` is the MCP app (`mcp_server.app.create_app`) on uvicorn in external mode, validating
+tokens from a `MiniAuthorizationServer` on another port. It is parametrized over how that AS
+issues tokens, so each behaviour is checked through both external-mode validators:
+- "jwt": RFC 9068 JWTs, verified locally against the AS's JWKS (TOKEN_FORMAT=jwt);
+- "introspection": opaque tokens, checked by RFC 7662 introspection.
+Static API keys are configured on every server (alice, bob, and a key without scopes).
+
+`mcp` speaks MCP over plain HTTP in either protocol revision: 2025-11-25 (initialize, a session
+per token) or 2026-07-28 (stateless, per-request `_meta` and routing headers).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import pytest
+
+from mcp_server.app import create_app
+from shared.scopes import BASELINE_SCOPES
+from shared.settings import Settings
+from shared.validators.api_keys import api_key_digest
+from tests.integration.rs.harness import (
+    RS_CLIENT_ID,
+    RS_CLIENT_SECRET,
+    LocalServer,
+    MiniAuthorizationServer,
+    sse_or_json,
+)
+
+ALLOWED_ORIGIN = "https://app.example"
+API_KEYS = {
+    "alice": "api-key-alice-0123456789",
+    "bob": "api-key-bob-0123456789",
+    "nobody": "api-key-without-scopes-0123456789",
+}
+API_KEY_SCOPES = {"alice": list(BASELINE_SCOPES), "bob": list(BASELINE_SCOPES), "nobody": []}
+ACCEPT = "application/json, text/event-stream"
+LEGACY = "2025-11-25"
+MODERN = "2026-07-28"
+
+
+@dataclass
+class Rs:
+    """The MCP server under test, its AS, and how to get a token for it."""
+
+    server: LocalServer
+    authority: MiniAuthorizationServer
+    authority_server: LocalServer
+    settings: Settings
+    http: httpx2.AsyncClient
+    token_kind: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def mcp_url(self) -> str:
+        return self.settings.mcp_resource_url
+
+    def token(
+        self, subject: str, scopes: list[str] | tuple[str, ...] = BASELINE_SCOPES, **claims: Any
+    ) -> str:
+        """A token for `subject` from the AS, in the format this server is configured for."""
+        if self.token_kind == "jwt":
+            return self.authority.mint_jwt(subject, scopes, **claims)
+        return self.authority.mint_opaque(subject, scopes, **claims)
+
+
+def rs_settings(port: int, authority_url: str, token_kind: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "auth_mode": "external",
+        "host": "127.0.0.1",
+        "mcp_port": port,
+        "mcp_public_url": None,
+        "auth_issuer_url": authority_url,
+        "auth_server_url": authority_url,
+        "token_format": "jwt" if token_kind == "jwt" else "opaque",
+        "introspection_client_id": RS_CLIENT_ID,
+        "introspection_client_secret": RS_CLIENT_SECRET,
+        "introspection_timeout": 1.0,
+        "allowed_origins": [ALLOWED_ORIGIN],
+        "allowed_hosts": [],
+        "legacy_sse": True,
+        "redis_url": None,
+        "log_level": "WARNING",
+        "api_keys": [
+            {"sha256": api_key_digest(key), "subject": name, "scopes": API_KEY_SCOPES[name]}
+            for name, key in API_KEYS.items()
+        ],
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+StartRs = Callable[..., Awaitable[Rs]]
+
+
+@pytest.fixture
+async def start_rs() -> AsyncIterator[StartRs]:
+    """`await start_rs(token_kind, **setting_overrides)`: a fresh AS + MCP server pair."""
+    started: list[Rs] = []
+
+    async def start(token_kind: str = "jwt", **overrides: Any) -> Rs:
+        authority_server = LocalServer.reserve()
+        server = LocalServer.reserve()
+        settings = rs_settings(server.port, authority_server.url, token_kind, **overrides)
+        authority = MiniAuthorizationServer(authority_server.url, settings.mcp_resource_url)
+        await authority_server.start(authority.app())
+        await server.start(create_app(settings))
+        http = httpx2.AsyncClient(base_url=server.url, timeout=10)
+        rs = Rs(server, authority, authority_server, settings, http, token_kind)
+        started.append(rs)
+        return rs
+
+    yield start
+    for rs in started:
+        await rs.http.aclose()
+        await rs.server.stop()
+        await rs.authority_server.stop()
+
+
+@pytest.fixture(params=["jwt", "introspection"])
+async def rs(request: pytest.FixtureRequest, start_rs: StartRs) -> Rs:
+    return await start_rs(request.param)
+
+
+# --- speaking MCP over HTTP ------------------------------------------------------------------------
+_ids = itertools.count(1)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def legacy_headers(token: str | None, session: str | None = None) -> dict[str, str]:
+    headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-protocol-version": LEGACY}
+    if token is not None:
+        headers.update(bearer(token))
+    if session is not None:
+        headers["mcp-session-id"] = session
+    return headers
+
+
+def initialize_body() -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": next(_ids),
+        "method": "initialize",
+        "params": {
+            "protocolVersion": LEGACY,
+            "capabilities": {},
+            "clientInfo": {"name": "rs-tests", "version": "1"},
+        },
+    }
+
+
+def modern_request(
+    method: str, params: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A 2026-07-28 request body and its routing headers."""
+    params = dict(params or {})
+    params["_meta"] = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "rs-tests", "version": "1"},
+    }
+    headers = {
+        "accept": ACCEPT,
+        "content-type": "application/json",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": method,
+    }
+    name = params.get("name") if method in ("tools/call", "prompts/get") else params.get("uri")
+    if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
+        headers["mcp-name"] = name
+    return {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params}, headers
+
+
+def message(response: httpx2.Response) -> Any:
+    return sse_or_json(response.headers.get("content-type", ""), response.text)
+
+
+@dataclass
+class Mcp:
+    """An MCP client over raw HTTP, in one protocol revision, that keeps one session per token."""
+
+    http: httpx2.AsyncClient
+    revision: str
+    sessions: dict[str, str] = field(default_factory=dict)
+
+    async def session(self, token: str) -> str:
+        if token not in self.sessions:
+            response = await self.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
+            assert response.status_code == 200, response.text
+            session = response.headers["mcp-session-id"]
+            note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            acked = await self.http.post("/mcp", json=note, headers=legacy_headers(token, session))
+            assert acked.status_code == 202, acked.text
+            self.sessions[token] = session
+        return self.sessions[token]
+
+    async def post(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        token: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx2.Response:
+        """POST one request; with a token on 2025-11-25 it goes to that token's session."""
+        if self.revision == MODERN:
+            body, modern_headers = modern_request(method, params)
+            if token is not None:
+                modern_headers.update(bearer(token))
+            return await self.http.post("/mcp", json=body, headers={**modern_headers, **(headers or {})})
+        session = await self.session(token) if token is not None else None
+        body = {"jsonrpc": "2.0", "id": next(_ids), "method": method}
+        if params is not None:
+            body["params"] = params
+        return await self.http.post(
+            "/mcp", json=body, headers={**legacy_headers(token, session), **(headers or {})}
+        )
+
+    async def result(self, method: str, params: dict[str, Any] | None, token: str) -> Any:
+        response = await self.post(method, params, token)
+        assert response.status_code == 200, (response.status_code, response.text)
+        reply = message(response)
+        assert "result" in reply, reply
+        return reply["result"]
+
+    async def call_tool(self, name: str, token: str, **arguments: Any) -> Any:
+        return await self.result("tools/call", {"name": name, "arguments": arguments}, token)
+
+
+@pytest.fixture(params=[LEGACY, MODERN])
+def mcp(request: pytest.FixtureRequest, rs: Rs) -> Mcp:
+    return Mcp(rs.http, request.param)
