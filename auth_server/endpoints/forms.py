@@ -26,6 +26,13 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 logger = logging.getLogger(__name__)
 
 
+def quoted(value: str, limit: int = 60) -> str:
+    """Client input made safe to echo in `error_description`, which RFC 6749 section 5.2 limits
+    to printable ASCII without `"` and `\\`; long values are cut."""
+    kept = "".join(c for c in value[:limit] if " " <= c <= "~" and c not in '"\\')
+    return f"'{kept}'" + ("..." if len(value) > limit else "")
+
+
 class Form:
     """The request's parameters: each name at most once, empty values already dropped."""
 
@@ -65,7 +72,7 @@ async def read_form(request: Request) -> Form:
     seen: set[str] = set()
     for name, value in pairs:
         if name in seen:
-            raise OAuthError("invalid_request", f"parameter repeated: {name}")
+            raise OAuthError("invalid_request", f"parameter repeated: {quoted(name)}")
         seen.add(name)
         if value:
             params[name] = value

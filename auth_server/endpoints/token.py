@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth_server.client_auth import AuthenticatedClient
-from auth_server.endpoints.forms import Endpoint, Form, json_response, oauth_endpoint, read_form
+from auth_server.endpoints.forms import Endpoint, Form, json_response, oauth_endpoint, quoted, read_form
 from auth_server.errors import OAuthError
 from auth_server.grants import authorization_code, client_credentials, refresh_token
 from auth_server.grants.context import GrantContext
@@ -44,7 +44,7 @@ def token_endpoint(channel: BackChannel) -> Endpoint:
         grant_type = form.require("grant_type")
         handler = GRANT_TYPES.get(grant_type)
         if handler is None:
-            raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+            raise OAuthError("unsupported_grant_type", f"grant_type {quoted(grant_type)} is not supported")
         try:
             caller = await channel.clients.authenticate(request.headers, form)
         except OAuthError as exc:

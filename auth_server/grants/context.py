@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from auth_server.audit import AuditLog
+from auth_server.endpoints.forms import quoted
 from auth_server.errors import OAuthError
 from auth_server.grants.grant import Grants
 from auth_server.resources import served_resources
@@ -44,5 +45,5 @@ def requested_scopes(requested: str | None, allowed: tuple[str, ...]) -> tuple[s
     within = scope_model.expand(allowed)
     outside = [s for s in wanted if s not in within]
     if outside:
-        raise OAuthError("invalid_scope", f"scope exceeds the grant: {' '.join(outside)}")
+        raise OAuthError("invalid_scope", f"scope exceeds the grant: {quoted(' '.join(outside))}")
     return wanted

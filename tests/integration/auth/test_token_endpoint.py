@@ -57,7 +57,8 @@ def assert_error(response: httpx2.Response, error: str, status: int = 400) -> No
     body = response.json()
     assert body["error"] == error
     assert set(body) <= {"error", "error_description", "error_uri"}
-    assert all(0x20 <= ord(c) <= 0x7E for c in body.get("error_description", ""))
+    # RFC 6749 5.2: %x20-21 / %x23-5B / %x5D-7E (printable ASCII without '"' and '\\')
+    assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in body.get("error_description", ""))
 
 
 # -- TK-01: POST form only ---------------------------------------------------------------------
@@ -102,6 +103,21 @@ async def test_undecodable_form_bodies_are_invalid_request_not_a_server_error(
         response = await http.post("/token", content=body, headers=headers)
         assert response.status_code in (400, 413), response.text
         assert response.json()["error"] == "invalid_request"
+
+
+async def test_hostile_input_is_never_echoed_raw_in_error_descriptions(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(store)
+    hostile = 'é"\\<script>\x00' * 20
+    assert_error(await http.post("/token", data={"grant_type": hostile}), "unsupported_grant_type")
+    body = f"{hostile}=1&{hostile}=2".encode()
+    response = await http.post(
+        "/token", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert_error(response, "invalid_request")
+    tokens = await tokens_for(http, store, settings, client)
+    assert_error(await refresh(http, tokens["refresh_token"], client, scope=hostile), "invalid_scope")
 
 
 # -- TK-02: success ---------------------------------------------------------------------------
