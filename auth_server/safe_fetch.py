@@ -87,6 +87,8 @@ def parse_target(url: str) -> Target:
 
 def _canonical_host(raw: str) -> str:
     if raw.startswith("[") and raw.endswith("]"):
+        if "%" in raw:
+            raise FetchRefused("the URL's IPv6 address must not carry a zone")
         try:
             return str(ipaddress.IPv6Address(raw[1:-1]))
         except ValueError:
@@ -107,7 +109,9 @@ def _canonical_host(raw: str) -> str:
 def is_public_address(address: IPAddress) -> bool:
     """True only for globally routable unicast addresses, looking inside IPv6 wrappers."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if address.ipv4_mapped is not None:
+            return is_public_address(address.ipv4_mapped)
+        embedded = [address.sixtofour, *(address.teredo or ())]
         if any(inner is not None and not is_public_address(inner) for inner in embedded):
             return False
     return address.is_global and not (address.is_multicast or address.is_reserved)
