@@ -29,8 +29,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from auth_server.app import create_auth_app
 
+    try:
+        app = create_auth_app(settings)
+    except ValueError as exc:  # AUTH_USERS / AUTH_CLIENTS entries are checked when the app is built
+        raise SystemExit(f"Invalid configuration:\n  {exc}") from None
     uvicorn.run(
-        create_auth_app(settings),
+        app,
         host=settings.host,
         port=settings.auth_port,
         log_level=settings.log_level.lower(),

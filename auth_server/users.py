@@ -13,6 +13,7 @@ timing nor the answer tells an attacker whether a user name exists.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -74,14 +75,17 @@ class UserDirectory:
 
     def __init__(self, hashes: dict[str, PasswordHash]) -> None:
         self._hashes = hashes
-        # Unknown names are checked against this, so they cost as much as known ones.
-        self._dummy = PasswordHash.parse(hash_password(secrets.token_urlsafe(16)))
+        # Unknown names are checked against this, so they cost as much as known ones (same
+        # parameters, random salt and hash: nothing to compute up front, nothing matches it).
+        self._dummy = PasswordHash(
+            DEFAULT_N, DEFAULT_R, DEFAULT_P, secrets.token_bytes(SALT_BYTES), secrets.token_bytes(HASH_BYTES)
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UserDirectory:
         """AUTH_USERS, or the dev user demo/demo when empty; ValueError names a bad entry."""
         if not settings.auth_users:
-            return cls({DEV_USER: PasswordHash.parse(hash_password(DEV_PASSWORD))})
+            return cls({DEV_USER: _dev_user_hash()})
         hashes = {}
         for name, encoded in settings.auth_users.items():
             if not name or len(name) > 100 or any(ch <= " " for ch in name):
@@ -107,6 +111,12 @@ class UserDirectory:
         candidate = known or self._dummy
         correct = candidate.matches(password)
         return username if known is not None and correct else None
+
+
+@functools.cache
+def _dev_user_hash() -> PasswordHash:
+    """Hashed once per process: every app built in it (tests build many) shares the dev user."""
+    return PasswordHash.parse(hash_password(DEV_PASSWORD))
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:

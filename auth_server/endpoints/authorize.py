@@ -45,6 +45,7 @@ from shared import scopes as scope_model
 from shared.settings import Settings
 
 PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 section 4.2
+MAX_CLIENT_ID_LENGTH = 2000
 REPEATABLE = frozenset({"resource"})
 
 
@@ -116,6 +117,8 @@ async def identify_client(params: AuthorizationParameters, registry: StoreClient
     client_id = params.one("client_id")
     if client_id is None:
         raise RequestNotTrusted("Invalid request", "The request has no client_id.")
+    if len(client_id) > MAX_CLIENT_ID_LENGTH:
+        raise RequestNotTrusted("Unknown application", "The client_id is too long.")
     try:
         client = await registry.resolve(client_id)
     except UnknownClient as exc:

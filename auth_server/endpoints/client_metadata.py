@@ -20,6 +20,7 @@ such a client_id into a `Client`:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from urllib.parse import unquote, urlsplit
 
@@ -29,6 +30,8 @@ from auth_server.models import Client
 from auth_server.safe_fetch import FetchRefused, Resolver, fetch_document, parse_target, system_resolver
 from shared.settings import Settings
 from shared.storage.base import Store
+
+logger = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2000
 SHARED_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
@@ -137,10 +140,15 @@ class ClientMetadataDocuments:
                 resolver=self._resolver,
             )
         except FetchRefused as exc:
+            logger.info("client metadata document %s refused: %s", url[:200], exc)
             raise ClientMetadataDocumentError(
                 f"the client metadata document was not fetched: {exc}"
             ) from None
-        client = client_from_document(url, document.body)
+        try:
+            client = client_from_document(url, document.body)
+        except ClientMetadataDocumentError as exc:
+            logger.info("client metadata document %s invalid: %s", url[:200], exc)
+            raise
         ttl = cache_seconds(document.cache_control, self._settings.cimd_cache_ttl)
         if ttl > 0:
             await self._store.set(cache_key(url), client.model_dump_json(), ttl=ttl)
