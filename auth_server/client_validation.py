@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
+from auth_server.error_text import error_description
 from auth_server.errors import OAuthError
 from auth_server.models import AuthMethod
 from auth_server.redirect_uris import (
@@ -44,7 +45,7 @@ class ClientMetadataRejected(OAuthError):
     """400 `invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 section 3.2.2)."""
 
     def __init__(self, error: Literal["invalid_redirect_uri", "invalid_client_metadata"], description: str):
-        super().__init__(error, description)
+        super().__init__(error, error_description(description))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,9 @@ def parse_client_metadata(raw: Mapping[str, Any], *, default_auth_method: AuthMe
 
     response_types = _string_list(raw, "response_types", default=["code"] if uses_code else [])
     if any(value != "code" for value in response_types):
-        raise _metadata('only the response type "code" is supported (the implicit flow is not)')
+        raise _metadata("only the response type code is supported (the implicit flow is not)")
     if ("code" in response_types) != uses_code:
-        raise _metadata('response type "code" and grant type "authorization_code" go together')
+        raise _metadata("response type code and grant type authorization_code go together")
 
     auth_method = raw.get("token_endpoint_auth_method", default_auth_method)
     if auth_method not in SUPPORTED_AUTH_METHODS:
@@ -134,9 +135,9 @@ def _application_type(raw: Mapping[str, Any], redirect_uris: tuple[str, ...]) ->
         all_loopback = bool(redirect_uris) and all(is_loopback_redirect(uri) for uri in redirect_uris)
         return "native" if all_loopback else "web"
     if value not in ("native", "web"):
-        raise _metadata('application_type must be "native" or "web"')
+        raise _metadata("application_type must be native or web")
     if value == "web" and any(is_loopback_redirect(uri) for uri in redirect_uris):
-        raise _metadata('a "web" client may not use loopback redirect URIs; register it as "native"')
+        raise _metadata("a web client may not use loopback redirect URIs; register it as native")
     return cast(ApplicationType, value)
 
 

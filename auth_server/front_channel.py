@@ -26,6 +26,7 @@ from auth_server import crypto
 from auth_server.audit import AuditLog
 from auth_server.clients import StoreClientRegistry
 from auth_server.consents import ConsentMemory
+from auth_server.error_text import error_description
 from auth_server.models import AuthorizationCodeRecord, Client
 from auth_server.pages import error_page
 from auth_server.pending import PendingAuthorization, PendingAuthorizations, PendingRequestRejected
@@ -109,6 +110,8 @@ def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
 def client_redirect_url(settings: Settings, redirect_uri: str, params: dict[str, str | None]) -> str:
     """redirect_uri with the response parameters and `iss` appended to its own query, if any."""
     values = {name: value for name, value in params.items() if value is not None}
+    if "error_description" in values:
+        values["error_description"] = error_description(values["error_description"])
     values["iss"] = settings.issuer
     separator = "&" if urlsplit(redirect_uri).query else ("" if redirect_uri.endswith("?") else "?")
     return redirect_uri + separator + urlencode(values, quote_via=quote, safe="")

@@ -154,7 +154,7 @@ def check_request(params: AuthorizationParameters, client: Client, settings: Set
     if response_type is None:
         raise AuthorizationError("invalid_request", "response_type is required")
     if response_type != "code":
-        raise AuthorizationError("unsupported_response_type", 'only response_type "code" is supported')
+        raise AuthorizationError("unsupported_response_type", "only response_type code is supported")
     if "code" not in client.response_types or "authorization_code" not in client.grant_types:
         raise AuthorizationError("unauthorized_client", "this client may not use the authorization code flow")
 

@@ -547,3 +547,13 @@ async def test_each_authorization_gets_a_new_code(
     assert (
         callback_dict(first.headers["location"])["code"] != callback_dict(second.headers["location"])["code"]
     )
+
+
+async def test_redirected_error_descriptions_are_printable_ascii_without_quotes(
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+) -> None:
+    response = await authorize(http, authorize_params(client_id, pkce, scope='"é\\ß'))
+    description = callback_dict(response.headers["location"])["error_description"]
+    assert description.isascii()
+    assert '"' not in description
+    assert "\\" not in description

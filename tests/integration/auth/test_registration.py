@@ -223,3 +223,13 @@ async def test_registration_allows_cross_origin_calls(http: httpx2.AsyncClient) 
     assert response.headers["access-control-allow-origin"] == "*"
     failed = await http.post("/register", json={}, headers={"Origin": "https://app.example"})
     assert failed.headers["access-control-allow-origin"] == "*"
+
+
+async def test_error_descriptions_are_printable_ascii_without_quotes_even_when_quoting_input(
+    http: httpx2.AsyncClient,
+) -> None:
+    response = await http.post("/register", json=with_(scope='notes:read "é\\ß'))
+    description = response.json()["error_description"]
+    assert description.isascii()
+    assert '"' not in description
+    assert "\\" not in description
