@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -92,13 +93,19 @@ class LocalServer:
 Mode = Literal["ok", "error", "slow", "garbage"]
 
 
+@functools.cache
+def _default_key() -> RSAKey:
+    """One signing key for every test's AS: generating RSA keys is the slow part of a setup."""
+    return MiniAuthorizationServer.new_key("key-1")
+
+
 class MiniAuthorizationServer:
     """Metadata, JWKS and introspection, with knobs for the failure modes a resource server meets."""
 
     def __init__(self, issuer: str, resource: str) -> None:
         self.issuer = issuer
         self.resource = resource
-        self.key = self.new_key("key-1")
+        self.key = _default_key()
         self.published: list[RSAKey] = [self.key]
         self.opaque: dict[str, dict[str, Any]] = {}
         self.mode: Mode = "ok"
