@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx2
 import pytest
 
@@ -132,3 +134,43 @@ async def test_an_mcp_protocol_version_header_does_not_change_the_answer(
 
 async def test_metadata_is_get_only(http: httpx2.AsyncClient) -> None:
     assert (await http.post(ROOT_WELL_KNOWN[0], json={})).status_code == 405
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_the_standalone_app_serves_metadata_health_and_the_login_flow_entry(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    from auth_server.app import create_auth_app
+    from tests.integration.auth.helpers import make_settings
+
+    overrides: dict[str, object] = {"auth_mode": "external", "auth_port": 3001}
+    if backend == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+        overrides["redis_key_prefix"] = f"test:{uuid.uuid4().hex}:"
+    settings = make_settings(**overrides)
+    app = create_auth_app(settings)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=settings.issuer) as http:
+        assert settings.issuer == "http://127.0.0.1:3001"
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).status_code == 200
+        document = (await http.get(ROOT_WELL_KNOWN[0])).json()
+        assert document["issuer"] == settings.issuer
+        registered = await http.post(
+            "/register",
+            json={"redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"},
+        )
+        assert registered.status_code == 201
+
+
+async def test_internal_mode_mounts_the_same_authorization_server_in_the_mcp_app() -> None:
+    from mcp_server.app import create_app
+    from tests.integration.auth.helpers import make_settings
+
+    settings = make_settings()
+    app = create_app(settings)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=settings.issuer) as http:
+        document = (await http.get(ROOT_WELL_KNOWN[0])).json()
+        assert document["issuer"] == ISSUER
+        response = await http.get("/authorize", params={"client_id": "unknown"})
+        assert response.status_code == 400
+        assert response.headers["x-frame-options"] == "DENY"
