@@ -24,10 +24,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from auth_server.app import create_auth_routes
-from shared.settings import Settings
 from shared.storage.memory import MemoryStore
 from tests.fixtures.live_server import live_server
 from tests.integration.auth.flow_helpers import new_pkce
+from tests.integration.auth.helpers import make_settings
 
 pytestmark = pytest.mark.browser
 
@@ -74,9 +74,7 @@ def issuer(callback: tuple[CallbackPage, str]) -> Iterator[str]:
     _, redirect_uri = callback
 
     def make_app(base_url: str) -> Starlette:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            auth_mode="internal",
+        settings = make_settings(
             auth_issuer_url=base_url,
             mcp_public_url=base_url,
             auth_clients=[
@@ -195,7 +193,12 @@ def test_markup_in_state_is_shown_as_text_and_never_runs(browser: Any, issuer: s
     context = browser.new_context()
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def record(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", record)
     script = "<script>window.__pwned = 1; alert('xss')</script>"
     url = f"{issuer}/authorize?" + urlencode({"client_id": "no-such-client", "state": script})
     response = page.goto(url)

@@ -45,7 +45,7 @@ def pkce() -> Pkce:
 async def authorize(
     http: httpx2.AsyncClient, params: dict[str, str] | list[tuple[str, str]]
 ) -> httpx2.Response:
-    return await http.get("/authorize", params=params)
+    return await http.get("/authorize", params=httpx2.QueryParams(params))
 
 
 def assert_error_page(response: httpx2.Response) -> None:
