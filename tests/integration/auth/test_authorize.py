@@ -45,7 +45,8 @@ def pkce() -> Pkce:
 async def authorize(
     http: httpx2.AsyncClient, params: dict[str, str] | list[tuple[str, str]]
 ) -> httpx2.Response:
-    return await http.get("/authorize", params=httpx2.QueryParams(params))
+    pairs = tuple(params.items()) if isinstance(params, dict) else tuple(params)  # repeats kept
+    return await http.get("/authorize", params=pairs)
 
 
 def assert_error_page(response: httpx2.Response) -> None:
