@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from mcp_server.event_store import InMemoryEventStore
 from mcp_server.protection import endpoint_guard
 from mcp_server.protection.metadata import metadata_routes
 from mcp_server.protection.scopes import tool_scope_lookup
@@ -28,6 +29,8 @@ from shared.validation import TokenValidator
 from shared.validators.api_keys import ApiKeyValidator
 from shared.validators.chain import ChainValidator
 
+SSE_RETRY_INTERVAL_MS = 1000  # reconnection delay suggested to clients after we close an SSE stream
+
 # Host/Origin are checked once, by mcp_server.protection.origin (with ALLOWED_HOSTS/ORIGINS), in
 # front of authentication; the SDK's own loopback-only check would refuse configured origins.
 SDK_HOST_CHECK_OFF = TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -38,9 +41,13 @@ def create_app(settings: Settings) -> Starlette:
     mcp = build_mcp_server(settings, store)
     # The SDK builds its session manager here; we take the manager and mount it ourselves so that
     # our own middleware (origin check, CORS, authentication) wraps /mcp.
+    # The event store makes 2025-11-25 SSE streams resumable (Last-Event-ID); the retry interval
+    # is the reconnection delay we suggest when we close a stream so the client polls (SEP-1699).
     mcp.streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.host,
+        event_store=InMemoryEventStore(),
+        retry_interval=SSE_RETRY_INTERVAL_MS,
         transport_security=SDK_HOST_CHECK_OFF,
     )
     session_manager = mcp.session_manager

@@ -6,6 +6,7 @@ the legacy HTTP+SSE transport and stdio.
 
 from __future__ import annotations
 
+from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.mcpserver import MCPServer
 
 from mcp_server.features import register_features
@@ -14,6 +15,18 @@ from shared.storage import Store
 
 SERVER_NAME = "mcp-reference-server"
 SERVER_VERSION = "0.1.0"
+
+# Freshness hints on cacheable results (2026-07-28, SEP-2549). Private: with authentication on,
+# what a caller sees may depend on who they are. Lists can change at run time (and announce it on
+# subscriptions/listen), so they are kept briefly; resource contents are never assumed fresh.
+CACHE_HINTS: dict[CacheableMethod, CacheHint] = {
+    "server/discover": CacheHint(ttl_ms=60_000, scope="private"),
+    "tools/list": CacheHint(ttl_ms=30_000, scope="private"),
+    "prompts/list": CacheHint(ttl_ms=30_000, scope="private"),
+    "resources/list": CacheHint(ttl_ms=30_000, scope="private"),
+    "resources/templates/list": CacheHint(ttl_ms=30_000, scope="private"),
+    "resources/read": CacheHint(ttl_ms=0, scope="private"),
+}
 
 
 def build_mcp_server(settings: Settings, store: Store) -> MCPServer:
@@ -26,6 +39,7 @@ def build_mcp_server(settings: Settings, store: Store) -> MCPServer:
             "(whoami, per-user notes with scope-gated writes)."
         ),
         log_level=settings.log_level,
+        cache_hints=CACHE_HINTS,
     )
     register_features(server, settings, store)
     return server

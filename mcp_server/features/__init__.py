@@ -13,3 +13,24 @@ def register_features(server: MCPServer, settings: Settings, store: Store) -> No
 
     basics.register(server)
     notes.register(server, store)
+    _register_protocol_fixtures(server)
+
+
+def _register_protocol_fixtures(server: MCPServer) -> None:
+    """Every protocol feature, under the fixture names the official MCP conformance suite calls."""
+    from mcp_server.features import (
+        completions,
+        interactive,
+        list_changes,
+        prompts,
+        resources,
+        session_logging,
+        tools,
+    )
+
+    tools.register(server, session_logging.register(server))
+    interactive.register(server)
+    list_changes.register(server)
+    resources.register(server)
+    prompts.register(server)
+    completions.register(server)
