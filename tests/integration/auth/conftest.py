@@ -13,7 +13,6 @@ from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.memory import MemoryStore
 from shared.storage.redis import RedisStore
-from tests.fixtures.redis_server import redis_server, redis_url  # noqa: F401  (fixtures)
 from tests.integration.auth.helpers import build_app, http_client, make_settings
 
 HttpFactory = Callable[..., Awaitable[httpx2.AsyncClient]]
