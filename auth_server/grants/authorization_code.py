@@ -98,7 +98,6 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         resource=record.resource,
         created_at=int(ctx.clock()),
     )
-    await ctx.grants.save(grant, ttl)
     issued = await ctx.tokens.issue(
         client_id=record.client_id,
         subject=record.subject,
@@ -109,6 +108,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     )
     if not await ctx.grants.attach(record.grant_id, issued.store_keys, ttl):
         raise invalid_grant("the authorization code was replayed; its grant is revoked")
+    await ctx.grants.save(grant, ttl)
     ctx.audit.record(
         "token_issued",
         ip=ip,

@@ -50,8 +50,9 @@ class Grants:
         self._store = store
 
     async def save(self, record: GrantRecord, ttl: float) -> None:
-        """Create the grant, or renew its TTL (rotation). Harmless after revocation: the
-        tombstone, not the record, decides whether tokens may join."""
+        """Create the grant, or renew its TTL (rotation). Called after `attach` succeeded, so a
+        grant revoked meanwhile is not written back; if a revocation slips in between, the
+        tombstone, not this record, still decides that no token may join."""
         await self._store.set(grant_key(record.grant_id), record.model_dump_json(), ttl=ttl)
 
     async def get(self, grant_id: str) -> GrantRecord | None:

@@ -61,8 +61,6 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     await ctx.store.set(ROTATED_PREFIX + digest, marker.model_dump_json(), ttl=remaining)
 
     ttl = ctx.tokens.refresh_ttl
-    grant = await ctx.grants.get(record.grant_id) or _grant_from(record)
-    await ctx.grants.save(grant, ttl)
     issued = await ctx.tokens.issue(
         client_id=record.client_id,
         subject=record.sub,
@@ -73,6 +71,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     )
     if not await ctx.grants.attach(record.grant_id, issued.store_keys, ttl):
         raise invalid_grant(_INVALID)
+    await ctx.grants.save(await ctx.grants.get(record.grant_id) or _grant_from(record), ttl)
     ctx.audit.record(
         "token_issued",
         ip=ip,
