@@ -289,7 +289,7 @@ async def test_revoked_access_token_stops_working_within_the_documented_bound(de
     assert sdk.storage.client_info is not None
     token = sdk.storage.tokens.access_token
 
-    def revoke_and_wait() -> float:
+    def revoke_and_wait() -> float:  # seconds until the server refused the revoked token
         # Warm any introspection cache first, so the bound measured is the cache's.
         ok = oauth_flow.initialize(deployment.mcp_url, token)
         assert ok.status_code == 200, ok.text
@@ -297,7 +297,9 @@ async def test_revoked_access_token_stops_working_within_the_documented_bound(de
         assert sdk.storage.client_info is not None
         oauth_flow.revoke(disc, sdk.storage.client_info.client_id, token, "access_token")
         revoked_at = time.monotonic()
-        bound = 0.0 if deployment.mode == "internal" else INTROSPECTION_CACHE_TTL
+        # Internal mode: the very next request must be refused. External: within the cache bound
+        # (plus a second for the polling itself).
+        bound = -1.0 if deployment.mode == "internal" else INTROSPECTION_CACHE_TTL + 1.0
         while True:
             response = oauth_flow.initialize(deployment.mcp_url, token)
             elapsed = time.monotonic() - revoked_at
@@ -306,12 +308,10 @@ async def test_revoked_access_token_stops_working_within_the_documented_bound(de
                 assert params.get("error") == "invalid_token", response.headers["www-authenticate"]
                 return elapsed
             assert response.status_code == 200, response.text
-            assert elapsed <= bound + 1.0, f"revoked token still accepted {elapsed:.1f}s after revocation"
+            assert elapsed <= bound, f"revoked token still accepted {elapsed:.2f}s after revocation"
             time.sleep(0.1)
 
-    elapsed = await anyio.to_thread.run_sync(revoke_and_wait)
-    if deployment.mode == "internal":
-        assert elapsed < 1.0, f"internal mode took {elapsed:.2f}s; revocation must apply at once"
+    await anyio.to_thread.run_sync(revoke_and_wait)
 
     # The client holding the revoked token recovers by authorizing again.
     async with sdk.connect("2026-07-28") as client:
