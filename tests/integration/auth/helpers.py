@@ -40,7 +40,7 @@ def make_settings(**overrides: Any) -> Settings:
         "cimd_allow_loopback": True,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def build_app(settings: Settings, store: Store) -> Starlette:
@@ -53,7 +53,7 @@ def http_client(app: Starlette, settings: Settings) -> httpx2.AsyncClient:
 
 
 @dataclass(frozen=True)
-class TestClient:
+class OAuthClient:
     """An OAuth client as a test sees it: its id, and its secret when confidential."""
 
     client_id: str
@@ -80,7 +80,7 @@ async def add_client(
     secret: str | None = None,
     scope: str | None = None,
     may_introspect: bool = False,
-) -> TestClient:
+) -> OAuthClient:
     """Writes a dynamically registered client where `StoreClientRegistry` looks it up."""
     client_id = client_id or f"client-{uuid.uuid4().hex[:12]}"
     if confidential:
@@ -97,7 +97,7 @@ async def add_client(
         may_introspect=may_introspect,
     )
     await store.set(f"auth:client:{client_id}", client.model_dump_json())
-    return TestClient(client_id, secret if confidential else None)
+    return OAuthClient(client_id, secret if confidential else None)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -115,7 +115,7 @@ class IssuedCode:
 
 async def store_code(
     store: Store,
-    client: TestClient,
+    client: OAuthClient,
     *,
     settings: Settings,
     scope: tuple[str, ...] = scopes.BASELINE_SCOPES,
@@ -150,7 +150,7 @@ async def store_code(
     return IssuedCode(code, verifier, record.grant_id)
 
 
-def code_form(code: IssuedCode, client: TestClient, **extra: str) -> dict[str, str]:
+def code_form(code: IssuedCode, client: OAuthClient, **extra: str) -> dict[str, str]:
     return {
         "grant_type": "authorization_code",
         "code": code.code,
@@ -163,13 +163,13 @@ def code_form(code: IssuedCode, client: TestClient, **extra: str) -> dict[str, s
 
 
 async def redeem(
-    http: httpx2.AsyncClient, code: IssuedCode, client: TestClient, **extra: str
+    http: httpx2.AsyncClient, code: IssuedCode, client: OAuthClient, **extra: str
 ) -> httpx2.Response:
     return await http.post("/token", data=code_form(code, client, **extra))
 
 
 async def tokens_for(
-    http: httpx2.AsyncClient, store: Store, settings: Settings, client: TestClient, **code_kw: Any
+    http: httpx2.AsyncClient, store: Store, settings: Settings, client: OAuthClient, **code_kw: Any
 ) -> dict[str, Any]:
     """A fresh access (and refresh) token pair through the code grant."""
     code = await store_code(store, client, settings=settings, **code_kw)
@@ -180,7 +180,7 @@ async def tokens_for(
 
 
 async def refresh(
-    http: httpx2.AsyncClient, refresh_token: str, client: TestClient, **extra: str
+    http: httpx2.AsyncClient, refresh_token: str, client: OAuthClient, **extra: str
 ) -> httpx2.Response:
     data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **client.auth(), **extra}
     return await http.post("/token", data=data)

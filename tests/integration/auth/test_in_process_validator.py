@@ -57,7 +57,7 @@ async def test_validation_costs_one_store_read(
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     counting = CountingStore(store)
-    validator = InProcessTokenValidator(settings, counting)  # type: ignore[arg-type]
+    validator = InProcessTokenValidator(settings, counting)
     await validator.validate(body["access_token"])  # warms the key cache (jwt)
     counting.reads = 0
     for _ in range(10):

@@ -15,6 +15,7 @@ from tests.integration.auth.helpers import (
     RS_CLIENT_SECRET,
     add_client,
     introspect,
+    make_settings,
     redeem,
     store_code,
     tokens_for,
@@ -104,7 +105,7 @@ async def test_a_missing_token_parameter_is_invalid_request(http: httpx2.AsyncCl
 
 async def test_expired_tokens_are_exactly_inactive(make_http: HttpFactory, store: Store) -> None:
     http = await make_http(access_token_ttl=1)
-    settings = Settings(_env_file=None, access_token_ttl=1)  # type: ignore[call-arg]
+    settings = make_settings(access_token_ttl=1)
     client = await add_client(store)
     tokens = await tokens_for(http, store, settings, client)
     await asyncio.sleep(1.1)
@@ -142,7 +143,7 @@ async def test_a_token_for_a_resource_this_server_does_not_serve_is_inactive(
     """IN-06: the resource servers of this AS see only tokens meant for them. A token minted for
     another deployment's resource (same Store, other MCP URL) is inactive here."""
     other = await make_http(mcp_public_url="https://other.example")
-    other_settings = Settings(_env_file=None, mcp_public_url="https://other.example")  # type: ignore[call-arg]
+    other_settings = make_settings(mcp_public_url="https://other.example")
     client = await add_client(store)
     code = await store_code(store, client, settings=other_settings, resource="https://other.example/mcp")
     tokens = (await redeem(other, code, client, resource="https://other.example/mcp")).json()

@@ -142,13 +142,13 @@ async def stored_text(store: Store) -> str:
     assert isinstance(store, RedisStore)
     redis, prefix, parts = store._redis, store._prefix, []
     async for key in redis.scan_iter(match=f"{prefix}*"):
-        kind = await redis.type(key)
+        kind = str(await redis.type(key))
         value = {
             "string": redis.get,
             "hash": redis.hgetall,
             "set": redis.smembers,
         }[kind](key)
-        parts.append(f"{key}={await value}")
+        parts.append(f"{key!s}={await value!s}")
     return "\n".join(parts)
 
 

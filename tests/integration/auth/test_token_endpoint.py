@@ -382,7 +382,7 @@ async def test_a_replay_with_a_bad_verifier_revokes_nothing(
 
 async def test_an_expired_code_is_invalid_grant(make_http: HttpFactory, store: Store) -> None:
     http = await make_http(authorization_code_ttl=1)
-    settings = Settings(_env_file=None, authorization_code_ttl=1)  # type: ignore[call-arg]
+    settings = make_settings(authorization_code_ttl=1)
     client = await add_client(store)
     code = await store_code(store, client, settings=settings)
     await asyncio.sleep(1.1)
@@ -464,7 +464,7 @@ async def test_client_credentials_refuses_unknown_scopes_and_resources(
 
 async def test_access_tokens_are_short_lived_and_die_at_expiry(make_http: HttpFactory, store: Store) -> None:
     http = await make_http(access_token_ttl=1)
-    settings = Settings(_env_file=None, access_token_ttl=1)  # type: ignore[call-arg]
+    settings = make_settings(access_token_ttl=1)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     assert body["expires_in"] == 1
