@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import time
 
@@ -548,3 +549,50 @@ async def test_a_store_outage_is_503_with_retry_after_never_a_500() -> None:
                 assert response.headers["retry-after"]
     finally:
         await dead.close()
+
+
+async def test_malformed_requests_get_spec_shaped_errors_never_a_500(
+    http: httpx2.AsyncClient, store: Store, settings: Settings
+) -> None:
+    client = await add_client(
+        store, confidential=True, grant_types=("authorization_code", "client_credentials")
+    )
+    form = "application/x-www-form-urlencoded"
+    odd_values = ["", "\x00", "é" * 3000, "a" * 5000, "%", "..", "eyJ.eyJ.x", '"\\']
+    headers_variants = [
+        {},
+        {"authorization": "Basic !!!"},
+        {"authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
+        {"authorization": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()},
+        {"authorization": "Basic " + base64.b64encode(b":").decode()},
+        {"authorization": "Bearer something"},
+        {"authorization": "Basic"},
+    ]
+    requests: list[tuple[str, dict[str, str], bytes]] = []
+    for path in ("/token", "/introspect", "/revoke"):
+        for headers in headers_variants:
+            requests.append(
+                (path, {**headers, "content-type": form}, b"grant_type=client_credentials&token=x")
+            )
+        for value in odd_values:
+            for name in (
+                "grant_type",
+                "code",
+                "code_verifier",
+                "refresh_token",
+                "client_id",
+                "token",
+                "scope",
+            ):
+                body = str(
+                    httpx2.QueryParams({"grant_type": "authorization_code", **client.auth(), name: value})
+                )
+                requests.append((path, {"content-type": form}, body.encode()))
+        requests.append((path, {"content-type": "multipart/form-data; boundary=x"}, b"--x--"))
+        requests.append((path, {"content-type": "text/plain"}, b"grant_type=client_credentials"))
+        requests.append((path, {}, b""))
+    for path, headers, body in requests:
+        response = await http.post(path, content=body, headers=headers)
+        assert response.status_code in (200, 400, 401, 413), (path, headers, body[:80], response.text)
+        if response.status_code != 200:
+            assert_error(response, response.json()["error"], response.status_code)
