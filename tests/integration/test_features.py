@@ -142,7 +142,14 @@ async def answer_sampling(
 
 async def answer_elicitation(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
     properties: dict[str, Any] = getattr(params, "requested_schema", {}).get("properties", {})
-    canned = {"name": "Alice", "color": "blue", "ok": True, "context": "tests"}
+    canned = {
+        "name": "Alice",
+        "color": "blue",
+        "ok": True,
+        "context": "tests",
+        "username": "alice",
+        "email": "alice@example.com",
+    }
     return ElicitResult(action="accept", content={key: canned[key] for key in properties if key in canned})
 
 
@@ -300,6 +307,16 @@ async def test_sampling_returns_what_the_client_llm_answered(mcp_url: str, mode:
         result = await client.call_tool("test_sampling", {"prompt": "What is 2+2?"})
 
         assert only_text(result.content) == "LLM response: echo(What is 2+2?)"
+
+
+@BOTH_REVISIONS
+async def test_elicitation_returns_the_username_and_email_the_user_entered(mcp_url: str, mode: str) -> None:
+    async with interactive_client(mcp_url, mode) as client:
+        result = await client.call_tool("test_elicitation", {"message": "Who are you?"})
+
+    assert only_text(result.content) == (
+        "User response: action=accept, content={'username': 'alice', 'email': 'alice@example.com'}"
+    )
 
 
 @BOTH_REVISIONS
