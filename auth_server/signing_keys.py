@@ -15,12 +15,15 @@ Only ES256 (P-256) and RS256 (RSA >= 2048 bits) keys are accepted; verification 
 algorithm to the key's own, so `alg: none` and HS256-with-a-public-key confusion cannot work.
 Keys are cached in memory and re-read from the Store at most every `refresh_interval` seconds,
 or sooner when a token names a key id this instance has not seen (another instance rotated).
+Verified signatures are remembered (bounded LRU by token digest) so a token used on every
+request is checked cryptographically once.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
 from pydantic import BaseModel
 
+from auth_server import crypto
 from shared.settings import Settings
 from shared.storage.base import Store
 
@@ -38,6 +42,7 @@ JWKS_KEY = "auth:jwks"
 Algorithm = Literal["ES256", "RS256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("ES256", "RS256")
 REFRESH_INTERVAL = 60.0
+VERIFIED_CACHE_SIZE = 10_000
 UNKNOWN_KID_RELOAD_INTERVAL = 5.0  # a flood of made-up kids must not become a flood of reads
 
 
@@ -122,6 +127,10 @@ class SigningKeys:
         self._create_on_read = settings.token_format == "jwt"  # noqa: S105 (not a password)
         self._loaded: _Loaded | None = None
         self._last_forced_reload = 0.0
+        # Signatures already checked, by token digest: a token's signature never changes, so the
+        # hot path re-verifies nothing (ES256 costs ~100 us). Revocation and expiry are still
+        # decided per call by the caller's Store read.
+        self._verified: OrderedDict[str, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
 
     # -- public API -----------------------------------------------------------------------
 
@@ -140,6 +149,13 @@ class SigningKeys:
 
         Only the signature is checked here; the caller decides about typ, iss, aud and exp.
         """
+        cache_key = crypto.digest(token)
+        cached = self._verified.get(cache_key)
+        if cached is not None:
+            loaded = await self._get(create=self._create_on_read)
+            if cached[0]["kid"] in loaded.verifiers:  # a withdrawn key invalidates its hits
+                self._verified.move_to_end(cache_key)
+                return cached
         try:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError, TypeError):
@@ -159,7 +175,11 @@ class SigningKeys:
             decoded = jwt.decode(token, key, algorithms=[alg])
         except (JoseError, ValueError, TypeError):
             return None
-        return dict(decoded.header), dict(decoded.claims)
+        result = dict(decoded.header), dict(decoded.claims)
+        self._verified[cache_key] = result
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return result
 
     async def public_jwks(self) -> dict[str, Any]:
         return (await self._get(create=self._create_on_read)).public_jwks

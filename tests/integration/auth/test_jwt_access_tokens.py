@@ -207,3 +207,21 @@ async def test_an_opaque_deployment_never_creates_a_private_key(make_http: HttpF
     assert (await http.get("/jwks")).json() == {"keys": []}
     assert (await introspect(http, "eyJhbGciOiJFUzI1NiIsImtpZCI6Ingi.e30.c2ln")).json() == {"active": False}
     assert await store.get(JWKS_KEY) is None
+
+
+async def test_withdrawing_a_compromised_key_rejects_its_tokens_even_if_verified_before(
+    make_http: HttpFactory, store: Store
+) -> None:
+    http = await make_http(**JWT)
+    settings = make_settings(**JWT)
+    client = await add_client(store)
+    body = await tokens_for(http, store, settings, client)
+    keys = SigningKeys(settings, store, refresh_interval=0)
+    validator = InProcessTokenValidator(settings, store, keys=keys)
+    await validator.validate(body["access_token"])  # verified once, remembered
+
+    await store.delete(JWKS_KEY)  # the operator withdraws every key; a new one gets generated
+
+    with pytest.raises(TokenRejected) as rejected:
+        await validator.validate(body["access_token"])
+    assert rejected.value.reason == "bad_signature"
