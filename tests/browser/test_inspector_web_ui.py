@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.e2e import conftest as e2e
+from tests.e2e import fixtures as e2e
 from tests.e2e.node_tools import node_env, tool
 from tests.e2e.servers import Deployment, free_port
 
@@ -171,7 +171,7 @@ def test_inspector_web_ui_connects_through_our_login_and_consent_pages_and_lists
                 raise AssertionError(
                     f"pages visited: {visited}\nconsole errors: {console_errors}\n"
                     f"screenshot: {tmp_path / 'failure.png'}\ninspector log:\n"
-                    f"{inspector_web.log.read_text()[-3000:]}"
+                    f"{inspector_web.log.read_text()[-3000:]}\n{deployment.logs()}"
                 ) from None
         finally:
             browser.close()

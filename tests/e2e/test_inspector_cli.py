@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BOTH_MODES_MEMORY
+from tests.e2e.fixtures import BOTH_MODES_MEMORY
 from tests.e2e.node_tools import node_env, tool
 from tests.e2e.servers import Deployment, free_port
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import ALL_DEPLOYMENTS
+from tests.e2e.fixtures import ALL_DEPLOYMENTS
 from tests.e2e.node_tools import VENV_BIN
 from tests.e2e.servers import REPO_ROOT, Deployment, clean_environ
 

@@ -22,7 +22,7 @@ import pytest
 
 from auth_server.users import hash_password
 from tests.e2e import oauth_flow
-from tests.e2e.conftest import ALL_DEPLOYMENTS
+from tests.e2e.fixtures import ALL_DEPLOYMENTS
 from tests.e2e.sdk_client import (
     REDIRECT_URI,
     REVISIONS,
