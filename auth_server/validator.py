@@ -16,13 +16,14 @@ from collections.abc import Callable
 
 from auth_server import crypto
 from auth_server.signing_keys import SigningKeys
-from auth_server.tokens import AccessTokenRecord, TokenService, looks_like_jwt
+from auth_server.grants.authorization_code import CODE_PREFIX
+from auth_server.tokens import REFRESH_PREFIX, AccessTokenRecord, TokenService, looks_like_jwt
 from shared import scopes as scope_model
 from shared.settings import Settings
 from shared.storage.base import StorageUnavailable, Store
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
 
-_OTHER_ARTIFACTS = ("auth:refresh:", "auth:code:")
+_OTHER_ARTIFACTS = (REFRESH_PREFIX, CODE_PREFIX)  # what else a bearer token might really be
 MAX_TOKEN_LENGTH = 4096  # longer than any token we mint; refuses absurd input before hashing
 
 
