@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 from auth_server import crypto
-from auth_server.signing_keys import SigningKeys
 from auth_server.grants.authorization_code import CODE_PREFIX
+from auth_server.signing_keys import SigningKeys
 from auth_server.tokens import REFRESH_PREFIX, AccessTokenRecord, TokenService, looks_like_jwt
 from shared import scopes as scope_model
 from shared.settings import Settings
