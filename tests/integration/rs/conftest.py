@@ -1,10 +1,12 @@
 """Fixtures for the resource-server tests: a real MCP server in front of a real (small) AS.
 
-`rs` is the MCP app (`mcp_server.app.create_app`) on uvicorn in external mode, validating
-tokens from a `MiniAuthorizationServer` on another port. It is parametrized over how that AS
-issues tokens, so each behaviour is checked through both external-mode validators:
+`rs` is the MCP app (`mcp_server.app.create_app`) on uvicorn. It is parametrized over where its
+tokens come from, so each behaviour is checked through every validator, in both modes. External
+mode validates tokens from a `MiniAuthorizationServer` on another port:
 - "jwt": RFC 9068 JWTs, verified locally against the AS's JWKS (TOKEN_FORMAT=jwt);
 - "introspection": opaque tokens, checked by RFC 7662 introspection.
+- "internal": AUTH_MODE=internal, the project's own authorization server mounted in the same
+  app and the in-process validator; tokens come from the real interactive flow.
 Static API keys are configured on every server (alice, bob, and a key without scopes).
 
 `mcp` speaks MCP over plain HTTP in either protocol revision: 2025-11-25 (initialize, a session
@@ -13,6 +15,8 @@ per token) or 2026-07-28 (stateless, per-request `_meta` and routing headers).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,10 +25,12 @@ from typing import Any
 import httpx2
 import pytest
 
+from auth_server.users import hash_password
 from mcp_server.app import create_app
 from shared.scopes import BASELINE_SCOPES
 from shared.settings import Settings
 from shared.validators.api_keys import api_key_digest
+from tests.e2e.oauth_flow import mint, refresh
 from tests.integration.rs.harness import (
     RS_CLIENT_ID,
     RS_CLIENT_SECRET,
@@ -40,6 +46,10 @@ API_KEYS = {
     "nobody": "api-key-without-scopes-0123456789",
 }
 API_KEY_SCOPES = {"alice": list(BASELINE_SCOPES), "bob": list(BASELINE_SCOPES), "nobody": []}
+USERS = ("alice", "bob", "carol", "dana", "erin")
+USER_PASSWORD = "correct horse battery staple"
+CALLBACK = "http://127.0.0.1:9/callback"
+TOKEN_KINDS = ["jwt", "introspection", "internal"]
 ACCEPT = "application/json, text/event-stream"
 LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
@@ -64,23 +74,61 @@ class Rs:
     def mcp_url(self) -> str:
         return self.settings.mcp_resource_url
 
-    def token(
+    async def token(
         self, subject: str, scopes: list[str] | tuple[str, ...] = BASELINE_SCOPES, **claims: Any
     ) -> str:
-        """A token for `subject` from the AS, in the format this server is configured for."""
+        """A token for `subject` from the AS, in the format this server is configured for.
+
+        In internal mode it comes from the project's own authorization server through the whole
+        interactive flow (discovery, registration, PKCE, login, consent, token), run in a worker
+        thread because the flow's client is synchronous and the server shares this event loop.
+        That AS only mints honest tokens, so a test asking for forged claims is skipped there.
+        """
         if self.token_kind == "jwt":
             return self.authority.mint_jwt(subject, scopes, **claims)
-        return self.authority.mint_opaque(subject, scopes, **claims)
+        if self.token_kind == "introspection":
+            return self.authority.mint_opaque(subject, scopes, **claims)
+        if claims or not scopes:
+            pytest.skip("the real authorization server does not mint tokens with forged or no scopes")
+        grant = await asyncio.to_thread(
+            mint, self.mcp_url, scope=" ".join(scopes), user=(subject, USER_PASSWORD), redirect_uri=CALLBACK
+        )
+        return grant.tokens.access_token
+
+    async def token_and_refreshed(self, subject: str) -> tuple[str, str]:
+        """Two different access tokens for one user of one client (internal: a real refresh)."""
+        if self.token_kind != "internal":
+            return await self.token(subject), await self.token(subject)
+        grant = await asyncio.to_thread(
+            mint,
+            self.mcp_url,
+            scope=" ".join(BASELINE_SCOPES),
+            user=(subject, USER_PASSWORD),
+            redirect_uri=CALLBACK,
+        )
+        assert grant.tokens.refresh_token is not None
+        refreshed = await asyncio.to_thread(
+            refresh, grant.discovery, grant.client, grant.tokens.refresh_token, self.mcp_url
+        )
+        return grant.tokens.access_token, refreshed.access_token
+
+
+@functools.cache
+def _user_hashes() -> dict[str, str]:
+    """The login users of the real AS (internal mode), hashed once with a cheap scrypt cost."""
+    return {name: hash_password(USER_PASSWORD, n=2**10) for name in USERS}
 
 
 def rs_settings(port: int, authority_url: str, token_kind: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "auth_mode": "external",
+        "auth_mode": "internal" if token_kind == "internal" else "external",
+        "auth_users": _user_hashes(),
+        "rate_limit_per_minute": 100_000,
         "host": "127.0.0.1",
         "mcp_port": port,
         "mcp_public_url": None,
-        "auth_issuer_url": authority_url,
-        "auth_server_url": authority_url,
+        "auth_issuer_url": None if token_kind == "internal" else authority_url,
+        "auth_server_url": None if token_kind == "internal" else authority_url,
         "token_format": "jwt" if token_kind == "jwt" else "opaque",
         "introspection_client_id": RS_CLIENT_ID,
         "introspection_client_secret": RS_CLIENT_SECRET,
@@ -126,7 +174,7 @@ async def start_rs() -> AsyncIterator[StartRs]:
         await rs.authority_server.stop()
 
 
-@pytest.fixture(params=["jwt", "introspection"])
+@pytest.fixture(params=TOKEN_KINDS)
 async def rs(request: pytest.FixtureRequest, start_rs: StartRs) -> Rs:
     return await start_rs(request.param)
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
 
+from tests.e2e.oauth_flow import mint, revoke
 from tests.integration.rs.conftest import (
     API_KEYS,
     LEGACY,
     MODERN,
+    USER_PASSWORD,
     Mcp,
     Rs,
     StartRs,
@@ -77,28 +81,32 @@ async def test_the_legacy_sse_transport_needs_a_token(rs: Rs) -> None:
 
 
 @pytest.mark.parametrize(
-    "make_token",
+    "claims",
     [
-        pytest.param(lambda rs: "garbage", id="garbage"),
-        pytest.param(lambda rs: rs.token("alice", exp=int(time.time()) - 120), id="expired"),
-        pytest.param(lambda rs: rs.token("alice", aud="https://other.example/mcp"), id="other-audience"),
-        pytest.param(lambda rs: rs.token("alice", aud=None), id="no-audience"),
-        pytest.param(lambda rs: rs.token("alice", iss="https://evil.example"), id="foreign-issuer"),
+        pytest.param(None, id="garbage"),
+        pytest.param({"exp": "past"}, id="expired"),
+        pytest.param({"aud": "https://other.example/mcp"}, id="other-audience"),
+        pytest.param({"aud": None}, id="no-audience"),
+        pytest.param({"iss": "https://evil.example"}, id="foreign-issuer"),
     ],
 )
-async def test_bad_tokens_get_401_invalid_token(rs: Rs, mcp: Mcp, make_token) -> None:  # type: ignore[no-untyped-def]
-    token = make_token(rs)
-    response = (
-        await mcp.post("tools/list", None, None, headers=bearer(token))
-        if mcp.revision == MODERN
-        else (await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token)))
-    )
+async def test_bad_tokens_get_401_invalid_token(rs: Rs, mcp: Mcp, claims: dict[str, Any] | None) -> None:
+    if claims is None:
+        token = "garbage"
+    else:
+        if claims.get("exp") == "past":
+            claims = {**claims, "exp": int(time.time()) - 120}
+        token = await rs.token("alice", **claims)
+    if mcp.revision == MODERN:
+        response = await mcp.post("tools/list", None, None, headers=bearer(token))
+    else:
+        response = await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
     assert_invalid_token(response.status_code, response.headers["www-authenticate"], response.json())
 
 
 async def test_a_revoked_token_stops_working_within_the_cache_bound(start_rs: StartRs) -> None:
     rs = await start_rs("introspection", introspection_cache_ttl=0)
-    token = rs.token("alice")
+    token = await rs.token("alice")
     ok = await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
     assert ok.status_code == 200
     rs.authority.revoke(token)
@@ -106,9 +114,28 @@ async def test_a_revoked_token_stops_working_within_the_cache_bound(start_rs: St
     assert_invalid_token(revoked.status_code, revoked.headers["www-authenticate"], revoked.json())
 
 
+async def test_internal_mode_refuses_a_revoked_token_on_the_very_next_request(start_rs: StartRs) -> None:
+    rs = await start_rs("internal")
+    grant = await asyncio.to_thread(mint, rs.mcp_url, scope="mcp:tools:read", user=("alice", USER_PASSWORD))
+    token = grant.tokens.access_token
+    session = await Mcp(rs.http, LEGACY).session(token)
+    await asyncio.to_thread(revoke, grant.discovery, grant.client.client_id, token)
+    ping = {"jsonrpc": "2.0", "id": 5, "method": "ping"}
+    response = await rs.http.post("/mcp", json=ping, headers=legacy_headers(token, session))
+    assert_invalid_token(response.status_code, response.headers["www-authenticate"], response.json())
+
+
+async def test_internal_mode_refuses_an_expired_token(start_rs: StartRs) -> None:
+    rs = await start_rs("internal", access_token_ttl=1)
+    token = await rs.token("alice")
+    await asyncio.sleep(2.1)
+    response = await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
+    assert_invalid_token(response.status_code, response.headers["www-authenticate"], response.json())
+
+
 async def test_a_jwt_with_one_flipped_signature_byte_or_a_foreign_key_is_rejected(start_rs: StartRs) -> None:
     rs = await start_rs("jwt")
-    token = rs.token("alice")
+    token = await rs.token("alice")
     head, payload, signature = token.split(".")
     raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
     raw[10] ^= 0x01
@@ -125,7 +152,7 @@ async def test_tokens_that_are_not_access_tokens_are_rejected(start_rs: StartRs)
     response = await jwt_rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(id_token))
     assert response.status_code == 401
     opaque_rs = await start_rs("introspection")
-    refresh_token = opaque_rs.token("alice")
+    refresh_token = await opaque_rs.token("alice")
     opaque_rs.authority.opaque[refresh_token]["token_type"] = "refresh_token"
     response = await opaque_rs.http.post(
         "/mcp", json=initialize_body(), headers=legacy_headers(refresh_token)
@@ -134,7 +161,7 @@ async def test_tokens_that_are_not_access_tokens_are_rejected(start_rs: StartRs)
 
 
 async def test_a_token_in_the_query_string_is_ignored(rs: Rs) -> None:
-    token = rs.token("alice")
+    token = await rs.token("alice")
     response = await rs.http.post(
         f"/mcp?access_token={token}", json=initialize_body(), headers=legacy_headers(None)
     )
@@ -143,7 +170,7 @@ async def test_a_token_in_the_query_string_is_ignored(rs: Rs) -> None:
 
 
 async def test_the_bearer_scheme_name_is_case_insensitive(rs: Rs) -> None:
-    token = rs.token("alice")
+    token = await rs.token("alice")
     headers = {**legacy_headers(None), "authorization": f"bEaReR {token}"}
     response = await rs.http.post("/mcp", json=initialize_body(), headers=headers)
     assert response.status_code == 200, response.text
@@ -166,7 +193,7 @@ async def test_the_bearer_scheme_name_is_case_insensitive(rs: Rs) -> None:
 async def test_malformed_authorization_gets_400_invalid_request(
     rs: Rs, headers: list[tuple[str, str]]
 ) -> None:
-    token = rs.token("alice")
+    token = await rs.token("alice")
     raw = [("accept", "application/json, text/event-stream"), ("content-type", "application/json")]
     raw += [(name, value.replace("{token}", token)) for name, value in headers]
     response = await rs.http.post("/mcp", content=json.dumps(initialize_body()).encode(), headers=raw)
@@ -176,7 +203,7 @@ async def test_malformed_authorization_gets_400_invalid_request(
 
 
 async def test_a_token_in_the_header_and_in_a_form_body_gets_400(rs: Rs) -> None:
-    token = rs.token("alice")
+    token = await rs.token("alice")
     response = await rs.http.post(
         "/mcp",
         content=f"access_token={token}".encode(),
@@ -187,13 +214,17 @@ async def test_a_token_in_the_header_and_in_a_form_body_gets_400(rs: Rs) -> None
 
 
 async def test_a_session_never_replaces_the_token(rs: Rs) -> None:
-    token = rs.token("alice")
+    token = await rs.token("alice")
     session = await Mcp(rs.http, LEGACY).session(token)
     ping = {"jsonrpc": "2.0", "id": 5, "method": "ping"}
     without = await rs.http.post("/mcp", json=ping, headers=legacy_headers(None, session))
     assert without.status_code == 401
     assert_no_token_challenge(rs, without.headers["www-authenticate"])
-    expired = rs.token("alice", exp=int(time.time()) - 120)
+    expired = (
+        "no-longer-valid"
+        if rs.token_kind == "internal"
+        else await rs.token("alice", exp=int(time.time()) - 120)
+    )
     with_expired = await rs.http.post("/mcp", json=ping, headers=legacy_headers(expired, session))
     assert with_expired.status_code == 401
     notification = {"jsonrpc": "2.0", "method": "notifications/initialized"}
@@ -209,7 +240,7 @@ async def test_a_session_never_replaces_the_token(rs: Rs) -> None:
 
 async def test_an_unreachable_authorization_server_gets_503_with_retry_after(start_rs: StartRs) -> None:
     rs = await start_rs("introspection")
-    token = rs.token("alice")
+    token = await rs.token("alice")
     await rs.authority_server.stop()
     started = time.monotonic()
     response = await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
@@ -226,8 +257,8 @@ async def test_error_bodies_carry_no_internals_and_tokens_are_never_logged(
     rs: Rs, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    good = rs.token("alice", ["notes:read"])
-    bad = rs.token("alice", exp=int(time.time()) - 120)
+    good = await rs.token("alice", ["notes:read"])
+    bad = "y" * 43 if rs.token_kind == "internal" else await rs.token("alice", exp=int(time.time()) - 120)
     responses = [
         await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(None)),
         await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(bad)),

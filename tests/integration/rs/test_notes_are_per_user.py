@@ -12,7 +12,7 @@ WRITER = [TOOLS_READ, NOTES_WRITE]
 
 
 async def test_a_user_never_sees_another_users_notes(rs: Rs, mcp: Mcp) -> None:
-    alice, bob = rs.token("alice", WRITER), rs.token("bob", WRITER)
+    alice, bob = await rs.token("alice", WRITER), await rs.token("bob", WRITER)
     added = (await mcp.call_tool("notes_add", alice, text="alice's secret"))["structuredContent"]
     await mcp.call_tool("notes_add", bob, text="bob's note")
 
@@ -33,15 +33,18 @@ async def test_a_user_never_sees_another_users_notes(rs: Rs, mcp: Mcp) -> None:
 
 
 async def test_notes_follow_the_user_across_clients_and_revisions(rs: Rs) -> None:
-    first = rs.token("carol", WRITER, client_id="desktop-app")
+    # internal mode: each real flow registers a client of its own
+    desktop = {} if rs.token_kind == "internal" else {"client_id": "desktop-app"}
+    web = {} if rs.token_kind == "internal" else {"client_id": "web-app"}
+    first = await rs.token("carol", WRITER, **desktop)
     await Mcp(rs.http, LEGACY).call_tool("notes_add", first, text="from the desktop")
-    second = rs.token("carol", [TOOLS_READ, NOTES_READ], client_id="web-app")
+    second = await rs.token("carol", [TOOLS_READ, NOTES_READ], **web)
     listed = await Mcp(rs.http, "2026-07-28").call_tool("notes_list", second)
     assert [note["text"] for note in listed["structuredContent"]["notes"]] == ["from the desktop"]
 
 
 async def test_bad_note_input_is_a_tool_error_not_a_server_error(rs: Rs, mcp: Mcp) -> None:
-    token = rs.token("alice", WRITER)
+    token = await rs.token("alice", WRITER)
     empty = await mcp.call_tool("notes_add", token, text="   ")
     assert empty["isError"] is True
     too_long = await mcp.call_tool("notes_add", token, text="x" * 5000)
@@ -49,11 +52,11 @@ async def test_bad_note_input_is_a_tool_error_not_a_server_error(rs: Rs, mcp: Mc
 
 
 async def test_whoami_reports_the_principal_from_the_token(rs: Rs, mcp: Mcp) -> None:
-    token = rs.token("alice", [TOOLS_READ, NOTES_READ], client_id="inspector")
+    token = await rs.token("alice", [TOOLS_READ, NOTES_READ])
     me = (await mcp.call_tool("whoami", token))["structuredContent"]
     assert me["authenticated"] is True
     assert me["subject"] == "alice"
-    assert me["client_id"] == "inspector"
+    assert me["client_id"]
     assert me["scopes"] == sorted([TOOLS_READ, NOTES_READ])
     assert me["audience"] == [rs.mcp_url]
     assert me["issuer"] == rs.settings.issuer
@@ -82,7 +85,8 @@ async def test_without_authentication_the_caller_is_anonymous(start_rs: StartRs)
 
 async def test_the_notes_tools_describe_themselves_honestly(rs: Rs, mcp: Mcp) -> None:
     tools = {
-        tool["name"]: tool for tool in (await mcp.result("tools/list", None, rs.token("alice")))["tools"]
+        tool["name"]: tool
+        for tool in (await mcp.result("tools/list", None, await rs.token("alice")))["tools"]
     }
     listing, adding, deleting = (
         tools[name]["annotations"] for name in ("notes_list", "notes_add", "notes_delete")
@@ -100,11 +104,11 @@ async def test_the_notes_tools_describe_themselves_honestly(rs: Rs, mcp: Mcp) ->
 async def test_notes_live_in_the_storage_backend_redis_included(start_rs: StartRs, redis_url: str) -> None:  # noqa: F811
     prefix = f"rs-test:{uuid.uuid4().hex}:"
     first = await start_rs("introspection", redis_url=redis_url, redis_key_prefix=prefix)
-    token = first.token("dana", WRITER)
+    token = await first.token("dana", WRITER)
     await Mcp(first.http, LEGACY).call_tool("notes_add", token, text="kept in redis")
     # a second server process on the same Redis sees the same notebook, and only dana's
     second = await start_rs("jwt", redis_url=redis_url, redis_key_prefix=prefix)
-    listed = await Mcp(second.http, LEGACY).call_tool("notes_list", second.token("dana", WRITER))
+    listed = await Mcp(second.http, LEGACY).call_tool("notes_list", await second.token("dana", WRITER))
     assert [note["text"] for note in listed["structuredContent"]["notes"]] == ["kept in redis"]
-    other = await Mcp(second.http, LEGACY).call_tool("notes_list", second.token("erin", WRITER))
+    other = await Mcp(second.http, LEGACY).call_tool("notes_list", await second.token("erin", WRITER))
     assert other["structuredContent"]["notes"] == []

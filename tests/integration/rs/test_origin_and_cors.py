@@ -15,7 +15,7 @@ from tests.integration.rs.conftest import (
 
 
 async def test_a_foreign_origin_gets_403_with_a_json_rpc_error_even_with_a_valid_token(rs: Rs) -> None:
-    headers = {**legacy_headers(rs.token("alice")), "origin": "https://evil.example"}
+    headers = {**legacy_headers(await rs.token("alice")), "origin": "https://evil.example"}
     response = await rs.http.post("/mcp", json=initialize_body(), headers=headers)
     assert response.status_code == 403
     body = response.json()
@@ -35,7 +35,7 @@ async def test_the_origin_is_checked_before_authentication(rs: Rs) -> None:
 
 @pytest.mark.parametrize("origin", [ALLOWED_ORIGIN, "http://localhost:6274", "http://127.0.0.1:5173", None])
 async def test_allowed_loopback_and_absent_origins_pass(rs: Rs, origin: str | None) -> None:
-    headers = legacy_headers(rs.token("alice"))
+    headers = legacy_headers(await rs.token("alice"))
     if origin is not None:
         headers["origin"] = origin
     response = await rs.http.post("/mcp", json=initialize_body(), headers=headers)

@@ -24,7 +24,7 @@ def assert_step_up(rs: Rs, status: int, header: str, wanted: str) -> None:
 async def test_a_write_tool_called_with_read_scopes_gets_403_naming_all_it_needs_and_holds(
     rs: Rs, mcp: Mcp
 ) -> None:
-    token = rs.token("alice", [TOOLS_READ, NOTES_READ])
+    token = await rs.token("alice", [TOOLS_READ, NOTES_READ])
     response = await mcp.post("tools/call", {"name": "notes_add", "arguments": {"text": "x"}}, token)
     assert_step_up(
         rs,
@@ -36,13 +36,13 @@ async def test_a_write_tool_called_with_read_scopes_gets_403_naming_all_it_needs
 
 
 async def test_after_stepping_up_the_same_call_succeeds(rs: Rs, mcp: Mcp) -> None:
-    token = rs.token("alice", [TOOLS_READ, NOTES_READ, NOTES_WRITE])
+    token = await rs.token("alice", [TOOLS_READ, NOTES_READ, NOTES_WRITE])
     note = await mcp.call_tool("notes_add", token, text="after step-up")
     assert note["structuredContent"]["text"] == "after step-up"
 
 
 async def test_a_broader_scope_satisfies_a_narrower_one(rs: Rs, mcp: Mcp) -> None:
-    token = rs.token("alice", [NOTES_WRITE])
+    token = await rs.token("alice", [NOTES_WRITE])
     listed = await mcp.call_tool("notes_list", token)
     assert listed["isError"] is False
 
@@ -72,19 +72,19 @@ async def test_a_broader_scope_satisfies_a_narrower_one(rs: Rs, mcp: Mcp) -> Non
 async def test_each_operation_needs_its_scope(
     rs: Rs, mcp: Mcp, method: str, params: dict | None, needs: str
 ) -> None:  # type: ignore[type-arg]
-    without = rs.token(
+    without = await rs.token(
         "alice", [s for s in (TOOLS_READ, RESOURCES_READ, PROMPTS_READ, NOTES_READ) if s != needs]
     )
     denied = await mcp.post(method, params, without)
     assert denied.status_code == 403, denied.text
     assert needs in challenge_params(denied.headers["www-authenticate"])["scope"].split()
-    with_it = rs.token("bob", [needs])
+    with_it = await rs.token("bob", [needs])
     allowed = await mcp.post(method, params, with_it)
     assert allowed.status_code == 200, allowed.text
 
 
 async def test_a_token_without_scopes_can_still_initialize_ping_and_discover(rs: Rs) -> None:
-    token = rs.token("alice", [])
+    token = await rs.token("alice", [])
     session = await Mcp(rs.http, LEGACY).session(token)
     ping = await rs.http.post(
         "/mcp", json={"jsonrpc": "2.0", "id": 9, "method": "ping"}, headers=legacy_headers(token, session)
@@ -95,7 +95,7 @@ async def test_a_token_without_scopes_can_still_initialize_ping_and_discover(rs:
 
 
 async def test_a_batch_needing_two_missing_scopes_names_both_in_one_challenge(rs: Rs) -> None:
-    token = rs.token("alice", [PROMPTS_READ])
+    token = await rs.token("alice", [PROMPTS_READ])
     batch = [
         {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": 2, "method": "resources/list"},
@@ -111,7 +111,7 @@ async def test_a_batch_needing_two_missing_scopes_names_both_in_one_challenge(rs
 
 
 async def test_the_body_decides_not_the_mcp_name_header(rs: Rs) -> None:
-    token = rs.token("alice", [TOOLS_READ, NOTES_READ])
+    token = await rs.token("alice", [TOOLS_READ, NOTES_READ])
     response = await Mcp(rs.http, MODERN).post(
         "tools/call", {"name": "notes_add", "arguments": {"text": "x"}}, token, headers={"mcp-name": "whoami"}
     )
@@ -119,7 +119,7 @@ async def test_the_body_decides_not_the_mcp_name_header(rs: Rs) -> None:
 
 
 async def test_tools_list_shows_every_tool_including_those_the_token_cannot_call(rs: Rs, mcp: Mcp) -> None:
-    token = rs.token("alice", [TOOLS_READ])
+    token = await rs.token("alice", [TOOLS_READ])
     names = {tool["name"] for tool in (await mcp.result("tools/list", None, token))["tools"]}
     assert {"whoami", "notes_list", "notes_add", "notes_delete"} <= names
 

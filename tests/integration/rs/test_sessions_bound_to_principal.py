@@ -27,7 +27,7 @@ PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
 
 
 async def test_another_users_token_with_my_session_id_gets_404(rs: Rs) -> None:
-    alice, bob = rs.token("alice"), rs.token("bob")
+    alice, bob = await rs.token("alice"), await rs.token("bob")
     session = await Mcp(rs.http, LEGACY).session(alice)
     stolen = await rs.http.post("/mcp", json=PING, headers=legacy_headers(bob, session))
     assert stolen.status_code == 404
@@ -47,16 +47,15 @@ async def test_another_users_token_with_my_session_id_gets_404(rs: Rs) -> None:
 
 
 async def test_the_same_user_with_a_new_token_keeps_the_session(rs: Rs) -> None:
-    first = rs.token("alice")
+    first, refreshed = await rs.token_and_refreshed("alice")  # same subject, client and issuer
     session = await Mcp(rs.http, LEGACY).session(first)
-    refreshed = rs.token("alice")  # same subject, client and issuer: the same principal
     assert refreshed != first
     response = await rs.http.post("/mcp", json=PING, headers=legacy_headers(refreshed, session))
     assert response.status_code == 200
 
 
 async def test_an_api_key_user_cannot_use_an_oauth_users_session_of_the_same_name(rs: Rs) -> None:
-    session = await Mcp(rs.http, LEGACY).session(rs.token("alice"))
+    session = await Mcp(rs.http, LEGACY).session(await rs.token("alice"))
     response = await rs.http.post("/mcp", json=PING, headers=legacy_headers(API_KEYS["alice"], session))
     assert response.status_code == 404
 
@@ -74,7 +73,7 @@ async def test_session_ids_are_unique_visible_ascii_and_unguessable(rs: Rs) -> N
 
 
 async def test_the_stateless_revision_ignores_and_never_mints_session_ids(rs: Rs) -> None:
-    token = rs.token("alice")
+    token = await rs.token("alice")
     response = await Mcp(rs.http, MODERN).post("tools/list", None, token, headers={"mcp-session-id": "x"})
     assert response.status_code == 200
     assert "mcp-session-id" not in response.headers
@@ -97,7 +96,7 @@ async def _sse_event(lines: AsyncIterator[str], wanted: str) -> str:
 
 
 async def test_legacy_sse_sessions_accept_messages_only_from_their_owner(rs: Rs) -> None:
-    alice, bob = rs.token("alice"), rs.token("bob")
+    alice, bob = await rs.token("alice"), await rs.token("bob")
     async with rs.http.stream(
         "GET", "/sse", headers={**bearer(alice), "accept": "text/event-stream"}
     ) as stream:
@@ -117,7 +116,7 @@ async def test_legacy_sse_sessions_accept_messages_only_from_their_owner(rs: Rs)
 
 
 async def test_legacy_sse_messages_are_scope_checked_and_see_the_caller(rs: Rs) -> None:
-    reader = rs.token("alice", ["mcp:tools:read", "notes:read"])
+    reader = await rs.token("alice", ["mcp:tools:read", "notes:read"])
     async with rs.http.stream(
         "GET", "/sse", headers={**bearer(reader), "accept": "text/event-stream"}
     ) as stream:
