@@ -1,12 +1,11 @@
 """What /authorize and the login and consent pages share: their services and the flow's steps.
 
-The flow, one step per request, each step's state server-side (see `pending.py`):
+The flow, one step per request, its state server-side (see `pending.py`):
 
-    GET /authorize ──validated──> pending request ──> /login ──> /consent ──> redirect_uri?code
-                  (signed in?) ─────────────────────────────────^   (remembered?) ──^
+    /authorize -> /login (unless signed in) -> /consent (unless remembered) -> redirect_uri
 
-`next_step` decides where a request goes from wherever it is; `approve` ends it with a code and
-`deny` with `access_denied`. Every redirect to the client carries `state` (byte-exact) and `iss`
+`next_step` decides where a request goes next from wherever it is; `approve` ends it with a
+code and `deny` with `access_denied`. Every redirect to the client carries `state` (byte-exact) and `iss`
 (RFC 9207), successes and errors alike.
 """
 

@@ -21,8 +21,8 @@ PENDING_TTL = 600  # ten minutes to sign in and decide
 MAX_REQUEST_ID_LENGTH = 100
 
 
-class PendingAuthorization(BaseModel):
-    """Everything /authorize validated, plus what ties the request to one browser."""
+class AuthorizationRequest(BaseModel):
+    """Everything /authorize validated."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -34,8 +34,13 @@ class PendingAuthorization(BaseModel):
     code_challenge: str
     scopes: tuple[str, ...]
     resource: str
+
+
+class PendingAuthorization(AuthorizationRequest):
+    """A validated request, plus what ties it to one browser and one form."""
+
     binding: str
-    csrf_digest: str
+    csrf_digest: str  # of the CSRF token last put in a form; "" until a page shows one
 
 
 class PendingRequestRejected(Exception):
@@ -51,16 +56,14 @@ class PendingAuthorizations:
         self._store = store
 
     async def create(
-        self, fields: dict[str, object], session: BrowserSession
+        self, request: AuthorizationRequest, session: BrowserSession
     ) -> tuple[str, PendingAuthorization]:
         """Store a pending request bound to `session`; returns its id and the record.
 
         It has no valid CSRF token yet: each page that shows a form asks `new_csrf_token`.
         """
         request_id = crypto.new_credential()
-        pending = PendingAuthorization.model_validate(
-            {**fields, "binding": session.binding, "csrf_digest": ""}
-        )
+        pending = PendingAuthorization(**request.model_dump(), binding=session.binding, csrf_digest="")
         await self._store.set(pending_key(request_id), pending.model_dump_json(), ttl=PENDING_TTL)
         return request_id, pending
 

@@ -39,6 +39,7 @@ from auth_server.front_channel import (
 )
 from auth_server.models import Client
 from auth_server.pages import error_page
+from auth_server.pending import AuthorizationRequest
 from auth_server.redirect_uris import UnacceptableRedirectUri, check_registrable, find_match
 from auth_server.resources import default_resource, is_well_formed_resource, served_resources
 from shared import scopes as scope_model
@@ -266,19 +267,17 @@ def authorize_endpoint(fc: FrontChannel) -> Page:
             return error_for_client(fc, target, exc, state, params, after_post=after_post)
 
         session, is_new_session = await fc.sessions.current_or_new(request)
-        request_id, pending = await fc.pending.create(
-            {
-                "client_id": target.client.client_id,
-                "redirect_uri": target.redirect_uri,
-                "registered_redirect_uri": target.registered_redirect_uri,
-                "redirect_uri_in_request": target.redirect_uri_in_request,
-                "state": state,
-                "code_challenge": checked.code_challenge,
-                "scopes": checked.scopes,
-                "resource": checked.resource,
-            },
-            session,
+        authorization = AuthorizationRequest(
+            client_id=target.client.client_id,
+            redirect_uri=target.redirect_uri,
+            registered_redirect_uri=target.registered_redirect_uri,
+            redirect_uri_in_request=target.redirect_uri_in_request,
+            state=state,
+            code_challenge=checked.code_challenge,
+            scopes=checked.scopes,
+            resource=checked.resource,
         )
+        request_id, pending = await fc.pending.create(authorization, session)
         response = await next_step(fc, request_id, pending, session, after_post=after_post)
         if is_new_session:
             fc.sessions.set_cookie(response, session)
