@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole OAuth 2.1 flow against a running server, with nothing but curl (and python3 to read
-# JSON and HTML), checking every step and printing it as a walkthrough you can follow by hand.
+# JSON and HTML and to make the PKCE pair), checking every step and printing it as a walkthrough
+# you can follow by hand.
 #
 #   scripts/test-oauth.sh [BASE_URL]        # default http://127.0.0.1:3232 (make dev-internal)
 #
@@ -200,9 +201,10 @@ CLIENT_ID="$(json "$WORK/reg.json" 'd["client_id"]')"
 ok "client_id $CLIENT_ID (public client: no secret)"
 
 step "5. Authorize: PKCE, log in as $OAUTH_USER, consent"
-VERIFIER="$(openssl rand -base64 48 | tr '+/' '-_' | tr -d '=\n')"
-CHALLENGE_S256="$(printf '%s' "$VERIFIER" | openssl dgst -sha256 -binary | openssl base64 -A | tr '+/' '-_' | tr -d '=')"
-STATE="$(openssl rand -hex 16)"
+# PKCE (RFC 7636): a random verifier, and its challenge BASE64URL(SHA256(verifier)) without padding.
+VERIFIER="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+CHALLENGE_S256="$(python3 -c 'import base64, hashlib, sys; print(base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()).rstrip(b"=").decode())' "$VERIFIER")"
+STATE="$(python3 -c 'import secrets; print(secrets.token_urlsafe(16))')"
 SCOPE="$(json "$WORK/prm.json" '" ".join(d.get("scopes_supported", []))')"
 URL="$AUTHORIZE?response_type=code&client_id=$(urlencode "$CLIENT_ID")&redirect_uri=$(urlencode "$REDIRECT_URI")&scope=$(urlencode "$SCOPE")&state=$STATE&code_challenge=$CHALLENGE_S256&code_challenge_method=S256&resource=$(urlencode "$MCP_URL")"
 say "code_verifier  = $(short "$VERIFIER") (kept secret), code_challenge = $(short "$CHALLENGE_S256") (S256)"
