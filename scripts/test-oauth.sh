@@ -294,6 +294,7 @@ curl -sS -o "$WORK/rev.json" -D "$WORK/h" -X POST "$REVOKE" \
 ok "200"
 
 step "11. Call again with the revoked token"
+started=$SECONDS
 deadline=$((SECONDS + REVOCATION_WAIT))
 while :; do
   mcp "$ACCESS2" "$INIT"
@@ -306,6 +307,10 @@ done
 CHALLENGE="$(header "$WORK/h" www-authenticate)"
 [ "$(challenge_param "$CHALLENGE" error)" = invalid_token ] || fail "expected error=invalid_token: $CHALLENGE"
 say "401, WWW-Authenticate: $CHALLENGE"
+waited=$((SECONDS - started))
+if [ "$waited" -gt 0 ]; then
+  say "(refused after ~${waited}s: the MCP server caches introspection results up to INTROSPECTION_CACHE_TTL)"
+fi
 ok "the revoked token is refused"
 
 printf '\n%sAll 11 steps passed.%s\n' "$G$B" "$N"
