@@ -40,8 +40,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from mcp_server.app import create_app
 
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # AUTH_USERS / AUTH_CLIENTS / API_KEYS entries are checked here
+        raise SystemExit(f"Invalid configuration:\n  {exc}") from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.mcp_port,
         log_level=settings.log_level.lower(),

@@ -96,3 +96,20 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"| `{name.upper()}` |" not in readme]
     assert not missing, f"README.md configuration table lacks {missing}"
+
+
+def test_a_bad_pre_registered_client_stops_the_mcp_server_with_a_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mcp_server", "--port", "0"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AUTH_CLIENTS": '[{"client_id": "x", "redirect_uris": ["http://evil.example/cb"]}]',
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "AUTH_CLIENTS" in result.stderr
+    assert "Traceback" not in result.stderr
