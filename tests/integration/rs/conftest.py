@@ -210,13 +210,13 @@ def initialize_body() -> dict[str, Any]:
 
 
 def modern_request(
-    method: str, params: dict[str, Any] | None = None
+    method: str, params: dict[str, Any] | None = None, capabilities: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """A 2026-07-28 request body and its routing headers."""
     params = dict(params or {})
     params["_meta"] = {
         "io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientCapabilities": capabilities or {},
         "io.modelcontextprotocol/clientInfo": {"name": "rs-tests", "version": "1"},
     }
     headers = {
@@ -242,6 +242,7 @@ class Mcp:
     http: httpx2.AsyncClient
     revision: str
     sessions: dict[str, str] = field(default_factory=dict)
+    capabilities: dict[str, Any] = field(default_factory=dict)
 
     async def session(self, token: str) -> str:
         if token not in self.sessions:
@@ -263,7 +264,7 @@ class Mcp:
     ) -> httpx2.Response:
         """POST one request; with a token on 2025-11-25 it goes to that token's session."""
         if self.revision == MODERN:
-            body, modern_headers = modern_request(method, params)
+            body, modern_headers = modern_request(method, params, self.capabilities)
             if token is not None:
                 modern_headers.update(bearer(token))
             return await self.http.post("/mcp", json=body, headers={**modern_headers, **(headers or {})})

@@ -146,3 +146,42 @@ async def test_legacy_sse_messages_are_scope_checked_and_see_the_caller(rs: Rs) 
         reply = json.loads(await _sse_event(lines, "message"))
         assert reply["id"] == 4
         assert reply["result"]["structuredContent"]["subject"] == "alice"
+
+
+async def test_a_request_state_handle_minted_for_one_user_is_refused_for_another(rs: Rs) -> None:
+    """TR-10: holding A's sealed `requestState` is not authentication; it is bound to A."""
+    alice, bob = await rs.token("alice"), await rs.token("bob")
+    mcp = Mcp(rs.http, MODERN, capabilities={"elicitation": {"form": {}}})
+    tool = "test_input_required_result_request_state"
+    first = await mcp.result("tools/call", {"name": tool, "arguments": {}}, alice)
+    assert first.get("resultType") == "input_required" or "requestState" in first, first
+    state = first["requestState"]
+    retry = {
+        "name": tool,
+        "arguments": {},
+        "requestState": state,
+        "inputResponses": {"confirm": {"action": "accept", "content": {"ok": True}}},
+    }
+    stolen = await mcp.post("tools/call", retry, bob)
+    reply = message(stolen)
+    assert reply["error"]["code"] == -32602, reply  # "Invalid or expired requestState"
+    assert "state-ok" not in stolen.text
+    mine = await mcp.result("tools/call", retry, alice)
+    assert "state-ok" in json.dumps(mine)
+
+
+async def test_an_unsupported_protocol_version_gets_400_after_authentication(rs: Rs) -> None:
+    """TR-03."""
+    headers = {**legacy_headers(await rs.token("alice")), "mcp-protocol-version": "1999-01-01"}
+    response = await rs.http.post("/mcp", json=PING, headers=headers)
+    assert response.status_code == 400
+
+
+async def test_a_routing_header_that_contradicts_the_body_gets_400_header_mismatch(rs: Rs) -> None:
+    """TR-11: with every scope the call needs, the SDK still refuses the desynced request."""
+    token = await rs.token("alice")
+    response = await Mcp(rs.http, MODERN).post(
+        "tools/call", {"name": "echo", "arguments": {"message": "x"}}, token, headers={"mcp-name": "whoami"}
+    )
+    assert response.status_code == 400
+    assert message(response)["error"]["code"] == -32020
