@@ -112,3 +112,16 @@ async def test_notes_live_in_the_storage_backend_redis_included(start_rs: StartR
     assert [note["text"] for note in listed["structuredContent"]["notes"]] == ["kept in redis"]
     other = await Mcp(second.http, LEGACY).call_tool("notes_list", await second.token("erin", WRITER))
     assert other["structuredContent"]["notes"] == []
+
+
+async def test_internal_mode_with_jwt_access_tokens_serves_the_right_user(start_rs: StartRs) -> None:
+    rs = await start_rs("internal", token_format="jwt")
+    token = await rs.token("alice", WRITER)
+    assert token.count(".") == 2  # an RFC 9068 JWT from the real AS
+    mcp = Mcp(rs.http, LEGACY)
+    await mcp.call_tool("notes_add", token, text="signed")
+    me = (await mcp.call_tool("whoami", token))["structuredContent"]
+    assert me["subject"] == "alice"
+    assert me["issuer"] == rs.settings.issuer
+    listed = await mcp.call_tool("notes_list", await rs.token("bob", WRITER))
+    assert listed["structuredContent"]["notes"] == []
