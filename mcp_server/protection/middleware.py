@@ -115,6 +115,10 @@ class BearerAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if b"access_token" in scope.get("query_string", b""):
+            # Ignored as a credential, and blanked so that no access log downstream (uvicorn logs
+            # this same scope) ever writes a token a careless client put in the URL.
+            scope["query_string"] = _redact_query(scope["query_string"])
 
         authorization: list[bytes] = []
         api_key: list[bytes] = []
@@ -211,6 +215,12 @@ def authenticated_user(principal: Principal, resource: str) -> AuthenticatedUser
         claims=claims,
     )
     return AuthenticatedUser(token)
+
+
+def _redact_query(query: bytes) -> bytes:
+    return b"&".join(
+        b"access_token=redacted" if part.startswith(b"access_token=") else part for part in query.split(b"&")
+    )
 
 
 def _unavailable(retry_after: int) -> CannedResponse:

@@ -65,6 +65,7 @@ class Rs:
     settings: Settings
     http: httpx2.AsyncClient
     token_kind: str
+    server_app: Any = None
 
     @property
     def url(self) -> str:
@@ -161,9 +162,10 @@ async def start_rs() -> AsyncIterator[StartRs]:
         settings = rs_settings(server.port, authority_server.url, token_kind, **overrides)
         authority = MiniAuthorizationServer(authority_server.url, settings.mcp_resource_url)
         await authority_server.start(authority.app())
-        await server.start(create_app(settings))
+        app = create_app(settings)
+        await server.start(app)
         http = httpx2.AsyncClient(base_url=server.url, timeout=10)
-        rs = Rs(server, authority, authority_server, settings, http, token_kind)
+        rs = Rs(server, authority, authority_server, settings, http, token_kind, app)
         started.append(rs)
         return rs
 

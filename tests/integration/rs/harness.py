@@ -66,8 +66,15 @@ class LocalServer:
         sock.bind(("127.0.0.1", 0))
         return cls(sock)
 
-    async def start(self, app: ASGIApp) -> LocalServer:
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+    async def start(self, app: ASGIApp, *, access_log: bool = False, lifespan: bool = True) -> LocalServer:
+        """Serve `app`; `lifespan=False` for a second listener on an app whose lifespan already runs."""
+        config = uvicorn.Config(
+            app,
+            log_level="info" if access_log else "warning",
+            access_log=access_log,
+            lifespan="on" if lifespan else "off",
+            timeout_graceful_shutdown=1,
+        )
         self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
         deadline = time.monotonic() + 10

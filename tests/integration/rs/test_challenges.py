@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.e2e.oauth_flow import mint, revoke
@@ -26,7 +27,7 @@ from tests.integration.rs.conftest import (
     message,
     modern_request,
 )
-from tests.integration.rs.harness import MiniAuthorizationServer
+from tests.integration.rs.harness import LocalServer, MiniAuthorizationServer
 from tests.integration.rs.test_protected_resource_metadata import challenge_params
 
 BASELINE = "mcp:tools:read mcp:resources:read mcp:prompts:read notes:read"
@@ -167,6 +168,28 @@ async def test_a_token_in_the_query_string_is_ignored(rs: Rs) -> None:
     )
     assert response.status_code == 401
     assert_no_token_challenge(rs, response.headers["www-authenticate"])
+
+
+async def test_a_token_put_in_the_url_never_reaches_the_access_log(
+    rs: Rs, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = await rs.token("alice")
+    logged = LocalServer.reserve()
+    await logged.start(rs.server_app, access_log=True, lifespan=False)
+    access = logging.getLogger("uvicorn.access")  # it does not propagate to the root logger
+    access.addHandler(caplog.handler)
+    try:
+        async with httpx2.AsyncClient(base_url=logged.url) as http:
+            response = await http.post(
+                f"/mcp?x=1&access_token={token}", json=initialize_body(), headers=legacy_headers(None)
+            )
+        assert response.status_code == 401
+    finally:
+        access.removeHandler(caplog.handler)
+        await logged.stop()
+    lines = [record.getMessage() for record in caplog.records if record.name == "uvicorn.access"]
+    assert any("/mcp?x=1&access_token=redacted" in line for line in lines), lines
+    assert not any(token[:20] in line for line in lines)
 
 
 async def test_the_bearer_scheme_name_is_case_insensitive(rs: Rs) -> None:
