@@ -7,7 +7,8 @@ practices), so a request that carries a session id but no token gets the same 40
 What the client sees (RFC 6750, OAuth 2.1 section 5, RFC 9728 section 5.1):
 - no credentials -> 401 `WWW-Authenticate: Bearer resource_metadata="...", scope="<baseline>"`,
   deliberately without `error=` (RFC 6750 section 3.1: the client did not try, nothing failed);
-- a bad, expired, revoked or foreign-audience token -> 401 with `error="invalid_token"`;
+- a bad, expired, revoked or foreign-audience token -> 401 with `error="invalid_token"` (and the
+  same `resource_metadata` and baseline `scope`, so the client can re-authorize in one step);
 - a token sent two ways (two Authorization headers, Authorization plus X-API-Key, or a form-body
   `access_token`) or a malformed `Bearer` header -> 400 `invalid_request`;
 - the validator cannot decide (AS or JWKS unreachable) -> 503 with Retry-After, never 500.

@@ -76,7 +76,10 @@ class OriginPolicy:
             return True
         if not self._loopback:
             return False
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            return False
         hostname = _hostname(parts.netloc) if parts.scheme in ("http", "https") else None
         return hostname is not None and is_loopback_host(hostname)
 

@@ -128,3 +128,32 @@ async def test_without_authentication_the_origin_check_still_applies(start_rs: S
         "/mcp", json=initialize_body(), headers={**legacy_headers(None), "origin": "https://evil.example"}
     )
     assert evil.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://[::1"},
+        {"origin": "null"},
+        {"origin": "http://localhost:99999"},
+        {"host": "[::1"},
+        {"host": ""},
+        {"host": "localhost:notaport"},
+        {"authorization": "Bearer \xff\xfe"},
+        {"x-api-key": "\xff"},
+        {"content-type": "application/x-www-form-urlencoded"},
+    ],
+)
+async def test_garbage_headers_get_a_4xx_never_a_500(rs: Rs, headers: dict[str, str]) -> None:
+    raw = [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
+    base = [(b"accept", b"application/json, text/event-stream"), (b"content-type", b"application/json")]
+    base = [pair for pair in base if pair[0] not in {name for name, _ in raw}]
+    response = await rs.http.post("/mcp", content=b"{not json", headers=base + raw)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+
+
+async def test_a_body_that_is_not_json_rpc_is_answered_by_the_protocol_layer(rs: Rs) -> None:
+    token = API_KEYS["alice"]
+    for body in (b"{not json", b"[]", b"\xff\xfe", b"[" * 10_000, b'{"jsonrpc":"2.0","id":1,"method":7}'):
+        response = await rs.http.post("/mcp", content=body, headers=legacy_headers(token))
+        assert 400 <= response.status_code < 500, (body[:20], response.status_code, response.text)
