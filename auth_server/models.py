@@ -26,7 +26,7 @@ class Client(BaseModel):
     redirect_uris: tuple[str, ...] = ()
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
     response_types: tuple[str, ...] = ("code",)
-    token_endpoint_auth_method: AuthMethod = "none"
+    token_endpoint_auth_method: AuthMethod = "none"  # noqa: S105 - a method name, not a secret
     client_secret_digest: str | None = None
     scope: str | None = None  # space-separated scopes it may ask for; None: any supported scope
     application_type: Literal["native", "web"] = "native"
@@ -36,7 +36,7 @@ class Client(BaseModel):
 
     @property
     def is_public(self) -> bool:
-        return self.token_endpoint_auth_method == "none"
+        return self.token_endpoint_auth_method == "none"  # noqa: S105 - a method name
 
 
 class ClientRegistry(Protocol):

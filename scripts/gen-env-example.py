@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic_core import PydanticUndefined  # noqa: E402
+from pydantic_core import PydanticUndefined
 
-from shared.settings import Settings  # noqa: E402
+from shared.settings import Settings
 
 HEADER = """\
 # mcp-reference-server configuration. Copy to .env and change what you need; the environment wins

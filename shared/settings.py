@@ -122,9 +122,7 @@ class Settings(BaseSettings):
     introspection_cache_ttl: int = Field(
         30, ge=0, description="Longest an active introspection result is cached, s"
     )
-    introspection_negative_ttl: int = Field(
-        5, ge=0, description="How long an inactive result is cached, s"
-    )
+    introspection_negative_ttl: int = Field(5, ge=0, description="How long an inactive result is cached, s")
     introspection_cache_size: int = Field(10_000, gt=0, description="Introspection cache entries")
     introspection_timeout: float = Field(3.0, gt=0, description="Introspection request timeout, s")
     api_keys: list[dict[str, Any]] = Field(
