@@ -1,0 +1,694 @@
+"""`make bench`: tools/call throughput and latency, measured with wrk, every ratio in one run.
+
+Scenarios (each at 16 and 64 connections; `scripts/bench/tools_call.lua` posts `echo`):
+- bare:               a Starlette route returning small JSON (the ceiling for Python ASGI here)
+- none:               AUTH_MODE=none, both protocol revisions
+- internal:           AUTH_MODE=internal (in-process validator), both revisions
+- external-cached:    AUTH_MODE=external, opaque tokens, RFC 7662 introspection with the default
+                      cache (INTROSPECTION_CACHE_TTL=30 s), both revisions
+- external-uncached:  the same with INTROSPECTION_CACHE_TTL=0: one introspection call per request
+- jwt:                AUTH_MODE=external, TOKEN_FORMAT=jwt (RFC 9068, local signature checks), both
+
+Every server runs under the same uvicorn settings (`scripts/bench/serve.py`), pinned to CPU 1;
+wrk and the authorization server run on CPU 0 (`--no-pin` to let the kernel place them). Tokens
+come from the real OAuth flow (4 users x 2 clients x 4 tokens, used round-robin); 2025-11-25
+requests go to sessions opened with `initialize` for each token. Before each measurement one
+request per token is checked to return the echoed text; a measurement with any socket error or
+non-2xx status fails the run. `--compare-pure` (default on) repeats bare and internal on
+uvicorn's pure-Python stack (asyncio loop, h11), to show what the fast stack changes.
+
+The validator micro-benchmark (`scripts/bench/validation.py`) runs in the same invocation.
+Results: bench-results/latest.json and bench-results/latest.md (printed too). `--soak SECONDS`
+runs the memory soak instead (`make bench-soak`): a fixed client set for that long, resident size
+sampled every 30 s, written to bench-results/soak.json and soak.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import httpx2
+
+from scripts.bench.common import (
+    LEGACY,
+    MODERN,
+    bench_users,
+    check_tools_call,
+    mint_tokens,
+    open_session,
+)
+from tests.e2e.servers import PYTHON, REPO_ROOT, ServerProcess, clean_environ, free_port
+
+RESULTS_DIR = REPO_ROOT / "bench-results"
+LUA = Path(__file__).resolve().parent / "tools_call.lua"
+CONNECTIONS = (16, 64)
+USERS, CLIENTS_PER_USER, TOKENS_PER_CLIENT = 4, 2, 4
+SERVER_CPU, LOAD_CPU = "1", "0"
+WRK_TIMEOUT = "5s"
+VALIDATION_METRIC = "mcpref_token_validation_duration_seconds"
+
+TARGETS = {
+    "internal_vs_none": 0.90,
+    "external_cached_vs_none": 0.85,
+    "modern_vs_bare": 0.30,
+    "legacy_vs_bare": 0.20,
+    "p99_ms_at_64": 250.0,
+    "validation_p50_ms": 0.1,
+    "rss_growth": 0.10,
+}
+
+
+@dataclass
+class Setup:
+    """One server set-up; every revision and connection count is measured against it."""
+
+    name: str
+    app: str  # "bare" or "mcp"
+    mode: str  # none, internal, external
+    revisions: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    stack: str = "fast"  # fast: uvicorn auto (uvloop + httptools); pure: asyncio + h11
+
+
+def setups(compare_pure: bool) -> list[Setup]:
+    both = (MODERN, LEGACY)
+    plan = [
+        Setup("bare", "bare", "none", ("bare",)),
+        Setup("none", "mcp", "none", both),
+        Setup("internal", "mcp", "internal", both),
+        Setup("external-cached", "mcp", "external", both),
+        Setup(
+            "external-uncached",
+            "mcp",
+            "external",
+            (MODERN,),
+            {"INTROSPECTION_CACHE_TTL": "0", "INTROSPECTION_NEGATIVE_TTL": "0"},
+        ),
+        Setup("jwt", "mcp", "external", both, {"TOKEN_FORMAT": "jwt"}),
+    ]
+    if compare_pure:
+        plan += [
+            Setup("bare", "bare", "none", ("bare",), stack="pure"),
+            Setup("none", "mcp", "none", both, stack="pure"),
+            Setup("internal", "mcp", "internal", both, stack="pure"),
+        ]
+    return plan
+
+
+# --- wrk -----------------------------------------------------------------------------------------
+def ensure_wrk() -> str:
+    """wrk from Debian, installed on first use (like scripts/ensure-system-deps.sh does)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    print("bench: installing wrk (apt-get)...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"]
+    if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
+        subprocess.run([*sudo, "apt-get", "update", "-qq"], env=env, check=True)
+        subprocess.run(install, env=env, check=True, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("bench: wrk is not installed and could not be installed")
+    return found
+
+
+def pinned(cpu: str, args: list[str], pin: bool) -> list[str]:
+    return ["taskset", "-c", cpu, *args] if pin and shutil.which("taskset") else args
+
+
+def run_wrk(
+    url: str,
+    revision: str,
+    tokens: list[str],
+    sessions: list[str],
+    connections: int,
+    seconds: float,
+    pin: bool,
+) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        result_path = out.name
+    env = {
+        **os.environ,
+        "BENCH_REVISION": revision,
+        "BENCH_TOKENS": " ".join(tokens),
+        "BENCH_SESSIONS": " ".join(sessions),
+        "BENCH_RESULT": result_path,
+    }
+    args = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={WRK_TIMEOUT}",
+        "-s",
+        str(LUA),
+        url,
+    ]
+    try:
+        done = subprocess.run(
+            pinned(LOAD_CPU, args, pin), env=env, capture_output=True, text=True, timeout=seconds + 60
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(Path(result_path).read_text())
+    finally:
+        Path(result_path).unlink(missing_ok=True)
+    seconds_run = result["duration_us"] / 1e6
+    result["rps"] = result["requests"] / seconds_run if seconds_run else 0.0
+    result["errors"] = sum(result[k] for k in result if k.startswith("errors_"))
+    return result
+
+
+# --- servers ---------------------------------------------------------------------------------------
+def rss_kib(process: ServerProcess) -> int | None:
+    popen = process._process
+    if popen is None:
+        return None
+    try:
+        for line in Path(f"/proc/{popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Running:
+    mcp_url: str
+    mcp: ServerProcess
+    auth: ServerProcess | None
+
+
+@contextmanager
+def started(setup: Setup, workdir: Path, pin: bool, users: dict[str, str]) -> Iterator[Running]:
+    port = free_port()
+    auth_port = free_port() if setup.mode == "external" else None
+    env: dict[str, str] = {
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "10000000",
+        "AUTH_MODE": setup.mode,
+        "MCP_PORT": str(port),
+        "AUTH_USERS": json.dumps(users),
+        "INTROSPECTION_CLIENT_ID": "bench-resource-server",
+        "INTROSPECTION_CLIENT_SECRET": "bench-secret-0123456789abcdef",
+        **setup.env,
+    }
+    if auth_port is not None:
+        env["AUTH_PORT"] = str(auth_port)
+    full_env = clean_environ(env)
+    loop, http = ("asyncio", "h11") if setup.stack == "pure" else ("auto", "auto")
+    serve = [
+        PYTHON,
+        "-m",
+        "scripts.bench.serve",
+        setup.app,
+        "--port",
+        str(port),
+        "--loop",
+        loop,
+        "--http",
+        http,
+    ]
+    workdir.mkdir(parents=True, exist_ok=True)
+    mcp = ServerProcess(
+        "mcp_server", pinned(SERVER_CPU, serve, pin), full_env, f"http://127.0.0.1:{port}/healthz", workdir
+    )
+    auth = None
+    if auth_port is not None:
+        auth = ServerProcess(
+            "auth_server",
+            pinned(LOAD_CPU, [PYTHON, "-m", "auth_server"], pin),
+            full_env,
+            f"http://127.0.0.1:{auth_port}/healthz",
+            workdir,
+        )
+    try:
+        if auth is not None:
+            auth.start()
+        mcp.start()
+        yield Running(f"http://127.0.0.1:{port}/mcp", mcp, auth)
+    finally:
+        mcp.stop()
+        if auth is not None:
+            auth.stop()
+
+
+@dataclass
+class Clients:
+    tokens: list[str]
+    sessions: list[str]
+
+
+def prepare_clients(setup: Setup, running: Running, revision: str) -> Clients:
+    """Tokens from the real flow (auth modes), sessions for 2025-11-25, each checked once."""
+    count = USERS * CLIENTS_PER_USER * TOKENS_PER_CLIENT
+    tokens: list[str] = []
+    if setup.mode != "none":
+        users = [f"bench-user-{n}" for n in range(1, USERS + 1)]
+        tokens = [
+            m.access_token for m in mint_tokens(running.mcp_url, users, CLIENTS_PER_USER, TOKENS_PER_CLIENT)
+        ]
+    sessions: list[str] = []
+    with httpx2.Client(timeout=10.0, trust_env=False) as client:
+        if revision == LEGACY:
+            sessions = [open_session(client, running.mcp_url, token) for token in (tokens or [None] * count)]
+        if setup.app == "mcp":
+            for index in range(max(len(tokens), len(sessions), 1)):
+                check_tools_call(
+                    client,
+                    running.mcp_url,
+                    revision,
+                    tokens[index] if tokens else None,
+                    sessions[index] if sessions else None,
+                )
+    return Clients(tokens, sessions)
+
+
+def validation_histogram(mcp_url: str) -> dict[str, Any] | None:
+    """The server's own validation-time histogram (GET /metrics, when the server has one): the
+    validator measured inside the process, under the benchmark's load."""
+    try:
+        with httpx2.Client(timeout=5.0, trust_env=False) as client:
+            response = client.get(mcp_url.removesuffix("/mcp") + "/metrics")
+    except httpx2.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    buckets: list[tuple[float, float]] = []
+    for line in response.text.splitlines():
+        if line.startswith(VALIDATION_METRIC + '_bucket{le="'):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0.0
+    if not total:
+        return None
+    p50_bucket = next(bound for bound, count in buckets if count >= total / 2)
+    within = next((count for bound, count in buckets if bound >= 0.0001), total)
+    return {
+        "validations": int(total),
+        "p50_at_most_ms": p50_bucket * 1000,
+        "share_within_0_1_ms": within / total,
+    }
+
+
+# --- the run -----------------------------------------------------------------------------------------
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    users = bench_users(USERS)
+    rows: list[dict[str, Any]] = []
+    in_server: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for setup in setups(args.compare_pure):
+            with started(setup, Path(tmp) / f"{setup.name}-{setup.stack}", args.pin, users) as running:
+                for revision in setup.revisions:
+                    clients = prepare_clients(setup, running, revision)
+                    for connections in CONNECTIONS:
+                        if args.warmup > 0:
+                            run_wrk(
+                                running.mcp_url,
+                                revision,
+                                clients.tokens,
+                                clients.sessions,
+                                connections,
+                                args.warmup,
+                                args.pin,
+                            )
+                        result = run_wrk(
+                            running.mcp_url,
+                            revision,
+                            clients.tokens,
+                            clients.sessions,
+                            connections,
+                            args.duration,
+                            args.pin,
+                        )
+                        row = {
+                            "setup": setup.name,
+                            "stack": setup.stack,
+                            "revision": revision,
+                            "connections": connections,
+                            "rps": round(result["rps"], 1),
+                            "p50_ms": result["latency_us"]["p50"] / 1000,
+                            "p90_ms": result["latency_us"]["p90"] / 1000,
+                            "p99_ms": result["latency_us"]["p99"] / 1000,
+                            "max_ms": result["latency_us"]["max"] / 1000,
+                            "requests": result["requests"],
+                            "errors": result["errors"],
+                            "rss_mib": round((rss_kib(running.mcp) or 0) / 1024, 1),
+                            "wrk": result,
+                        }
+                        rows.append(row)
+                        print(
+                            f"  {setup.stack:4} {setup.name:18} {revision:10} c={connections:<3} "
+                            f"{row['rps']:8.1f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                            f"p99 {row['p99_ms']:7.2f} ms"
+                            f"  errors {row['errors']}  rss {row['rss_mib']} MiB",
+                            flush=True,
+                        )
+                        if row["errors"]:
+                            raise SystemExit(
+                                f"bench: {row['errors']} errors in {setup.name} {revision}: {result}"
+                            )
+                if setup.mode != "none" and setup.stack == "fast":
+                    histogram = validation_histogram(running.mcp_url)
+                    if histogram is not None:
+                        in_server[setup.name] = histogram
+    return {"rows": rows, "validation_in_server": in_server}
+
+
+def find(
+    rows: list[dict[str, Any]], setup: str, revision: str, connections: int, stack: str = "fast"
+) -> dict[str, Any] | None:
+    for row in rows:
+        if (row["setup"], row["revision"], row["connections"], row["stack"]) == (
+            setup,
+            revision,
+            connections,
+            stack,
+        ):
+            return row
+    return None
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every ratio the targets are stated in, for each revision, connection count and stack."""
+    out: list[dict[str, Any]] = []
+
+    def add(
+        name: str, target: float, num: dict[str, Any] | None, den: dict[str, Any] | None, **labels: Any
+    ) -> None:
+        if num is None or den is None or not den["rps"]:
+            return
+        value = num["rps"] / den["rps"]
+        out.append(
+            {"ratio": name, **labels, "value": round(value, 3), "target": target, "met": value >= target}
+        )
+
+    for stack in ("fast", "pure"):
+        for connections in CONNECTIONS:
+            bare = find(rows, "bare", "bare", connections, stack)
+            for revision in (MODERN, LEGACY):
+                none = find(rows, "none", revision, connections, stack)
+                labels = {"revision": revision, "connections": connections, "stack": stack}
+                add(
+                    "internal / none",
+                    TARGETS["internal_vs_none"],
+                    find(rows, "internal", revision, connections, stack),
+                    none,
+                    **labels,
+                )
+                add(
+                    "external-cached / none",
+                    TARGETS["external_cached_vs_none"],
+                    find(rows, "external-cached", revision, connections, stack),
+                    none,
+                    **labels,
+                )
+                for other in ("external-uncached", "jwt"):
+                    add(
+                        f"{other} / none",
+                        0.0,
+                        find(rows, other, revision, connections, stack),
+                        none,
+                        **labels,
+                    )
+                target = TARGETS["modern_vs_bare"] if revision == MODERN else TARGETS["legacy_vs_bare"]
+                for setup in ("internal", "external-cached", "jwt"):
+                    add(
+                        f"{setup} / bare",
+                        target,
+                        find(rows, setup, revision, connections, stack),
+                        bare,
+                        **labels,
+                    )
+                add("none / bare", 0.0, none, bare, **labels)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(module: str) -> str | None:
+        try:
+            from importlib.metadata import version as v
+
+            return v(module)
+        except Exception:
+            return None
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),
+        "uvicorn": version("uvicorn"),
+        "uvloop": version("uvloop"),
+        "httptools": version("httptools"),
+        "mcp": version("mcp"),
+        "starlette": version("starlette"),
+        "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[:1],
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    box = report["machine"]
+    lines = [
+        f"Machine: {box['nproc']} cores, {box['cpu']}, Python {box['python']}; "
+        f"uvicorn {box['uvicorn']}, uvloop {box['uvloop']}, httptools "
+        f"{box['httptools']}; load average at start {box['loadavg_at_start']}; "
+        f"{report['duration']} s per measurement.",
+        "",
+        "| stack | set-up | revision | conns | req/s | p50 ms | p99 ms | RSS MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        lines.append(
+            f"| {row['stack']} | {row['setup']} | {row['revision']} | {row['connections']} | "
+            f"{row['rps']:.0f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['rss_mib']} |"
+        )
+    lines += [
+        "",
+        "| ratio | stack | revision | conns | value | target | met |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for ratio in report["ratios"]:
+        target = f"{ratio['target']:.2f}" if ratio["target"] else "-"
+        met = ("yes" if ratio["met"] else "**no**") if ratio["target"] else "-"
+        lines.append(
+            f"| {ratio['ratio']} | {ratio['stack']} | {ratio['revision']} | {ratio['connections']} | "
+            f"{ratio['value']:.3f} | {target} | {met} |"
+        )
+    lines += ["", "| check | value | target | met |", "|---|---:|---:|---|"]
+    for check in report["checks"]:
+        lines.append(
+            f"| {check['check']} | {check['value']} | {check['target']} | "
+            f"{'yes' if check['met'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def checks(
+    rows: list[dict[str, Any]], validation: dict[str, Any] | None, in_server: dict[str, Any]
+) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        if row["connections"] == 64 and row["stack"] == "fast":
+            out.append(
+                {
+                    "check": f"p99 at 64 conns, {row['setup']} {row['revision']} (ms)",
+                    "value": row["p99_ms"],
+                    "target": f"< {TARGETS['p99_ms_at_64']:.0f}",
+                    "met": row["p99_ms"] < TARGETS["p99_ms_at_64"],
+                }
+            )
+    for name, stats in (validation or {}).get("results", {}).items():
+        out.append(
+            {
+                "check": f"validation p50, {name} (ms)",
+                "value": round(stats["p50_us"] / 1000, 4),
+                "target": f"< {TARGETS['validation_p50_ms']}",
+                "met": stats["p50_us"] / 1000 < TARGETS["validation_p50_ms"],
+            }
+        )
+    for name, histogram in in_server.items():
+        out.append(
+            {
+                "check": f"in-server validation p50, {name}, {histogram['validations']} calls (ms, bucket)",
+                "value": f"<= {histogram['p50_at_most_ms']:g}",
+                "target": f"< {TARGETS['validation_p50_ms']}",
+                "met": histogram["share_within_0_1_ms"] >= 0.5,
+            }
+        )
+    return out
+
+
+def run_validation_bench(pin: bool) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    try:
+        args = [PYTHON, "-m", "scripts.bench.validation", "--json", path]
+        subprocess.run(pinned(SERVER_CPU, args, pin), cwd=REPO_ROOT, check=True, timeout=300)
+        result: dict[str, Any] = json.loads(Path(path).read_text())
+        return result
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+# --- soak ---------------------------------------------------------------------------------------------
+SOAK_INTERVAL = 30.0
+
+
+def soak(args: argparse.Namespace) -> int:
+    """A fixed client set (32 tokens, 32 sessions; 32 connections per revision) for `args.soak`
+    seconds against AUTH_MODE=internal, resident size sampled after every interval."""
+    users = bench_users(USERS)
+    setup = Setup("internal", "mcp", "internal", (MODERN, LEGACY))
+    samples: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp,
+        started(setup, Path(tmp), args.pin, users) as running,
+    ):
+        modern = prepare_clients(setup, running, MODERN)
+        legacy = prepare_clients(setup, running, LEGACY)
+        samples.append({"t": 0, "rss_mib": round((rss_kib(running.mcp) or 0) / 1024, 1)})
+        started_at = time.monotonic()
+        while time.monotonic() - started_at < args.soak - 1:
+            interval = min(SOAK_INTERVAL, args.soak - (time.monotonic() - started_at))
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(2) as pool:
+                jobs = [
+                    pool.submit(run_wrk, running.mcp_url, MODERN, modern.tokens, [], 32, interval, args.pin),
+                    pool.submit(
+                        run_wrk,
+                        running.mcp_url,
+                        LEGACY,
+                        legacy.tokens,
+                        legacy.sessions,
+                        32,
+                        interval,
+                        args.pin,
+                    ),
+                ]
+                batch = [job.result() for job in jobs]
+            results += batch
+            errors = sum(r["errors"] for r in batch)
+            sample = {
+                "t": round(time.monotonic() - started_at),
+                "rss_mib": round((rss_kib(running.mcp) or 0) / 1024, 1),
+                "rps": round(sum(r["rps"] for r in batch), 1),
+                "errors": errors,
+            }
+            samples.append(sample)
+            print(
+                f"  soak t={sample['t']:4}s rss {sample['rss_mib']} MiB  {sample['rps']} req/s  "
+                f"errors {errors}",
+                flush=True,
+            )
+    warm = samples[1]["rss_mib"] if len(samples) > 1 else samples[0]["rss_mib"]
+    peak = max(s["rss_mib"] for s in samples[1:]) if len(samples) > 1 else warm
+    growth = (peak - warm) / warm if warm else 0.0
+    total_errors = sum(r["errors"] for r in results)
+    report = {
+        "machine": machine(),
+        "seconds": args.soak,
+        "samples": samples,
+        "rss_after_first_interval_mib": warm,
+        "rss_peak_mib": peak,
+        "growth": round(growth, 4),
+        "target": TARGETS["rss_growth"],
+        "met": growth <= TARGETS["rss_growth"] and total_errors == 0,
+        "errors": total_errors,
+        "requests": sum(r["requests"] for r in results),
+    }
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "soak.json").write_text(json.dumps(report, indent=2))
+    table = ["| t (s) | RSS MiB | req/s | errors |", "|---:|---:|---:|---:|"]
+    table += [
+        f"| {s['t']} | {s['rss_mib']} | {s.get('rps', '-')} | {s.get('errors', '-')} |" for s in samples
+    ]
+    summary = (
+        f"Soak: {args.soak} s, AUTH_MODE=internal, 32 connections on 2026-07-28 + 32 on 2025-11-25 "
+        f"(32 tokens, 32 sessions, fixed). RSS after the first interval {warm} MiB, peak {peak} MiB: "
+        f"growth {growth:.1%} (target <= {TARGETS['rss_growth']:.0%}); {report['requests']} requests, "
+        f"{total_errors} errors: {'met' if report['met'] else 'NOT met'}.\n"
+    )
+    (RESULTS_DIR / "soak.md").write_text(summary + "\n" + "\n".join(table) + "\n")
+    print(summary)
+    return 0 if report["met"] else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of unmeasured load first (default 2)"
+    )
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin server/load to CPUs")
+    parser.add_argument(
+        "--no-compare-pure", dest="compare_pure", action="store_false", help="skip the h11/asyncio comparison"
+    )
+    parser.add_argument(
+        "--soak", type=float, default=0, help="run the memory soak for this many seconds instead"
+    )
+    args = parser.parse_args(argv)
+    ensure_wrk()
+    if args.soak:
+        return soak(args)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(
+            f"bench: load average is {load:.2f}; other work on this machine will skew absolute numbers",
+            flush=True,
+        )
+    report: dict[str, Any] = {"machine": machine(), "duration": args.duration}
+    print("bench: validator micro-benchmark", flush=True)
+    validation = run_validation_bench(args.pin)
+    print("bench: wrk, tools/call echo", flush=True)
+    report.update(measure(args))
+    report["validation"] = validation
+    report["ratios"] = ratios(report["rows"])
+    report["checks"] = checks(report["rows"], validation, report["validation_in_server"])
+    report["targets"] = TARGETS
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (RESULTS_DIR / "latest.md").write_text(table)
+    print()
+    print(table)
+    print(f"bench: wrote {RESULTS_DIR / 'latest.json'} and {RESULTS_DIR / 'latest.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,75 @@
+"""`python -m scripts.bench.serve {mcp,bare} --port N`: one server process for the benchmark.
+
+Every server the benchmark measures is started by this launcher, so the MCP app and the bare
+Starlette ceiling run under exactly the same uvicorn settings (`UVICORN_OPTIONS`): one worker,
+uvicorn's "auto" event loop and HTTP parser (uvloop and httptools when installed, as they are with
+the project's dependencies), no access log. The MCP app is built by `mcp_server.app.create_app`
+from the environment, exactly as `python -m mcp_server` builds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+UVICORN_OPTIONS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "workers": 1,
+    "loop": "auto",
+    "http": "auto",
+    "access_log": False,
+    "log_level": "warning",
+    "proxy_headers": False,
+}
+
+# What the ceiling answers: about the size of a tools/call result for `echo`.
+BARE_RESULT = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "hello"}]}}
+
+
+def bare_app() -> ASGIApp:
+    """The ceiling: a Starlette route that reads the posted JSON and answers small JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        await request.body()
+        return JSONResponse(BARE_RESULT)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[Route("/mcp", endpoint, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])]
+    )
+
+
+def mcp_app() -> ASGIApp:
+    from mcp_server.app import create_app
+    from shared.settings import load_settings
+
+    return create_app(load_settings())
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.serve", description=__doc__)
+    parser.add_argument("app", choices=["mcp", "bare"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--loop", default=UVICORN_OPTIONS["loop"], help="uvicorn --loop (auto, asyncio, uvloop)"
+    )
+    parser.add_argument(
+        "--http", default=UVICORN_OPTIONS["http"], help="uvicorn --http (auto, h11, httptools)"
+    )
+    args = parser.parse_args(argv)
+    app = mcp_app() if args.app == "mcp" else bare_app()
+    uvicorn.run(app, port=args.port, **{**UVICORN_OPTIONS, "loop": args.loop, "http": args.http})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
