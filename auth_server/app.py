@@ -41,10 +41,21 @@ def front_channel_routes(fc: FrontChannel) -> list[BaseRoute]:
         ),
         Route(endpoint_path(settings, "register"), preflight(["POST"]), methods=["OPTIONS"]),
         Route(endpoint_path(settings, "authorize"), authorize_endpoint(fc), methods=["GET", "POST"]),
-        Route(endpoint_path(settings, "login"), login_page(fc), methods=["GET"]),
-        Route(endpoint_path(settings, "login"), login_form(fc), methods=["POST"]),
+        *sign_in_routes(fc),
         Route(endpoint_path(settings, "consent"), consent_page(fc), methods=["GET"]),
         Route(endpoint_path(settings, "consent"), consent_form(fc), methods=["POST"]),
+    ]
+
+
+def sign_in_routes(fc: FrontChannel) -> list[BaseRoute]:
+    """The login step: local users' password form, or sign-in at UPSTREAM_OIDC_ISSUER."""
+    if fc.settings.upstream_oidc_issuer:
+        from auth_server.endpoints.federated_login import federated_login_routes
+
+        return federated_login_routes(fc)
+    return [
+        Route(endpoint_path(fc.settings, "login"), login_page(fc), methods=["GET"]),
+        Route(endpoint_path(fc.settings, "login"), login_form(fc), methods=["POST"]),
     ]
 
 

@@ -28,7 +28,7 @@ def endpoint_path(settings: Settings, endpoint: Endpoint) -> str:
 
 def endpoint_url(settings: Settings, endpoint: Endpoint) -> str:
     """The absolute URL advertised in metadata, e.g. `https://h/t1/token`."""
-    return f"{settings.issuer}/{endpoint}"
+    return f"{settings.issuer.rstrip('/')}/{endpoint}"
 
 
 def path_inserted_well_known(settings: Settings, suffix: str) -> str:

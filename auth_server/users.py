@@ -90,6 +90,8 @@ class UserDirectory:
         for name, encoded in settings.auth_users.items():
             if not name or len(name) > 100 or any(ch <= " " for ch in name):
                 raise ValueError(f"AUTH_USERS: invalid user name {name!r}")
+            if "://" in name:  # reserved: federated subjects are "<issuer URL>#<sub>" (upstream.py)
+                raise ValueError(f"AUTH_USERS: user name {name!r} must not contain '://'")
             try:
                 hashes[name] = PasswordHash.parse(encoded)
             except BadPasswordHash as exc:

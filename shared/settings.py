@@ -13,12 +13,20 @@ from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AuthMode = Literal["internal", "external", "none"]
 TokenFormat = Literal["opaque", "jwt"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+IntrospectionAuthMethod = Literal["client_secret_basic", "client_secret_post"]
+
+# Asymmetric only: a resource server holds no shared secret, and HMAC would let anyone sign with
+# the provider's public key.
+DEFAULT_JWT_ALGORITHMS = (
+    *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    *("ES256", "ES384", "ES512", "EdDSA"),
+)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -56,12 +64,14 @@ class Settings(BaseSettings):
     )
     auth_issuer_url: str | None = Field(
         None,
-        description="Issuer of the authorization server (default: MCP base URL when internal, "
-        "http://HOST:AUTH_PORT when external)",
+        description="Issuer of the authorization server (default: MCP base URL when internal; "
+        "AUTH_SERVER_URL, else http://HOST:AUTH_PORT, when external); set it only when it differs",
     )
     auth_server_url: str | None = Field(
         None,
-        description="Base URL the MCP server uses to reach the auth server (default: the issuer)",
+        description="External mode: the issuer URL of the authorization server the MCP server trusts "
+        "(the bundled one or any OAuth/OpenID provider, see docs/identity-providers.md); with "
+        "AUTH_ISSUER_URL set, only the address it is reached at",
     )
     log_level: LogLevel = Field("INFO", description="Log level of every process")
 
@@ -110,6 +120,18 @@ class Settings(BaseSettings):
         60, gt=0, description="Requests per minute per client IP on login, token, register, introspect"
     )
     audit_log: bool = Field(True, description="Write one structured audit line per security event")
+    upstream_oidc_issuer: str | None = Field(
+        None,
+        description="Sign users in at this OpenID provider instead of local users (federated login; "
+        "see docs/identity-providers.md)",
+    )
+    upstream_oidc_client_id: str | None = Field(None, description="Our client ID at the upstream provider")
+    upstream_oidc_client_secret: str | None = Field(
+        None, description="Its secret (client_secret_basic); unset: a public client (PKCE only)"
+    )
+    upstream_oidc_scope: str = Field(
+        "openid email profile", description="Scopes asked of the upstream provider (must include openid)"
+    )
 
     # --- the MCP server as a protected resource -------------------------------------------------
     introspection_client_id: str = Field(
@@ -125,14 +147,40 @@ class Settings(BaseSettings):
     introspection_negative_ttl: int = Field(5, ge=0, description="How long an inactive result is cached, s")
     introspection_cache_size: int = Field(10_000, gt=0, description="Introspection cache entries")
     introspection_timeout: float = Field(3.0, gt=0, description="Introspection request timeout, s")
+    introspection_auth_method: IntrospectionAuthMethod = Field(
+        "client_secret_basic",
+        description="How the MCP server authenticates to the introspection endpoint: "
+        "client_secret_basic or client_secret_post",
+    )
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_JWT_ALGORITHMS),
+        description="Signing algorithms accepted on JWT access tokens (asymmetric only; never none or HS*)",
+    )
+    jwt_token_types: list[str] = Field(
+        default_factory=lambda: ["at+jwt"],
+        description='JWT access token `typ` headers accepted (RFC 9068 at+jwt; some providers send "JWT")',
+    )
+    jwt_leeway: int = Field(30, ge=0, le=300, description="Clock skew allowed on exp/nbf of JWTs, s")
+    token_scope_claim: str = Field(
+        "scope", min_length=1, description="Claim holding the scopes: a space-separated string or a list"
+    )
+    token_subject_claim: str = Field("sub", min_length=1, description="Claim naming the user")
     api_keys: list[dict[str, Any]] = Field(
         default_factory=list,
         description='Static API keys: JSON [{"sha256": "<hex>", "subject": "...", "scopes": [...]}]',
     )
 
-    @field_validator("mcp_public_url", "auth_issuer_url", "auth_server_url")
+    @field_validator("jwt_algorithms")
     @classmethod
-    def _absolute_http_url(cls, value: str | None) -> str | None:
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        unsafe = [alg for alg in value if alg.lower() == "none" or alg.upper().startswith("HS")]
+        if unsafe or not value:
+            raise ValueError(f"must list asymmetric algorithms only (such as RS256, ES256); not {unsafe}")
+        return value
+
+    @field_validator("mcp_public_url", "auth_issuer_url", "auth_server_url", "upstream_oidc_issuer")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         parts = urlsplit(value)
@@ -140,7 +188,17 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute http(s) URL, for example https://mcp.example.com")
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or a fragment")
-        return value.rstrip("/")
+        # Another provider's issuer is compared byte for byte with what it publishes, so it is
+        # kept exactly as given (Auth0's ends with "/"); our own URLs lose a trailing slash.
+        return value if info.field_name in ("auth_server_url", "upstream_oidc_issuer") else value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_upstream(self) -> Settings:
+        if self.upstream_oidc_issuer and not self.upstream_oidc_client_id:
+            raise ValueError("UPSTREAM_OIDC_ISSUER needs UPSTREAM_OIDC_CLIENT_ID (our client there)")
+        if self.upstream_oidc_issuer and "openid" not in self.upstream_oidc_scope.split():
+            raise ValueError("UPSTREAM_OIDC_SCOPE must include openid")
+        return self
 
     @model_validator(mode="after")
     def _check_mode(self) -> Settings:
@@ -166,7 +224,7 @@ class Settings(BaseSettings):
         if self.auth_issuer_url:
             return self.auth_issuer_url
         if self.auth_mode == "external":
-            return f"http://{_url_host(self.host)}:{self.auth_port}"
+            return self.auth_server_url or f"http://{_url_host(self.host)}:{self.auth_port}"
         return self.mcp_base_url
 
     @cached_property

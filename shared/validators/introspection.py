@@ -1,7 +1,12 @@
 """RFC 7662 token introspection: external mode's validator, with a bounded cache.
 
 The MCP server authenticates to the authorization server's introspection endpoint as its own
-confidential client (client_secret_basic) and asks about each token it has not seen recently.
+confidential client (client_secret_basic, or client_secret_post: INTROSPECTION_AUTH_METHOD) and
+asks about each token it has not seen recently. The endpoint is the `introspection_endpoint` of
+the issuer's metadata (`discovery.py`), so the bundled AS and third-party providers are reached
+the same way; a provider that advertises none cannot vouch for opaque tokens, which are then
+refused (401). The claims naming the user and the scopes follow TOKEN_SUBJECT_CLAIM and
+TOKEN_SCOPE_CLAIM, as for JWTs.
 
 Why the cache looks the way it does:
 - Active results are kept for at most `cache_ttl` seconds and never past the token's `exp`, so a
@@ -31,9 +36,10 @@ from urllib.parse import quote
 
 import httpx2
 
-from shared.scopes import parse
-from shared.settings import Settings
+from shared.settings import IntrospectionAuthMethod, Settings
 from shared.validation import FailureReason, Principal, TokenRejected, ValidatorUnavailable
+from shared.validators.discovery import ProviderMetadata
+from shared.validators.jwt import scope_values
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +70,15 @@ class IntrospectionValidator:
     def __init__(
         self,
         *,
-        endpoint: str,
+        endpoint: str | None = None,
+        metadata: ProviderMetadata | None = None,
         client_id: str,
         client_secret: str,
         resource: str,
         issuer: str | None,
+        auth_method: IntrospectionAuthMethod = "client_secret_basic",
+        scope_claim: str = "scope",
+        subject_claim: str = "sub",
         cache_ttl: float = 30,
         negative_ttl: float = 5,
         cache_size: int = 10_000,
@@ -77,9 +87,19 @@ class IntrospectionValidator:
         client: httpx2.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if endpoint is None and metadata is None:
+            raise ValueError("IntrospectionValidator needs endpoint or metadata")
         self._endpoint = endpoint
-        # RFC 6749 section 2.3.1: form-urlencode the id and secret before Basic encoding.
-        self._auth = httpx2.BasicAuth(quote(client_id, safe=""), quote(client_secret, safe=""))
+        self._metadata = metadata
+        # RFC 6749 section 2.3.1: form-urlencode the id and secret before Basic encoding; with
+        # client_secret_post they travel in the body and the request carries no Authorization.
+        self._auth: httpx2.Auth = httpx2.BasicAuth(quote(client_id, safe=""), quote(client_secret, safe=""))
+        self._post_credentials: dict[str, str] | None = None
+        if auth_method == "client_secret_post":
+            self._auth = httpx2.Auth()
+            self._post_credentials = {"client_id": client_id, "client_secret": client_secret}
+        self._scope_claim = scope_claim
+        self._subject_claim = subject_claim
         self._resource = resource
         self._issuer = issuer
         self._cache_ttl = max(0.0, float(cache_ttl))
@@ -96,14 +116,21 @@ class IntrospectionValidator:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, client: httpx2.AsyncClient | None = None
+        cls,
+        settings: Settings,
+        *,
+        client: httpx2.AsyncClient | None = None,
+        metadata: ProviderMetadata | None = None,
     ) -> IntrospectionValidator:
         return cls(
-            endpoint=settings.auth_server_base_url + INTROSPECTION_PATH,
+            metadata=metadata or ProviderMetadata.from_settings(settings),
             client_id=settings.introspection_client_id,
             client_secret=settings.introspection_client_secret,
             resource=settings.mcp_resource_url,
             issuer=settings.issuer,
+            auth_method=settings.introspection_auth_method,
+            scope_claim=settings.token_scope_claim,
+            subject_claim=settings.token_subject_claim,
             cache_ttl=settings.introspection_cache_ttl,
             negative_ttl=settings.introspection_negative_ttl,
             cache_size=settings.introspection_cache_size,
@@ -170,17 +197,25 @@ class IntrospectionValidator:
         if self._client is None:
             self._client = httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False)
         self.calls += 1
+        data = {"token": token, "token_type_hint": "access_token"}
+        if self._post_credentials is not None:
+            data.update(self._post_credentials)
         try:
             async with asyncio.timeout(self._timeout):
+                endpoint = self._endpoint or await self._discover_endpoint(self._client)
                 response = await self._client.post(
-                    self._endpoint,
-                    data={"token": token, "token_type_hint": "access_token"},
+                    endpoint,
+                    data=data,
                     auth=self._auth,
                     headers={"Accept": "application/json"},
                 )
         except (TimeoutError, httpx2.HTTPError) as exc:
             logger.warning("introspection endpoint unreachable: %s", type(exc).__name__)
             raise ValidatorUnavailable(retry_after=self._retry_after) from None
+        if response.status_code == 400 and _error_code(response) == "unsupported_token_type":
+            # RFC 7009 section 2.2.1 error some servers (oidc-provider for its JWTs) use here:
+            # "I cannot vouch for this token", which for us is the same as inactive.
+            return {"active": False}
         if response.status_code != 200:
             logger.warning("introspection endpoint answered HTTP %d", response.status_code)
             raise ValidatorUnavailable(retry_after=self._retry_after_from(response))
@@ -192,6 +227,14 @@ class IntrospectionValidator:
             logger.warning("introspection endpoint answered something that is not RFC 7662 JSON")
             raise ValidatorUnavailable(retry_after=self._retry_after)
         return body
+
+    async def _discover_endpoint(self, client: httpx2.AsyncClient) -> str:
+        assert self._metadata is not None
+        endpoint = await self._metadata.endpoint(client, "introspection_endpoint")
+        if endpoint is None:
+            logger.warning("%s advertises no introspection_endpoint: opaque tokens are refused", self._issuer)
+            raise TokenRejected("unknown", "the authorization server offers no introspection")
+        return endpoint
 
     def _retry_after_from(self, response: httpx2.Response) -> int:
         value = response.headers.get("retry-after", "")
@@ -220,20 +263,28 @@ class IntrospectionValidator:
             raise TokenRejected("wrong_audience")
         client_id = body.get("client_id")
         client_id = client_id if isinstance(client_id, str) else ""
-        subject = body.get("sub")
+        subject = body.get(self._subject_claim)
         subject = subject if isinstance(subject, str) and subject else client_id
         if not subject:
             raise TokenRejected("unknown", "introspection named no subject")
-        scope = body.get("scope")
         return Principal(
             subject=subject,
             client_id=client_id,
-            scopes=frozenset(parse(scope if isinstance(scope, str) else None)),
+            scopes=frozenset(scope_values(body.get(self._scope_claim))),
             audience=audience,
             issuer=issuer if isinstance(issuer, str) else None,
             expires_at=exp,
             claims=dict(body),
         )
+
+
+def _error_code(response: httpx2.Response) -> str | None:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
 
 
 def _int_claim(body: Mapping[str, Any], name: str) -> int | None:

@@ -7,12 +7,17 @@ The checks, in the order RFC 9068 section 4 and RFC 8725 ask for them:
 - the header is parsed before anything else and the `alg` must be on an allow-list of asymmetric
   algorithms (never `none`, never HMAC: a resource server holds no shared secret, and accepting
   HS256 would let anyone sign with the *public* key);
-- `typ` must be `at+jwt` (ID tokens and other JWTs are not access tokens);
-- the key is chosen by `kid` from the JWKS, which is fetched from the AS metadata's `jwks_uri`,
-  cached, and refetched when an unknown `kid` appears (key rotation) at most once per
-  `refresh_interval` seconds, so garbage `kid`s cannot make us hammer the AS;
+- `typ` must be `at+jwt` (ID tokens and other JWTs are not access tokens), or one of the types
+  configured in JWT_TOKEN_TYPES for providers that send something else (Entra ID sends `JWT`);
+- the key is chosen by `kid` from the JWKS, which is fetched from the `jwks_uri` of the issuer's
+  metadata (RFC 8414, else OpenID discovery: `discovery.py`), cached, and refetched when an
+  unknown `kid` appears (key rotation) at most once per `refresh_interval` seconds, so garbage
+  `kid`s cannot make us hammer the AS;
 - after the signature: `iss` is the trusted issuer, `aud` contains this MCP server's URL, `exp`
   is in the future and `nbf` (if any) in the past, both with a small leeway for clock skew.
+
+Which claims name the user and the scopes is configurable (TOKEN_SUBJECT_CLAIM, default `sub`;
+TOKEN_SCOPE_CLAIM, default `scope`, a space-separated string or a list such as Entra's `scp`).
 
 Anything that is not a compact JWS at all is "not mine" (`malformed`), so a chain can pass opaque
 tokens on to introspection; a JWT that fails any check is rejected here and goes no further.
@@ -28,7 +33,6 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 from joserfc import jwt
@@ -36,39 +40,17 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
 
 from shared.scopes import parse
-from shared.settings import Settings
+from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
+from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ALGORITHMS: tuple[str, ...] = (
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "EdDSA",
-)
+DEFAULT_ALGORITHMS: tuple[str, ...] = DEFAULT_JWT_ALGORITHMS
 _ASYMMETRIC_KTY = frozenset({"RSA", "EC", "OKP"})
-_ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MAX_TOKEN_LENGTH = 16_384
 _MAX_JWKS_BYTES = 256 * 1024
-
-
-def metadata_url_for(issuer: str, base_url: str) -> str:
-    """RFC 8414 section 3: the well-known suffix goes between the host and the issuer's path.
-
-    Fetched from `base_url` (the back-channel address of the AS), which may differ from the
-    public issuer URL inside a container network.
-    """
-    path = urlsplit(issuer).path.rstrip("/")
-    origin = urlsplit(base_url)
-    return f"{origin.scheme}://{origin.netloc}/.well-known/oauth-authorization-server{path}"
 
 
 class JwtValidator:
@@ -82,7 +64,11 @@ class JwtValidator:
         jwks_uri: str | None = None,
         metadata_url: str | None = None,
         back_channel_base: str | None = None,
+        metadata: ProviderMetadata | None = None,
         algorithms: Collection[str] = DEFAULT_ALGORITHMS,
+        token_types: Collection[str] = ("at+jwt",),
+        scope_claim: str = "scope",
+        subject_claim: str = "sub",
         leeway: int = 30,
         refresh_interval: float = 30.0,
         cache_ttl: float = 300.0,
@@ -90,17 +76,23 @@ class JwtValidator:
         client: httpx2.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if jwks_uri is None and metadata_url is None:
-            raise ValueError("JwtValidator needs jwks_uri or metadata_url")
-        unsafe = [alg for alg in algorithms if alg == "none" or alg.startswith("HS")]
+        if metadata is None and metadata_url is not None:
+            metadata = ProviderMetadata(
+                issuer=issuer, back_channel_base=back_channel_base, urls=[metadata_url], clock=clock
+            )
+        if jwks_uri is None and metadata is None:
+            raise ValueError("JwtValidator needs jwks_uri, metadata_url or metadata")
+        unsafe = [alg for alg in algorithms if alg.lower() == "none" or alg.upper().startswith("HS")]
         if unsafe:
             raise ValueError(f"algorithms must be asymmetric; refusing {unsafe}")
         self._issuer = issuer
         self._resource = resource
         self._jwks_uri = jwks_uri
-        self._metadata_url = metadata_url
-        self._back_channel_base = back_channel_base
+        self._metadata = metadata
         self._algorithms = frozenset(algorithms)
+        self._token_types = _media_types(token_types)
+        self._scope_claim = scope_claim
+        self._subject_claim = subject_claim
         self._leeway = leeway
         self._refresh_interval = refresh_interval
         self._cache_ttl = cache_ttl
@@ -115,12 +107,22 @@ class JwtValidator:
         self.fetches = 0  # JWKS downloads (observability and tests)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, client: httpx2.AsyncClient | None = None) -> JwtValidator:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        client: httpx2.AsyncClient | None = None,
+        metadata: ProviderMetadata | None = None,
+    ) -> JwtValidator:
         return cls(
             issuer=settings.issuer,
             resource=settings.mcp_resource_url,
-            metadata_url=metadata_url_for(settings.issuer, settings.auth_server_base_url),
-            back_channel_base=settings.auth_server_base_url,
+            metadata=metadata or ProviderMetadata.from_settings(settings),
+            algorithms=settings.jwt_algorithms,
+            token_types=settings.jwt_token_types,
+            scope_claim=settings.token_scope_claim,
+            subject_claim=settings.token_subject_claim,
+            leeway=settings.jwt_leeway,
             timeout=settings.introspection_timeout,
             client=client,
         )
@@ -136,9 +138,9 @@ class JwtValidator:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise TokenRejected("bad_signature", "signing algorithm not allowed")
-        typ = header.get("typ")
-        if not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_TYPES:
-            raise TokenRejected("not_an_access_token", "not an RFC 9068 access token (typ)")
+        typ = header.get("typ", "")
+        if not isinstance(typ, str) or typ.lower() not in self._token_types:
+            raise TokenRejected("not_an_access_token", "not an access token (typ)")
         kid = header.get("kid")
         key = await self._key_for(kid if isinstance(kid, str) else None)
         try:
@@ -162,16 +164,14 @@ class JwtValidator:
         nbf = _number(claims.get("nbf"))
         if nbf is not None and nbf - self._leeway > now:
             raise TokenRejected("expired", "token is not valid yet")
-        subject = claims.get("sub")
+        subject = claims.get(self._subject_claim)
         if not isinstance(subject, str) or not subject:
             raise TokenRejected("not_an_access_token", "token has no subject")
         client_id = claims.get("client_id", claims.get("azp", ""))
-        scope = claims.get("scope")
-        if isinstance(scope, str):
-            scopes = parse(scope)
-        else:
-            scp = claims.get("scp")
-            scopes = tuple(s for s in scp if isinstance(s, str)) if isinstance(scp, list) else ()
+        scope = claims.get(self._scope_claim)
+        if scope is None and self._scope_claim == "scope":
+            scope = claims.get("scp")
+        scopes = scope_values(scope)
         return Principal(
             subject=subject,
             client_id=client_id if isinstance(client_id, str) else "",
@@ -261,21 +261,11 @@ class JwtValidator:
         return keys
 
     async def _discover_jwks_uri(self, client: httpx2.AsyncClient) -> str:
-        assert self._metadata_url is not None
-        response = await client.get(self._metadata_url, headers={"Accept": "application/json"})
-        try:
-            metadata = json.loads(response.content) if response.status_code == 200 else None
-        except ValueError:
-            metadata = None
-        if not isinstance(metadata, dict):
-            metadata = {}
-        jwks_uri = metadata.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or metadata.get("issuer") != self._issuer:
-            logger.warning("AS metadata at %s has no jwks_uri or a different issuer", self._metadata_url)
+        assert self._metadata is not None
+        jwks_uri = await self._metadata.endpoint(client, "jwks_uri")
+        if jwks_uri is None:
+            logger.warning("the metadata of %s names no jwks_uri", self._issuer)
             raise ValidatorUnavailable("signing keys unavailable")
-        # The metadata names public URLs; reach them over the back channel when that differs.
-        if self._back_channel_base and jwks_uri.startswith(self._issuer):
-            jwks_uri = self._back_channel_base + jwks_uri[len(self._issuer) :]
         return jwks_uri
 
 
@@ -292,6 +282,24 @@ def _compact_jws_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict) or "alg" not in header:
         raise TokenRejected("malformed", "not a JWT")
     return header
+
+
+def scope_values(value: Any) -> tuple[str, ...]:
+    """Scopes from a claim: an RFC 6749 space-separated string, or a list of strings (`scp`)."""
+    if isinstance(value, str):
+        return parse(value)
+    if isinstance(value, list):
+        return tuple(dict.fromkeys(item for item in value if isinstance(item, str)))
+    return ()
+
+
+def _media_types(types: Collection[str]) -> frozenset[str]:
+    """Accepted `typ` values, lower-cased, each also with the `application/` prefix (RFC 7515 4.1.9)."""
+    accepted: set[str] = set()
+    for value in types:
+        bare = value.strip().lower().removeprefix("application/")
+        accepted.update({bare, f"application/{bare}"} if bare else {""})
+    return frozenset(accepted)
 
 
 def _number(value: Any) -> float | None:
