@@ -21,6 +21,9 @@ help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 	@echo "  make lint           ruff + mypy --strict"
 	@echo "  make conformance    the official MCP conformance suite, both protocol revisions"
+	@echo "  make loadtest       200 concurrent authenticated clients x 20 tool calls, both auth modes"
+	@echo "  make bench          wrk benchmark of tools/call, every auth mode and revision (docs/performance.md)"
+	@echo "  make bench-soak     5-minute memory soak (resident size must stay flat)"
 	@echo "  make inspector      MCP Inspector web UI (pinned, Node 22 from .cache/)"
 
 $(STAMP): pyproject.toml
@@ -72,6 +75,17 @@ conformance: $(STAMP) node-tools
 	@bash scripts/conformance.sh
 
 test: lint test-python conformance
+
+# Performance (docs/performance.md): real processes on free 127.0.0.1 ports, bounded in time.
+.PHONY: loadtest bench bench-soak
+loadtest: $(STAMP)
+	$(PY) scripts/loadtest.py
+
+bench: $(STAMP)
+	$(PY) scripts/bench/run.py
+
+bench-soak: $(STAMP)
+	$(PY) scripts/bench/run.py --soak 300
 
 env-example: $(STAMP)
 	$(PY) scripts/gen-env-example.py > .env.example

@@ -36,6 +36,8 @@ REFRESH_PREFIX = "auth:refresh:"
 _M = TypeVar("_M", bound=BaseModel)
 
 JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 section 4: typ, case-insensitive
+# Parsed access-token records, by their stored JSON (bounded, oldest dropped first).
+PARSED_RECORDS_MAX = 4096
 
 
 def access_key(token: str) -> str:
@@ -136,6 +138,9 @@ class TokenService:
         self._format = settings.token_format
         self._access_ttl = settings.access_token_ttl
         self._refresh_ttl = settings.refresh_token_ttl
+        # The Store is read on every lookup (revoking is deleting, so that stays immediate); only
+        # parsing the same stored JSON again is skipped. Records are frozen, so sharing is safe.
+        self._parsed: dict[str, AccessTokenRecord] = {}
 
     @property
     def refresh_ttl(self) -> int:
@@ -215,12 +220,25 @@ class TokenService:
             key = jti_key(jti)
         else:
             key = access_key(token)
-        record = _parse(AccessTokenRecord, await self._store.get(key))
+        record = self._access_record(await self._store.get(key))
         if record is None:
             raise TokenRejected("unknown", "unknown, expired or revoked token")
         if record.exp <= self._clock():
             raise TokenRejected("expired")
         return record, key
+
+    def _access_record(self, raw: str | None) -> AccessTokenRecord | None:
+        if raw is None:
+            return None
+        record = self._parsed.get(raw)
+        if record is None:
+            record = _parse(AccessTokenRecord, raw)
+            if record is None:
+                return None
+            if len(self._parsed) >= PARSED_RECORDS_MAX:
+                del self._parsed[next(iter(self._parsed))]
+            self._parsed[raw] = record
+        return record
 
     async def find_refresh(self, token: str) -> RefreshTokenRecord | None:
         if looks_like_jwt(token):

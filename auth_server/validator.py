@@ -2,7 +2,10 @@
 
 No HTTP hop and no cache to go stale: revocation is effective on the very next request, for
 opaque and JWT tokens alike. The hot path costs one Store read (the token's record) plus, for a
-JWT, one signature check against keys already in memory.
+JWT, one signature check against keys already in memory (remembered per token by SigningKeys).
+The record's parsing and the Principal built from it are reused while the Store returns the same
+stored value (`TokenService` keeps the parsed record, this class the Principal, both bounded):
+the read itself, and the expiry check, happen on every call.
 
 A miss costs up to two more reads, to tell "a refresh token or authorization code used as a
 bearer" (`not_an_access_token`) from "unknown": that only happens to failing requests, and it
@@ -25,6 +28,7 @@ from shared.validation import Principal, TokenRejected, ValidatorUnavailable
 
 _OTHER_ARTIFACTS = (REFRESH_PREFIX, CODE_PREFIX)  # what else a bearer token might really be
 MAX_TOKEN_LENGTH = 4096  # longer than any token we mint; refuses absurd input before hashing
+PRINCIPALS_MAX = 4096  # Principals kept for records still being presented (oldest dropped first)
 
 
 class InProcessTokenValidator:
@@ -40,6 +44,8 @@ class InProcessTokenValidator:
         self._tokens = TokenService(settings, store, keys or SigningKeys(settings, store), clock=clock)
         self._resource = settings.mcp_resource_url
         self._issuer = settings.issuer
+        # id(record) -> (record, Principal); holding the record keeps its id from being reused.
+        self._principals: dict[int, tuple[AccessTokenRecord, Principal]] = {}
 
     async def validate(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
@@ -55,10 +61,21 @@ class InProcessTokenValidator:
         return self._principal(record)
 
     def _principal(self, record: AccessTokenRecord) -> Principal:
+        known = self._principals.get(id(record))
+        if known is not None and known[0] is record:
+            return known[1]
         if record.iss != self._issuer:
             raise TokenRejected("wrong_issuer")
         if self._resource not in record.aud:
             raise TokenRejected("wrong_audience", "token was issued for another resource")
+        principal = self._new_principal(record)
+        if len(self._principals) >= PRINCIPALS_MAX:
+            del self._principals[next(iter(self._principals))]
+        self._principals[id(record)] = (record, principal)
+        return principal
+
+    @staticmethod
+    def _new_principal(record: AccessTokenRecord) -> Principal:
         return Principal(
             subject=record.sub,
             client_id=record.client_id,

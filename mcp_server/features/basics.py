@@ -28,18 +28,20 @@ class Identity(BaseModel):
 
 
 def register(server: MCPServer) -> None:
+    # Coroutines on purpose: the SDK runs a plain `def` tool in a worker thread, a hand-off that
+    # costs more than these tools do (docs/performance.md).
     @server.tool(annotations=READ_ONLY)
-    def echo(message: str) -> str:
+    async def echo(message: str) -> str:
         """Return the message unchanged."""
         return message
 
     @server.tool(annotations=READ_ONLY)
-    def add(a: float, b: float) -> float:
+    async def add(a: float, b: float) -> float:
         """Add two numbers."""
         return a + b
 
     @server.tool(annotations=READ_ONLY)
-    def whoami(ctx: Context[Any, Any]) -> Identity:
+    async def whoami(ctx: Context[Any, Any]) -> Identity:
         """Who you are to this server: subject, client, scopes, audience, issuer and token expiry."""
         principal = current_principal(ctx)
         if principal is None:

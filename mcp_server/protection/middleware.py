@@ -45,6 +45,7 @@ PRINCIPAL_STATE_KEY = "principal"
 # RFC 6750 section 2.1 b64token.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _FORM_BODY_LIMIT = 64 * 1024
+_USERS_MAX = 4096  # SDK user objects kept for principals still being presented (oldest dropped first)
 # What a tool sees in AccessToken.token: the credential itself never leaves this module, so no
 # tool can pass it through to an upstream service (MCP security best practices, RS-34).
 REDACTED_TOKEN = "[redacted]"  # noqa: S105 - a placeholder, not a secret
@@ -77,6 +78,10 @@ class BearerAuth:
         self._validator = validator
         self._api_keys = api_key_validator
         self._resource = resource
+        # id(principal) -> (principal, its AuthenticatedUser): validators that hand out the same
+        # Principal for the same token (the introspection cache, the in-process validator) get
+        # the SDK's user object built once. Holding the principal keeps its id from being reused.
+        self._users: dict[int, tuple[Principal, AuthenticatedUser]] = {}
         metadata = f"resource_metadata={_quote(resource_metadata_url)}"
         scope_param = f"scope={_quote(' '.join(challenge_scopes))}"
 
@@ -190,7 +195,7 @@ class BearerAuth:
             await self._rejected("expired").send(send)
             return
 
-        user = authenticated_user(principal, self._resource)
+        user = self._user_for(principal)
         scope["user"] = user
         scope["auth"] = AuthCredentials(list(principal.scopes))
         scope["state"] = {**scope.get("state", {}), PRINCIPAL_STATE_KEY: principal}
@@ -199,6 +204,16 @@ class BearerAuth:
             await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(reset)
+
+    def _user_for(self, principal: Principal) -> AuthenticatedUser:
+        known = self._users.get(id(principal))
+        if known is not None and known[0] is principal:
+            return known[1]
+        user = authenticated_user(principal, self._resource)
+        if len(self._users) >= _USERS_MAX:
+            del self._users[next(iter(self._users))]
+        self._users[id(principal)] = (principal, user)
+        return user
 
 
 def authenticated_user(principal: Principal, resource: str) -> AuthenticatedUser:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import time
@@ -51,6 +52,7 @@ _ASYMMETRIC_KTY = frozenset({"RSA", "EC", "OKP"})
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MAX_TOKEN_LENGTH = 16_384
 _MAX_JWKS_BYTES = 256 * 1024
+_VERIFIED_MAX = 4096  # signatures remembered, by token digest (oldest dropped first)
 
 
 class JwtValidator:
@@ -105,6 +107,11 @@ class JwtValidator:
         self._last_fetch_attempt = float("-inf")
         self._lock = asyncio.Lock()
         self.fetches = 0  # JWKS downloads (observability and tests)
+        # sha256(token) -> (the key that verified it, its claims). A signature over the same bytes
+        # with the same key object never changes, so it is checked once; a refetched or withdrawn
+        # key is a different object (or none), so its tokens are verified again. Everything else
+        # (header, alg, typ, key lookup, iss, aud, exp, nbf) is still checked on every call.
+        self._verified: dict[bytes, tuple[Key, Mapping[str, Any]]] = {}
 
     @classmethod
     def from_settings(
@@ -143,10 +150,17 @@ class JwtValidator:
             raise TokenRejected("not_an_access_token", "not an access token (typ)")
         kid = header.get("kid")
         key = await self._key_for(kid if isinstance(kid, str) else None)
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is not None and known[0] is key:
+            return self._principal(known[1])
         try:
             decoded = jwt.decode(token, key, algorithms=[alg])
         except (JoseError, ValueError, TypeError):
             raise TokenRejected("bad_signature") from None
+        if len(self._verified) >= _VERIFIED_MAX:
+            del self._verified[next(iter(self._verified))]
+        self._verified[digest] = (key, decoded.claims)
         return self._principal(decoded.claims)
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
