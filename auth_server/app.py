@@ -67,9 +67,11 @@ def create_auth_routes(settings: Settings, store: Store) -> list[BaseRoute]:
     return [*metadata_routes(settings), *front_channel_routes(front), *backchannel_routes(back)]
 
 
-def create_auth_app(settings: Settings) -> Starlette:
-    """The standalone authorization server (AUTH_MODE=external), with health checks."""
-    store = open_store(settings)
+def create_auth_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """The standalone authorization server (AUTH_MODE=external), with health checks. `store`
+    replaces the Store the settings name (embedding, tests); its caller then closes it."""
+    owns_store = store is None
+    store = open_store(settings) if store is None else store
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -88,7 +90,8 @@ def create_auth_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            await store.close()
+            if owns_store:
+                await store.close()
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),

@@ -36,8 +36,11 @@ SSE_RETRY_INTERVAL_MS = 1000  # reconnection delay suggested to clients after we
 SDK_HOST_CHECK_OFF = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
-def create_app(settings: Settings) -> Starlette:
-    store = open_store(settings)
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """The MCP app for `settings`. `store` replaces the Store the settings name (embedding; tests
+    serving several apps over one in-memory Store); its caller then closes it."""
+    owns_store = store is None
+    store = open_store(settings) if store is None else store
     mcp = build_mcp_server(settings, store)
     # The SDK builds its session manager here; we take the manager and mount it ourselves so that
     # our own middleware (origin check, CORS, authentication) wraps /mcp.
@@ -94,7 +97,8 @@ def create_app(settings: Settings) -> Starlette:
                 close = getattr(validator, "aclose", None)
                 if close is not None:
                     await close()
-                await store.close()
+                if owns_store:
+                    await store.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import secrets
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 from starlette.applications import Starlette
@@ -22,8 +25,10 @@ from shared import scopes
 from shared.settings import Settings
 from shared.storage.base import Store
 
-ISSUER = "http://127.0.0.1:3232"
-RESOURCE = f"{ISSUER}/mcp"
+ISSUER = "http://127.0.0.1:3232"  # internal mode: the MCP server's base URL is the issuer
+RESOURCE = f"{ISSUER}/mcp"  # the MCP resource, in both modes
+EXTERNAL_AUTH_PORT = 3001
+EXTERNAL_ISSUER = f"http://127.0.0.1:{EXTERNAL_AUTH_PORT}"  # external mode: the standalone AS
 REDIRECT_URI = "http://127.0.0.1:53124/callback"
 RS_CLIENT_ID = "mcp-resource-server"
 RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789"
@@ -48,8 +53,36 @@ def build_app(settings: Settings, store: Store) -> Starlette:
     return Starlette(routes=create_auth_routes(settings, store))
 
 
-def http_client(app: Starlette, settings: Settings) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=settings.issuer)
+# One TLS context for every test client: httpx builds one per client otherwise (~20 ms each), and
+# nothing here speaks TLS anyway.
+_TLS = ssl.create_default_context()
+_client_numbers = itertools.count()
+
+
+def client_address() -> str:
+    """A loopback address no other test client of this run connects from (127.1.0.1 onwards), so
+    per-IP rate limits never count two tests together. (Here, not in conftest.py: pytest imports
+    a conftest under a second module name, which would restart the count.)"""
+    number = next(_client_numbers)
+    return f"127.{1 + number // 62_500 % 250}.{number // 250 % 250}.{1 + number % 250}"
+
+
+def server_client(server_url: str, *, local_address: str | None = None) -> httpx2.AsyncClient:
+    """A client (own cookie jar, own source address) that only ever talks to `server_url`: an
+    absolute URL elsewhere (the public issuer's port, say) fails the test instead of leaving."""
+    own = httpx2.URL(server_url)
+
+    async def only_to_its_server(request: httpx2.Request) -> None:
+        if (request.url.host, request.url.port) != (own.host, own.port):
+            raise AssertionError(f"{request.url} is not on the server under test ({server_url})")
+
+    transport = httpx2.AsyncHTTPTransport(local_address=local_address or client_address(), verify=_TLS)
+    return httpx2.AsyncClient(
+        transport=transport,
+        base_url=server_url,
+        timeout=10.0,
+        event_hooks={"request": [only_to_its_server]},
+    )
 
 
 @dataclass(frozen=True)
@@ -98,6 +131,15 @@ async def add_client(
     )
     await store.set(f"auth:client:{client_id}", client.model_dump_json())
     return OAuthClient(client_id, secret if confidential else None)
+
+
+def path_of(url: str, expected_base: str | None = None) -> str:
+    """The path (and query) of an absolute URL the AS published, to request it from the server
+    under test, which listens elsewhere than its public URL (see conftest.py)."""
+    if expected_base is not None:
+        assert url.startswith(f"{expected_base}/"), f"{url} is not under {expected_base}"
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def pkce_pair() -> tuple[str, str]:

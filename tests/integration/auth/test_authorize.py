@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 from shared import scopes
+from shared.settings import Settings
 from shared.storage.base import Store
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.flow_helpers import (
@@ -27,7 +28,7 @@ from tests.integration.auth.flow_helpers import (
     register,
     run_flow,
 )
-from tests.integration.auth.helpers import ISSUER, REDIRECT_URI, RESOURCE, introspect
+from tests.integration.auth.helpers import REDIRECT_URI, RESOURCE, introspect
 
 
 @pytest.fixture
@@ -55,14 +56,16 @@ def assert_error_page(response: httpx2.Response) -> None:
     assert "location" not in response.headers
 
 
-def assert_error_redirect(response: httpx2.Response, error: str, state: str | None = "state-123") -> None:
+def assert_error_redirect(
+    response: httpx2.Response, error: str, settings: Settings, state: str | None = "state-123"
+) -> None:
     assert response.status_code == 302, response.text
     assert is_client_redirect(response)
     location = response.headers["location"]
     assert "#" not in location
     params = callback_dict(location)
     assert params["error"] == error
-    assert params["iss"] == ISSUER  # AZ-12: errors carry iss too
+    assert params["iss"] == settings.issuer  # AZ-12: errors carry iss too
     assert params.get("state") == state
     assert "code" not in params
 
@@ -78,11 +81,13 @@ async def test_unknown_parameters_are_ignored(http: httpx2.AsyncClient, client_i
 
 @pytest.mark.parametrize("name", ["state", "scope", "code_challenge", "response_type"])
 async def test_a_repeated_parameter_is_invalid_request(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, name: str
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, name: str, settings: Settings
 ) -> None:
     pairs = [*authorize_params(client_id, pkce, scope="notes:read").items(), (name, "b")]
     response = await authorize(http, pairs)
-    assert_error_redirect(response, "invalid_request", state=None if name == "state" else "state-123")
+    assert_error_redirect(
+        response, "invalid_request", settings, state=None if name == "state" else "state-123"
+    )
 
 
 @pytest.mark.parametrize("name", ["client_id", "redirect_uri"])
@@ -114,18 +119,18 @@ async def test_post_to_authorize_works_like_get(http: httpx2.AsyncClient, client
 
 
 async def test_the_implicit_response_type_is_refused_without_a_token_anywhere(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, response_type="token"))
-    assert_error_redirect(response, "unsupported_response_type")
+    assert_error_redirect(response, "unsupported_response_type", settings)
     assert "access_token" not in response.headers["location"]
 
 
 async def test_a_missing_response_type_is_invalid_request(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, response_type=None))
-    assert_error_redirect(response, "invalid_request")
+    assert_error_redirect(response, "invalid_request", settings)
 
 
 # -- AZ-03 / AZ-04 / AZ-05 / AZ-06 client and redirect URI -----------------------------------------
@@ -247,26 +252,26 @@ async def test_dangerous_redirect_uris_are_refused_at_authorize(
 
 
 async def test_a_request_without_code_challenge_is_invalid_request(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, code_challenge=None))
-    assert_error_redirect(response, "invalid_request")  # AZ-08
+    assert_error_redirect(response, "invalid_request", settings)  # AZ-08
 
 
 @pytest.mark.parametrize("method", ["plain", None, "S512", "s256"])
 async def test_only_the_s256_method_is_accepted(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, method: str | None
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, method: str | None, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, code_challenge_method=method))
-    assert_error_redirect(response, "invalid_request")  # AZ-09
+    assert_error_redirect(response, "invalid_request", settings)  # AZ-09
 
 
 @pytest.mark.parametrize("challenge", ["a" * 42, "a" * 129, "a" * 40 + "+/=", "a" * 42 + " ", "ä" * 43])
 async def test_a_malformed_code_challenge_is_invalid_request(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, challenge: str
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, challenge: str, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, code_challenge=challenge))
-    assert_error_redirect(response, "invalid_request")
+    assert_error_redirect(response, "invalid_request", settings)
 
 
 # -- AZ-11 / AZ-12 state and iss ----------------------------------------------------------------
@@ -275,19 +280,19 @@ ODD_STATE = ("x%20y ü€😀 &=?#/+" * 40)[:512]
 
 
 async def test_state_comes_back_byte_exact_with_exactly_one_iss(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     response = await run_flow(http, authorize_params(client_id, pkce, state=ODD_STATE))
     pairs = callback_params(response.headers["location"])
     assert dict(pairs)["state"] == ODD_STATE  # AZ-11
-    assert [value for name, value in pairs if name == "iss"] == [ISSUER]  # AZ-12
+    assert [value for name, value in pairs if name == "iss"] == [settings.issuer]  # AZ-12
 
 
 async def test_state_comes_back_byte_exact_on_an_error(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, state=ODD_STATE, scope="nope"))
-    assert_error_redirect(response, "invalid_scope", state=ODD_STATE)
+    assert_error_redirect(response, "invalid_scope", settings, state=ODD_STATE)
 
 
 async def test_the_code_is_appended_to_a_redirect_uri_that_has_a_query(
@@ -334,24 +339,24 @@ async def test_no_resource_means_the_default_mcp_resource_never_an_unrestricted_
         f"{RESOURCE}#x",
         f"{RESOURCE}/",
         "mcp",
-        f"{ISSUER}/other",
+        RESOURCE.removesuffix("/mcp") + "/other",
     ],
 )
 async def test_a_resource_this_server_does_not_protect_is_invalid_target(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, resource: str
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, resource: str, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, resource=resource))
-    assert_error_redirect(response, "invalid_target")  # AZ-13
+    assert_error_redirect(response, "invalid_target", settings)  # AZ-13
 
 
 async def test_two_different_resources_are_invalid_target(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     pairs = [
         *authorize_params(client_id, pkce, resource=RESOURCE).items(),
         ("resource", "https://evil.example/"),
     ]
-    assert_error_redirect(await authorize(http, pairs), "invalid_target")
+    assert_error_redirect(await authorize(http, pairs), "invalid_target", settings)
 
 
 async def test_the_same_resource_twice_is_accepted(
@@ -365,14 +370,14 @@ async def test_the_same_resource_twice_is_accepted(
 
 
 async def test_an_unknown_scope_is_invalid_scope(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     response = await authorize(http, authorize_params(client_id, pkce, scope="notes:read nope"))
-    assert_error_redirect(response, "invalid_scope")
+    assert_error_redirect(response, "invalid_scope", settings)
 
 
 async def test_a_scope_outside_a_configured_clients_scope_is_invalid_scope(
-    make_http: HttpFactory, pkce: Pkce
+    make_http: HttpFactory, pkce: Pkce, settings: Settings
 ) -> None:
     configured: dict[str, Any] = {
         "client_id": "limited",
@@ -381,7 +386,7 @@ async def test_a_scope_outside_a_configured_clients_scope_is_invalid_scope(
     }
     http = await make_http(auth_clients=[configured])
     response = await authorize(http, authorize_params("limited", pkce, scope="notes:write"))
-    assert_error_redirect(response, "invalid_scope")
+    assert_error_redirect(response, "invalid_scope", settings)
 
 
 async def test_no_scope_means_the_baseline_scopes_a_configured_client_may_ask_for(
@@ -455,7 +460,7 @@ async def test_the_user_signs_in_before_any_code_is_sent(
 
 
 async def test_a_client_without_the_code_grant_is_unauthorized_client(
-    http: httpx2.AsyncClient, pkce: Pkce
+    http: httpx2.AsyncClient, pkce: Pkce, settings: Settings
 ) -> None:
     client = await register(
         http,
@@ -465,7 +470,7 @@ async def test_a_client_without_the_code_grant_is_unauthorized_client(
         redirect_uris=[REDIRECT_URI],
     )
     response = await authorize(http, authorize_params(client["client_id"], pkce))
-    assert_error_redirect(response, "unauthorized_client")
+    assert_error_redirect(response, "unauthorized_client", settings)
 
 
 # -- AZ-18 / AZ-21 / X-04 headers and escaping ------------------------------------------------------

@@ -15,7 +15,7 @@ from shared.storage.base import Store
 from shared.storage.redis import RedisStore
 from shared.validation import TokenRejected, ValidatorUnavailable
 from tests.fixtures.redis_server import free_port
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import Configure, HttpFactory
 from tests.integration.auth.helpers import RESOURCE, add_client, make_settings, redeem, store_code, tokens_for
 
 
@@ -50,10 +50,10 @@ async def test_a_valid_access_token_becomes_a_principal(
 
 @pytest.mark.parametrize("token_format", ["opaque", "jwt"])
 async def test_validation_costs_one_store_read(
-    make_http: HttpFactory, store: Store, token_format: str
+    make_http: HttpFactory, store: Store, token_format: str, configure: Configure
 ) -> None:
     http = await make_http(token_format=token_format)
-    settings = make_settings(token_format=token_format)
+    settings = configure(token_format=token_format)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     counting = CountingStore(store)
@@ -78,24 +78,26 @@ async def test_refresh_tokens_and_codes_are_not_access_tokens(
         assert rejected.value.reason == "not_an_access_token"
 
 
-async def test_a_token_for_another_resource_is_rejected(make_http: HttpFactory, store: Store) -> None:
+async def test_a_token_for_another_resource_is_rejected(
+    make_http: HttpFactory, store: Store, configure: Configure
+) -> None:
     """Same issuer, another MCP deployment's resource: the audience check refuses it."""
-    overrides = {"auth_issuer_url": "http://127.0.0.1:3232", "mcp_public_url": "https://other.example"}
+    overrides = {"auth_issuer_url": configure().issuer, "mcp_public_url": "https://other.example"}
     other = await make_http(**overrides)
-    other_settings = make_settings(**overrides)
+    other_settings = configure(**overrides)
     client = await add_client(store)
     code = await store_code(store, client, settings=other_settings, resource="https://other.example/mcp")
     body = (await redeem(other, code, client, resource="https://other.example/mcp")).json()
     with pytest.raises(TokenRejected) as rejected:
-        await InProcessTokenValidator(make_settings(), store).validate(body["access_token"])
+        await InProcessTokenValidator(configure(), store).validate(body["access_token"])
     assert rejected.value.reason == "wrong_audience"
 
 
 async def test_unknown_malformed_expired_and_revoked_tokens_are_rejected(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     http = await make_http(access_token_ttl=1)
-    settings = make_settings(access_token_ttl=1)
+    settings = configure(access_token_ttl=1)
     validator = InProcessTokenValidator(settings, store)
     for token, reason in (
         ("", "malformed"),

@@ -8,14 +8,13 @@ import httpx2
 
 from shared.settings import Settings
 from shared.storage.base import Store
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import Configure, HttpFactory
 from tests.integration.auth.helpers import (
     RESOURCE,
     RS_CLIENT_ID,
     RS_CLIENT_SECRET,
     add_client,
     introspect,
-    make_settings,
     redeem,
     store_code,
     tokens_for,
@@ -103,9 +102,11 @@ async def test_a_missing_token_parameter_is_invalid_request(http: httpx2.AsyncCl
     assert_error(response, "invalid_request")
 
 
-async def test_expired_tokens_are_exactly_inactive(make_http: HttpFactory, store: Store) -> None:
+async def test_expired_tokens_are_exactly_inactive(
+    make_http: HttpFactory, store: Store, configure: Configure
+) -> None:
     http = await make_http(access_token_ttl=1)
-    settings = make_settings(access_token_ttl=1)
+    settings = configure(access_token_ttl=1)
     client = await add_client(store)
     tokens = await tokens_for(http, store, settings, client)
     await asyncio.sleep(1.1)
@@ -138,12 +139,12 @@ async def test_a_wrong_type_hint_never_hides_a_token(
 
 
 async def test_a_token_for_a_resource_this_server_does_not_serve_is_inactive(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     """IN-06: the resource servers of this AS see only tokens meant for them. A token minted for
     another deployment's resource (same Store, other MCP URL) is inactive here."""
     other = await make_http(mcp_public_url="https://other.example")
-    other_settings = make_settings(mcp_public_url="https://other.example")
+    other_settings = configure(mcp_public_url="https://other.example")
     client = await add_client(store)
     code = await store_code(store, client, settings=other_settings, resource="https://other.example/mcp")
     tokens = (await redeem(other, code, client, resource="https://other.example/mcp")).json()

@@ -16,10 +16,12 @@ from auth_server.signing_keys import JWKS_KEY, SigningKeys
 from auth_server.validator import InProcessTokenValidator
 from shared.storage.base import Store
 from shared.validation import TokenRejected
-from tests.integration.auth.conftest import HttpFactory
-from tests.integration.auth.helpers import RESOURCE, add_client, introspect, make_settings, tokens_for
+from tests.integration.auth.conftest import Configure, HttpFactory
+from tests.integration.auth.helpers import RESOURCE, add_client, introspect, tokens_for
 
 JWT = {"token_format": "jwt"}
+# The signing keys live in the Store, one set per deployment: each test gets a Store of its own.
+STORE_PER_TEST = True
 
 
 def segments(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -36,10 +38,10 @@ async def published_keys(http: httpx2.AsyncClient) -> KeySet:
 
 
 async def test_jwt_access_tokens_carry_the_rfc_9068_header_and_claims(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     http = await make_http(**JWT)
-    settings = make_settings(**JWT)
+    settings = configure(**JWT)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client, scope=("notes:read",))
 
@@ -79,20 +81,20 @@ async def test_the_jwks_publishes_public_keys_only_to_any_origin(make_http: Http
 
 
 async def test_instances_sharing_a_store_sign_with_and_publish_the_same_keys(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     first, second = await make_http(**JWT), await make_http(**JWT)
     assert (await first.get("/jwks")).json() == (await second.get("/jwks")).json()
     client = await add_client(store)
-    body = await tokens_for(first, store, make_settings(**JWT), client)
+    body = await tokens_for(first, store, configure(**JWT), client)
     assert (await introspect(second, body["access_token"])).json()["active"] is True
 
 
 async def test_a_revoked_jwt_is_inactive_and_rejected_by_the_in_process_validator(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     http = await make_http(**JWT)
-    settings = make_settings(**JWT)
+    settings = configure(**JWT)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     validator = InProcessTokenValidator(settings, store)
@@ -109,9 +111,9 @@ async def test_a_revoked_jwt_is_inactive_and_rejected_by_the_in_process_validato
 
 
 async def test_after_rotation_a_new_key_signs_and_old_tokens_stay_valid(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
-    settings = make_settings(**JWT)
+    settings = configure(**JWT)
     before = await make_http(**JWT)
     client = await add_client(store)
     old = await tokens_for(before, store, settings, client)
@@ -132,9 +134,11 @@ async def test_after_rotation_a_new_key_signs_and_old_tokens_stay_valid(
     assert (await introspect(before, new["access_token"])).json()["active"] is True
 
 
-async def test_a_retired_key_is_unpublished_once_its_tokens_have_expired(store: Store) -> None:
+async def test_a_retired_key_is_unpublished_once_its_tokens_have_expired(
+    store: Store, configure: Configure
+) -> None:
     clock = [1_000_000.0]
-    settings = make_settings(**JWT, access_token_ttl=60)
+    settings = configure(**JWT, access_token_ttl=60)
     keys = SigningKeys(settings, store, clock=lambda: clock[0])
     first = (await keys.public_jwks())["keys"][0]["kid"]
     second = await keys.rotate()
@@ -147,13 +151,13 @@ async def test_a_retired_key_is_unpublished_once_its_tokens_have_expired(store: 
 
 
 async def test_keys_from_a_private_jwks_file_sign_with_rs256(
-    make_http: HttpFactory, store: Store, tmp_path: Path
+    make_http: HttpFactory, store: Store, tmp_path: Path, configure: Configure
 ) -> None:
     rsa = RSAKey.generate_key(2048, private=True, auto_kid=True)
     path = tmp_path / "keys.json"
     path.write_text(json.dumps({"keys": [rsa.as_dict(private=True)]}))
     http = await make_http(**JWT, jwt_signing_keys=str(path))
-    settings = make_settings(**JWT, jwt_signing_keys=str(path))
+    settings = configure(**JWT, jwt_signing_keys=str(path))
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     header, _ = segments(body["access_token"])
@@ -166,19 +170,21 @@ async def test_keys_from_a_private_jwks_file_sign_with_rs256(
 
 
 async def test_opaque_tokens_issued_before_switching_to_jwt_stay_valid(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     opaque_http = await make_http()
     client = await add_client(store)
-    opaque = await tokens_for(opaque_http, store, make_settings(), client)
+    opaque = await tokens_for(opaque_http, store, configure(), client)
     jwt_http = await make_http(**JWT)
     assert (await introspect(jwt_http, opaque["access_token"])).json()["active"] is True
-    await InProcessTokenValidator(make_settings(**JWT), store).validate(opaque["access_token"])
+    await InProcessTokenValidator(configure(**JWT), store).validate(opaque["access_token"])
 
 
-async def test_forged_jwts_are_inactive_and_rejected(make_http: HttpFactory, store: Store) -> None:
+async def test_forged_jwts_are_inactive_and_rejected(
+    make_http: HttpFactory, store: Store, configure: Configure
+) -> None:
     http = await make_http(**JWT)
-    settings = make_settings(**JWT)
+    settings = configure(**JWT)
     client = await add_client(store)
     genuine = await tokens_for(http, store, settings, client)
     header, claims = segments(genuine["access_token"])
@@ -210,10 +216,10 @@ async def test_an_opaque_deployment_never_creates_a_private_key(make_http: HttpF
 
 
 async def test_withdrawing_a_compromised_key_rejects_its_tokens_even_if_verified_before(
-    make_http: HttpFactory, store: Store
+    make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     http = await make_http(**JWT)
-    settings = make_settings(**JWT)
+    settings = configure(**JWT)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     keys = SigningKeys(settings, store, refresh_interval=0)

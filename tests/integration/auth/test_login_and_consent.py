@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from auth_server.users import hash_password
+from shared.settings import Settings
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.flow_helpers import (
     Pkce,
@@ -26,7 +27,7 @@ from tests.integration.auth.flow_helpers import (
     run_flow,
     sign_in,
 )
-from tests.integration.auth.helpers import ISSUER, REDIRECT_URI, make_settings
+from tests.integration.auth.helpers import REDIRECT_URI, make_settings
 
 PAGE_HEADERS = {
     "x-frame-options": "DENY",
@@ -216,20 +217,20 @@ async def test_a_client_with_an_https_redirect_gets_no_localhost_warning_and_sho
 
 
 async def test_approving_redirects_with_303_a_code_the_state_and_iss(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     response = await decide(http, await to_consent(http, client_id, pkce))
     assert response.status_code == 303  # AZ-20
     assert is_client_redirect(response)
     params = callback_dict(response.headers["location"])
     assert params["state"] == "state-123"
-    assert params["iss"] == ISSUER
+    assert params["iss"] == settings.issuer
     token = await exchange_code(http, params["code"], client_id, pkce)
     assert token.status_code == 200, token.text
 
 
 async def test_denying_redirects_access_denied_with_the_state_and_iss(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     state = "ünïcode state %20 <&>"
     response = await decide(http, await to_consent(http, client_id, pkce, state=state), "deny")
@@ -237,7 +238,7 @@ async def test_denying_redirects_access_denied_with_the_state_and_iss(
     params = callback_dict(response.headers["location"])
     assert params["error"] == "access_denied"
     assert params["state"] == state
-    assert params["iss"] == ISSUER
+    assert params["iss"] == settings.issuer
     assert "code" not in params
 
 
@@ -341,7 +342,7 @@ async def test_a_form_post_with_another_content_type_is_rejected(http: httpx2.As
 
 
 async def test_consent_is_remembered_for_the_same_client_and_scopes(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:
     await run_flow(http, authorize_params(client_id, pkce, scope="notes:read"))
     again = await http.get("/authorize", params=authorize_params(client_id, pkce, scope="notes:read"))
@@ -349,7 +350,7 @@ async def test_consent_is_remembered_for_the_same_client_and_scopes(
     assert is_client_redirect(again)
     params = callback_dict(again.headers["location"])
     assert params["code"]
-    assert params["iss"] == ISSUER
+    assert params["iss"] == settings.issuer
 
 
 async def test_a_new_scope_asks_again_and_marks_what_is_new(

@@ -2,66 +2,69 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx2
 import pytest
 
 from shared.scopes import SUPPORTED_SCOPES
+from shared.settings import Settings
 from tests.integration.auth.conftest import HttpFactory
-from tests.integration.auth.helpers import ISSUER
+from tests.integration.auth.helpers import EXTERNAL_ISSUER, ISSUER, path_of
 
 ROOT_WELL_KNOWN = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
-PATH_ISSUER = f"{ISSUER}/t1"
-# Absolute: the test client's base URL is the issuer, and a path issuer's base has a path.
+# Where an issuer with the path /t1 publishes its metadata (RFC 8414 path insertion, both OIDC forms).
 PATH_WELL_KNOWN = (
-    f"{ISSUER}/.well-known/oauth-authorization-server/t1",
-    f"{ISSUER}/.well-known/openid-configuration/t1",
-    f"{ISSUER}/t1/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server/t1",
+    "/.well-known/openid-configuration/t1",
+    "/t1/.well-known/openid-configuration",
 )
 
 
 @pytest.mark.parametrize("path", ROOT_WELL_KNOWN)
 async def test_both_discovery_documents_answer_200_json_with_the_exact_issuer(
-    http: httpx2.AsyncClient, path: str
+    http: httpx2.AsyncClient, settings: Settings, path: str
 ) -> None:
     response = await http.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json()["issuer"] == ISSUER  # AS-01, AS-02: byte-identical, no trailing slash
+    assert response.json()["issuer"] == settings.issuer  # AS-01, AS-02: byte-identical, no trailing slash
 
 
 async def test_a_path_issuer_is_served_at_every_derived_well_known_url_with_the_same_issuer(
-    make_http: HttpFactory,
+    make_http: HttpFactory, settings: Settings
 ) -> None:
-    http = await make_http(auth_issuer_url=PATH_ISSUER)
+    path_issuer = f"{settings.issuer}/t1"
+    http = await make_http(auth_issuer_url=path_issuer)
     for path in PATH_WELL_KNOWN:  # AS-02 (path insertion), AS-08 (OIDC variants agree)
         response = await http.get(path)
         assert response.status_code == 200, path
-        assert response.json()["issuer"] == PATH_ISSUER
-    assert (await http.get(f"{ISSUER}/.well-known/oauth-authorization-server")).status_code == 404
+        assert response.json()["issuer"] == path_issuer
+    assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 404
 
 
-async def test_a_path_issuers_endpoints_all_live_under_its_path_and_answer(make_http: HttpFactory) -> None:
-    http = await make_http(auth_issuer_url=PATH_ISSUER)
+async def test_a_path_issuers_endpoints_all_live_under_its_path_and_answer(
+    make_http: HttpFactory, settings: Settings
+) -> None:
+    path_issuer = f"{settings.issuer}/t1"
+    http = await make_http(auth_issuer_url=path_issuer)
     document = (await http.get(PATH_WELL_KNOWN[0])).json()
     for field in ("authorization_endpoint", "token_endpoint", "registration_endpoint", "jwks_uri"):
-        assert document[field].startswith(f"{PATH_ISSUER}/")
-    assert (await http.get(document["jwks_uri"])).status_code == 200
-    assert (await http.post(document["registration_endpoint"], json={})).status_code == 400
-    assert (await http.get(document["authorization_endpoint"])).status_code == 400
+        assert document[field].startswith(f"{path_issuer}/")
+    assert (await http.get(path_of(document["jwks_uri"]))).status_code == 200
+    assert (await http.post(path_of(document["registration_endpoint"]), json={})).status_code == 400
+    assert (await http.get(path_of(document["authorization_endpoint"]))).status_code == 400
 
 
 async def test_the_document_has_the_required_fields_and_only_supported_values(
-    http: httpx2.AsyncClient,
+    http: httpx2.AsyncClient, settings: Settings
 ) -> None:
     document = (await http.get(ROOT_WELL_KNOWN[0])).json()
-    assert document["authorization_endpoint"] == f"{ISSUER}/authorize"  # AS-03
-    assert document["token_endpoint"] == f"{ISSUER}/token"
-    assert document["registration_endpoint"] == f"{ISSUER}/register"
-    assert document["introspection_endpoint"] == f"{ISSUER}/introspect"
-    assert document["revocation_endpoint"] == f"{ISSUER}/revoke"
-    assert document["jwks_uri"] == f"{ISSUER}/jwks"
+    issuer = settings.issuer
+    assert document["authorization_endpoint"] == f"{issuer}/authorize"  # AS-03
+    assert document["token_endpoint"] == f"{issuer}/token"
+    assert document["registration_endpoint"] == f"{issuer}/register"
+    assert document["introspection_endpoint"] == f"{issuer}/introspect"
+    assert document["revocation_endpoint"] == f"{issuer}/revoke"
+    assert document["jwks_uri"] == f"{issuer}/jwks"
     assert document["response_types_supported"] == ["code"]
     assert document["code_challenge_methods_supported"] == ["S256"]  # AS-04
     assert document["grant_types_supported"] == ["authorization_code", "refresh_token", "client_credentials"]
@@ -85,15 +88,17 @@ async def test_no_removed_grant_or_response_type_is_advertised(http: httpx2.Asyn
     assert document["code_challenge_methods_supported"] == ["S256"]  # AS-04 in OIDC discovery too
 
 
-async def test_every_advertised_endpoint_answers(http: httpx2.AsyncClient) -> None:
+async def test_every_advertised_endpoint_answers(http: httpx2.AsyncClient, settings: Settings) -> None:
     document = (await http.get(ROOT_WELL_KNOWN[0])).json()
+    names = ("authorization", "token", "registration", "introspection", "revocation")
+    endpoint = {name: path_of(document[f"{name}_endpoint"], settings.issuer) for name in names}
     answers = {
-        "authorization_endpoint": await http.get(document["authorization_endpoint"]),
-        "token_endpoint": await http.post(document["token_endpoint"], data={}),
-        "registration_endpoint": await http.post(document["registration_endpoint"], json={}),
-        "introspection_endpoint": await http.post(document["introspection_endpoint"], data={}),
-        "revocation_endpoint": await http.post(document["revocation_endpoint"], data={}),
-        "jwks_uri": await http.get(document["jwks_uri"]),
+        "authorization_endpoint": await http.get(endpoint["authorization"]),
+        "token_endpoint": await http.post(endpoint["token"], data={}),
+        "registration_endpoint": await http.post(endpoint["registration"], json={}),
+        "introspection_endpoint": await http.post(endpoint["introspection"], data={}),
+        "revocation_endpoint": await http.post(endpoint["revocation"], data={}),
+        "jwks_uri": await http.get(path_of(document["jwks_uri"], settings.issuer)),
     }
     for name, response in answers.items():  # AS-05: advertised means served
         assert response.status_code not in (404, 405, 500), (name, response.status_code)
@@ -125,52 +130,32 @@ async def test_metadata_is_readable_from_any_origin(http: httpx2.AsyncClient) ->
 
 @pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25", "2026-07-28", "1999-01-01"])
 async def test_an_mcp_protocol_version_header_does_not_change_the_answer(
-    http: httpx2.AsyncClient, version: str
+    http: httpx2.AsyncClient, settings: Settings, version: str
 ) -> None:
     response = await http.get(ROOT_WELL_KNOWN[0], headers={"MCP-Protocol-Version": version})
     assert response.status_code == 200
-    assert response.json()["issuer"] == ISSUER
+    assert response.json()["issuer"] == settings.issuer
 
 
 async def test_metadata_is_get_only(http: httpx2.AsyncClient) -> None:
     assert (await http.post(ROOT_WELL_KNOWN[0], json={})).status_code == 405
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
-async def test_the_standalone_app_serves_metadata_health_and_the_login_flow_entry(
-    request: pytest.FixtureRequest, backend: str
+async def test_the_server_answers_health_and_readiness_checks(http: httpx2.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    assert (await http.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_internal_mode_serves_the_as_beside_mcp_and_external_mode_serves_only_the_as(
+    http: httpx2.AsyncClient, settings: Settings
 ) -> None:
-    from auth_server.app import create_auth_app
-    from tests.integration.auth.helpers import make_settings
-
-    overrides: dict[str, object] = {"auth_mode": "external", "auth_port": 3001}
-    if backend == "redis":
-        overrides["redis_url"] = request.getfixturevalue("redis_url")
-        overrides["redis_key_prefix"] = f"test:{uuid.uuid4().hex}:"
-    settings = make_settings(**overrides)
-    app = create_auth_app(settings)
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=settings.issuer) as http:
-        assert settings.issuer == "http://127.0.0.1:3001"
-        assert (await http.get("/healthz")).status_code == 200
-        assert (await http.get("/readyz")).status_code == 200
-        document = (await http.get(ROOT_WELL_KNOWN[0])).json()
-        assert document["issuer"] == settings.issuer
-        registered = await http.post(
-            "/register",
-            json={"redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"},
-        )
-        assert registered.status_code == 201
-
-
-async def test_internal_mode_mounts_the_same_authorization_server_in_the_mcp_app() -> None:
-    from mcp_server.app import create_app
-    from tests.integration.auth.helpers import make_settings
-
-    settings = make_settings()
-    app = create_app(settings)
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=settings.issuer) as http:
-        document = (await http.get(ROOT_WELL_KNOWN[0])).json()
-        assert document["issuer"] == ISSUER
-        response = await http.get("/authorize", params={"client_id": "unknown"})
-        assert response.status_code == 400
-        assert response.headers["x-frame-options"] == "DENY"
+    resource_metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+    mcp = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    if settings.auth_mode == "internal":  # one process: the protected resource names this AS
+        assert settings.issuer == ISSUER
+        assert resource_metadata.json()["authorization_servers"] == [settings.issuer]
+        assert mcp.status_code == 401
+    else:  # python -m auth_server: the AS alone, on its own origin
+        assert settings.issuer == EXTERNAL_ISSUER
+        assert resource_metadata.status_code == 404
+        assert mcp.status_code == 404

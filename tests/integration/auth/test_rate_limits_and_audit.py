@@ -9,29 +9,23 @@ from typing import Any
 
 import httpx2
 import pytest
-from starlette.applications import Starlette
 
+from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.memory import MemoryStore
 from shared.storage.redis import RedisStore
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import AuthServers, Configure, HttpFactory
 from tests.integration.auth.helpers import (
     RS_CLIENT_SECRET,
     add_client,
-    build_app,
+    client_address,
     introspect,
-    make_settings,
     pkce_pair,
     redeem,
     refresh,
     store_code,
 )
 from tests.integration.auth.test_token_endpoint import assert_error
-
-
-def from_ip(app: Starlette, ip: str) -> httpx2.AsyncClient:
-    transport = httpx2.ASGITransport(app=app, client=(ip, 40000))
-    return httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:3232")
 
 
 async def test_guessing_client_secrets_at_the_token_endpoint_hits_a_429(
@@ -66,13 +60,16 @@ async def test_introspection_and_revocation_are_rate_limited_too(make_http: Http
     assert (await http.post("/revoke", data={"token": "x", "client_id": "c"})).status_code == 429
 
 
-async def test_the_limit_counts_per_client_ip(store: Store) -> None:
-    app = build_app(make_settings(rate_limit_per_minute=2), store)
-    async with from_ip(app, "192.0.2.1") as noisy, from_ip(app, "192.0.2.2") as quiet:
-        for _ in range(3):
-            await noisy.post("/token", data={"grant_type": "password"})
-        assert (await noisy.post("/token", data={"grant_type": "password"})).status_code == 429
-        assert (await quiet.post("/token", data={"grant_type": "password"})).status_code == 400
+async def test_the_limit_counts_per_client_ip(servers: AuthServers) -> None:
+    running = await servers.start(rate_limit_per_minute=2)
+    try:  # two clients, each from a loopback address of its own
+        async with running.client() as noisy, running.client() as quiet:
+            for _ in range(3):
+                await noisy.post("/token", data={"grant_type": "password"})
+            assert (await noisy.post("/token", data={"grant_type": "password"})).status_code == 429
+            assert (await quiet.post("/token", data={"grant_type": "password"})).status_code == 400
+    finally:
+        await servers.stop([running])
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -80,11 +77,25 @@ def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 
 async def test_security_events_are_audited_without_any_credential_in_the_logs(
-    make_http: HttpFactory, store: Store, caplog: pytest.LogCaptureFixture
+    servers: AuthServers, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    http = await make_http(rate_limit_per_minute=12)
-    settings = make_settings()
+    running = await servers.start(rate_limit_per_minute=12)
+    address = client_address()
+    try:
+        async with running.client(local_address=address) as http:
+            await audited_events_leave_no_credential(http, store, running.settings, caplog, address)
+    finally:
+        await servers.stop([running])
+
+
+async def audited_events_leave_no_credential(
+    http: httpx2.AsyncClient,
+    store: Store,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    address: str,
+) -> None:
     secrets: list[str] = [RS_CLIENT_SECRET]
     client = await add_client(store, confidential=True)
     assert client.secret is not None
@@ -93,6 +104,7 @@ async def test_security_events_are_audited_without_any_credential_in_the_logs(
     code = await store_code(store, client, settings=settings)
     secrets += [code.code, code.verifier]
     first = (await redeem(http, code, client)).json()
+    assert "refresh_token" in first, first
     second = (await refresh(http, first["refresh_token"], client)).json()
     await refresh(http, first["refresh_token"], client)  # reuse: grant revoked
     replayed = await store_code(store, client, settings=settings)
@@ -126,7 +138,7 @@ async def test_security_events_are_audited_without_any_credential_in_the_logs(
     reuse = next(line for line in audit_lines(caplog) if line["event"] == "refresh_reuse")
     assert reuse["client_id"] == client.client_id
     assert reuse["grant_id"]
-    assert reuse["ip"] == "127.0.0.1"
+    assert reuse["ip"] == address  # the client's own address, as the server saw it
 
     everything_logged = "\n".join(
         [caplog.text, *(r.getMessage() for r in caplog.records), *(str(r.__dict__) for r in caplog.records)]
@@ -152,10 +164,12 @@ async def stored_text(store: Store) -> str:
     return "\n".join(parts)
 
 
-async def test_no_token_code_or_secret_is_stored_in_clear(make_http: HttpFactory, store: Store) -> None:
+async def test_no_token_code_or_secret_is_stored_in_clear(
+    make_http: HttpFactory, store: Store, configure: Configure
+) -> None:
     for token_format in ("opaque", "jwt"):
         http = await make_http(token_format=token_format)
-        settings = make_settings(token_format=token_format)
+        settings = configure(token_format=token_format)
         client = await add_client(store, confidential=True)
         assert client.secret is not None
         code = await store_code(store, client, settings=settings)

@@ -14,7 +14,7 @@ from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.redis import RedisStore
 from tests.fixtures.redis_server import free_port
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import AuthServers, Configure, HttpFactory
 from tests.integration.auth.flow_helpers import (
     Pkce,
     authorize_params,
@@ -26,12 +26,9 @@ from tests.integration.auth.flow_helpers import (
 from tests.integration.auth.helpers import (
     RESOURCE,
     add_client,
-    build_app,
     code_form,
-    http_client,
     introspect,
     is_active,
-    make_settings,
     pkce_pair,
     redeem,
     refresh,
@@ -381,9 +378,11 @@ async def test_a_replay_with_a_bad_verifier_revokes_nothing(
     assert await is_active(http, first["refresh_token"])
 
 
-async def test_an_expired_code_is_invalid_grant(make_http: HttpFactory, store: Store) -> None:
+async def test_an_expired_code_is_invalid_grant(
+    make_http: HttpFactory, store: Store, configure: Configure
+) -> None:
     http = await make_http(authorization_code_ttl=1)
-    settings = make_settings(authorization_code_ttl=1)
+    settings = configure(authorization_code_ttl=1)
     client = await add_client(store)
     code = await store_code(store, client, settings=settings)
     await asyncio.sleep(1.1)
@@ -463,9 +462,11 @@ async def test_client_credentials_refuses_unknown_scopes_and_resources(
 # -- TK-15 / TK-16: lifetimes and unguessability ----------------------------------------------
 
 
-async def test_access_tokens_are_short_lived_and_die_at_expiry(make_http: HttpFactory, store: Store) -> None:
+async def test_access_tokens_are_short_lived_and_die_at_expiry(
+    make_http: HttpFactory, store: Store, configure: Configure
+) -> None:
     http = await make_http(access_token_ttl=1)
-    settings = make_settings(access_token_ttl=1)
+    settings = configure(access_token_ttl=1)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     assert body["expires_in"] == 1
@@ -538,16 +539,17 @@ async def test_browser_clients_may_call_the_back_channel_cross_origin(http: http
         assert answer.headers["access-control-allow-origin"] == "*"
 
 
-async def test_a_store_outage_is_503_with_retry_after_never_a_500() -> None:
+async def test_a_store_outage_is_503_with_retry_after_never_a_500(servers: AuthServers) -> None:
     dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    settings = make_settings()
+    running = await servers.start(store=dead)
     try:
-        async with http_client(build_app(settings, dead), settings) as http:
+        async with running.client() as http:
             for path in ("/token", "/introspect", "/revoke"):
                 response = await http.post(path, data={"grant_type": "client_credentials", "token": "t"})
                 assert_error(response, "temporarily_unavailable", 503)
                 assert response.headers["retry-after"]
     finally:
+        await servers.stop([running])
         await dead.close()
 
 

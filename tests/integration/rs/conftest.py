@@ -9,6 +9,17 @@ mode validates tokens from a `MiniAuthorizationServer` on another port:
   app and the in-process validator; tokens come from the real interactive flow.
 Static API keys are configured on every server (alice, bob, and a key without scopes).
 
+`rs` is module-scoped: a module's tests share one server pair per token kind (starting and
+stopping a pair costs ~0.3 s, which per test was most of this suite's time). They can: what they
+change is per token or per user (sessions, notes), and a test that changes notes takes users of
+its own (`rs.fresh_user()`); internal-mode tokens come from the real interactive flow once per
+user and scopes and are reused (`Rs.token`). A test that changes the server itself (revokes a
+token, breaks the AS, other settings) starts its own pair with `start_rs`.
+
+The real AS mints only honest tokens, so tests that need forged claims or no scopes are
+parametrized over `FORGEABLE_KINDS` only (the jwt and introspection variants cover them): no
+combination is generated that would have to be skipped.
+
 `mcp` speaks MCP over plain HTTP in either protocol revision: 2025-11-25 (initialize, a session
 per token) or 2026-07-28 (stateless, per-request `_meta` and routing headers).
 """
@@ -31,6 +42,7 @@ from shared.scopes import BASELINE_SCOPES
 from shared.settings import Settings
 from shared.validators.api_keys import api_key_digest
 from tests.e2e.oauth_flow import mint, refresh
+from tests.fixtures.local_server import stop_all
 from tests.integration.rs.harness import (
     RS_CLIENT_ID,
     RS_CLIENT_SECRET,
@@ -46,10 +58,11 @@ API_KEYS = {
     "nobody": "api-key-without-scopes-0123456789",
 }
 API_KEY_SCOPES = {"alice": list(BASELINE_SCOPES), "bob": list(BASELINE_SCOPES), "nobody": []}
-USERS = ("alice", "bob", "carol", "dana", "erin")
+USERS = ("alice", "bob", "carol", "dana", "erin", *(f"user{n:02d}" for n in range(1, 31)))
 USER_PASSWORD = "correct horse battery staple"
 CALLBACK = "http://127.0.0.1:9/callback"
 TOKEN_KINDS = ["jwt", "introspection", "internal"]
+FORGEABLE_KINDS = ["jwt", "introspection"]  # the token kinds whose AS mints whatever a test asks
 ACCEPT = "application/json, text/event-stream"
 LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
@@ -66,6 +79,8 @@ class Rs:
     http: httpx2.AsyncClient
     token_kind: str
     server_app: Any = None
+    _minted: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
+    _fresh_users: list[str] = field(default_factory=lambda: [u for u in USERS if u.startswith("user")])
 
     @property
     def url(self) -> str:
@@ -82,19 +97,36 @@ class Rs:
 
         In internal mode it comes from the project's own authorization server through the whole
         interactive flow (discovery, registration, PKCE, login, consent, token), run in a worker
-        thread because the flow's client is synchronous and the server shares this event loop.
-        That AS only mints honest tokens, so a test asking for forged claims is skipped there.
+        thread because the flow's client is synchronous and the server shares this event loop; one
+        flow per subject and scopes, the token then reused (nothing revokes tokens of a shared
+        server). That AS mints only honest tokens: forged claims or no scopes are a test error
+        (parametrize such a test over FORGEABLE_KINDS).
         """
         if self.token_kind == "jwt":
             return self.authority.mint_jwt(subject, scopes, **claims)
         if self.token_kind == "introspection":
             return self.authority.mint_opaque(subject, scopes, **claims)
         if claims or not scopes:
-            pytest.skip("the real authorization server does not mint tokens with forged or no scopes")
-        grant = await asyncio.to_thread(
-            mint, self.mcp_url, scope=" ".join(scopes), user=(subject, USER_PASSWORD), redirect_uri=CALLBACK
-        )
-        return grant.tokens.access_token
+            raise AssertionError(
+                "the real authorization server mints no forged or scopeless tokens: "
+                "parametrize this test over FORGEABLE_KINDS"
+            )
+        key = (subject, tuple(sorted(scopes)))
+        if key not in self._minted:
+            grant = await asyncio.to_thread(
+                mint,
+                self.mcp_url,
+                scope=" ".join(scopes),
+                user=(subject, USER_PASSWORD),
+                redirect_uri=CALLBACK,
+            )
+            self._minted[key] = grant.tokens.access_token
+        return self._minted[key]
+
+    def fresh_user(self) -> str:
+        """A user no other test on this server has used (a login in internal mode, too)."""
+        assert self._fresh_users, "out of fresh users: add more to USERS"
+        return self._fresh_users.pop(0)
 
     async def token_and_refreshed(self, subject: str) -> tuple[str, str]:
         """Two different access tokens for one user of one client (internal: a real refresh)."""
@@ -151,34 +183,45 @@ def rs_settings(port: int, authority_url: str, token_kind: str, **overrides: Any
 StartRs = Callable[..., Awaitable[Rs]]
 
 
+async def launch(token_kind: str = "jwt", **overrides: Any) -> Rs:
+    """A fresh AS + MCP server pair (stop it with `shut_down`)."""
+    authority_server = LocalServer.reserve()
+    server = LocalServer.reserve()
+    settings = rs_settings(server.port, authority_server.url, token_kind, **overrides)
+    authority = MiniAuthorizationServer(authority_server.url, settings.mcp_resource_url)
+    await authority_server.start(authority.app())
+    app = create_app(settings)
+    await server.start(app)
+    http = httpx2.AsyncClient(base_url=server.url, timeout=10)
+    return Rs(server, authority, authority_server, settings, http, token_kind, app)
+
+
+async def shut_down(pairs: list[Rs]) -> None:
+    for rs in pairs:
+        await rs.http.aclose()
+    await stop_all(server for rs in pairs for server in (rs.server, rs.authority_server))
+
+
 @pytest.fixture
 async def start_rs() -> AsyncIterator[StartRs]:
-    """`await start_rs(token_kind, **setting_overrides)`: a fresh AS + MCP server pair."""
+    """`await start_rs(token_kind, **setting_overrides)`: a pair of this test's own."""
     started: list[Rs] = []
 
     async def start(token_kind: str = "jwt", **overrides: Any) -> Rs:
-        authority_server = LocalServer.reserve()
-        server = LocalServer.reserve()
-        settings = rs_settings(server.port, authority_server.url, token_kind, **overrides)
-        authority = MiniAuthorizationServer(authority_server.url, settings.mcp_resource_url)
-        await authority_server.start(authority.app())
-        app = create_app(settings)
-        await server.start(app)
-        http = httpx2.AsyncClient(base_url=server.url, timeout=10)
-        rs = Rs(server, authority, authority_server, settings, http, token_kind, app)
+        rs = await launch(token_kind, **overrides)
         started.append(rs)
         return rs
 
     yield start
-    for rs in started:
-        await rs.http.aclose()
-        await rs.server.stop()
-        await rs.authority_server.stop()
+    await shut_down(started)
 
 
-@pytest.fixture(params=TOKEN_KINDS)
-async def rs(request: pytest.FixtureRequest, start_rs: StartRs) -> Rs:
-    return await start_rs(request.param)
+@pytest.fixture(scope="module", params=TOKEN_KINDS)
+async def rs(request: pytest.FixtureRequest) -> AsyncIterator[Rs]:
+    """The module's shared pair for one token kind (narrow with indirect parametrization)."""
+    shared = await launch(request.param)
+    yield shared
+    await shut_down([shared])
 
 
 # --- speaking MCP over HTTP ------------------------------------------------------------------------

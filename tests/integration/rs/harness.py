@@ -1,101 +1,40 @@
 """Real servers for the resource-server tests: the MCP app and a small authorization server.
 
-`LocalServer` runs any ASGI app on a real uvicorn bound to 127.0.0.1 on a port the OS picks, in
-the test's own event loop. `MiniAuthorizationServer` is the smallest honest stand-in for the
-back channel of an authorization server: RFC 8414 metadata, a JWKS, and an RFC 7662 endpoint
-that authenticates its caller with client_secret_basic. Its tokens are real credentials checked
-by the real validators (JWTs signed with its RSA key, opaque tokens it introspects); tests can
-revoke tokens, rotate keys, and make it fail (HTTP 500, slow, garbage) or go away entirely.
+`LocalServer` (tests/fixtures/local_server.py) runs any ASGI app on a real uvicorn bound to
+127.0.0.1 on a port the OS picks, in the test's own event loop. `MiniAuthorizationServer` is the
+smallest honest stand-in for the back channel of an authorization server: RFC 8414 metadata, a
+JWKS, and an RFC 7662 endpoint that authenticates its caller with client_secret_basic. Its tokens
+are real credentials checked by the real validators (JWTs signed with its RSA key, opaque tokens
+it introspects); tests can revoke tokens, rotate keys, and make it fail (HTTP 500, slow, garbage)
+or go away entirely.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import hashlib
 import hmac
 import json
 import secrets
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+
+from tests.fixtures.local_server import LocalServer
 
 RS_CLIENT_ID = "mcp-resource-server"
 RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789"
 
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without process signal handlers.
-
-    Several servers share this process, and sse-starlette finds "the" uvicorn server through the
-    SIGTERM handler: stopping one server would otherwise end every SSE stream of the others.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class LocalServer:
-    """A uvicorn server on 127.0.0.1:<free port>, started and stopped inside the running loop."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self.port: int = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def reserve(cls) -> LocalServer:
-        """Bind first, so the URL (which the app's settings need) is known before the app exists."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        return cls(sock)
-
-    async def start(self, app: ASGIApp, *, access_log: bool = False, lifespan: bool = True) -> LocalServer:
-        """Serve `app`; `lifespan=False` for a second listener on an app whose lifespan already runs."""
-        config = uvicorn.Config(
-            app,
-            log_level="info" if access_log else "warning",
-            access_log=access_log,
-            lifespan="on" if lifespan else "off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            if time.monotonic() > deadline:
-                raise TimeoutError("server did not start")
-            await asyncio.sleep(0.01)
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            try:
-                await asyncio.wait_for(self._task, 5)
-            except TimeoutError:
-                self._server.force_exit = True
-                self._task.cancel()
-        self._sock.close()
-
+__all__ = ["RS_CLIENT_ID", "RS_CLIENT_SECRET", "LocalServer", "MiniAuthorizationServer", "sse_or_json"]
 
 Mode = Literal["ok", "error", "slow", "garbage"]
 

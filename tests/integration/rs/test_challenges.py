@@ -15,8 +15,10 @@ import pytest
 from tests.e2e.oauth_flow import mint, revoke
 from tests.integration.rs.conftest import (
     API_KEYS,
+    FORGEABLE_KINDS,
     LEGACY,
     MODERN,
+    TOKEN_KINDS,
     USER_PASSWORD,
     Mcp,
     Rs,
@@ -81,15 +83,24 @@ async def test_the_legacy_sse_transport_needs_a_token(rs: Rs) -> None:
     assert post.status_code == 401
 
 
+BAD_TOKENS: dict[str, dict[str, Any] | None] = {
+    "garbage": None,
+    "expired": {"exp": "past"},
+    "other-audience": {"aud": "https://other.example/mcp"},
+    "no-audience": {"aud": None},
+    "foreign-issuer": {"iss": "https://evil.example"},
+}
+
+
 @pytest.mark.parametrize(
-    "claims",
+    ("rs", "claims"),
     [
-        pytest.param(None, id="garbage"),
-        pytest.param({"exp": "past"}, id="expired"),
-        pytest.param({"aud": "https://other.example/mcp"}, id="other-audience"),
-        pytest.param({"aud": None}, id="no-audience"),
-        pytest.param({"iss": "https://evil.example"}, id="foreign-issuer"),
+        pytest.param(kind, claims, id=f"{kind}-{name}")
+        for kind in TOKEN_KINDS
+        for name, claims in BAD_TOKENS.items()
+        if claims is None or kind in FORGEABLE_KINDS  # the real AS forges nothing; see conftest
     ],
+    indirect=["rs"],
 )
 async def test_bad_tokens_get_401_invalid_token(rs: Rs, mcp: Mcp, claims: dict[str, Any] | None) -> None:
     if claims is None:

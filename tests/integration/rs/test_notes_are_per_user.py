@@ -12,12 +12,13 @@ WRITER = [TOOLS_READ, NOTES_WRITE]
 
 
 async def test_a_user_never_sees_another_users_notes(rs: Rs, mcp: Mcp) -> None:
-    alice, bob = await rs.token("alice", WRITER), await rs.token("bob", WRITER)
+    user_a, user_b = rs.fresh_user(), rs.fresh_user()  # with empty notebooks on the shared server
+    alice, bob = await rs.token(user_a, WRITER), await rs.token(user_b, WRITER)
     added = (await mcp.call_tool("notes_add", alice, text="alice's secret"))["structuredContent"]
     await mcp.call_tool("notes_add", bob, text="bob's note")
 
     mine = (await mcp.call_tool("notes_list", alice))["structuredContent"]
-    assert mine["owner"] == "alice"
+    assert mine["owner"] == user_a
     assert [note["text"] for note in mine["notes"]] == ["alice's secret"]
     theirs = (await mcp.call_tool("notes_list", bob))["structuredContent"]
     assert [note["text"] for note in theirs["notes"]] == ["bob's note"]
@@ -36,9 +37,10 @@ async def test_notes_follow_the_user_across_clients_and_revisions(rs: Rs) -> Non
     # internal mode: each real flow registers a client of its own
     desktop = {} if rs.token_kind == "internal" else {"client_id": "desktop-app"}
     web = {} if rs.token_kind == "internal" else {"client_id": "web-app"}
-    first = await rs.token("carol", WRITER, **desktop)
+    carol = rs.fresh_user()
+    first = await rs.token(carol, WRITER, **desktop)
     await Mcp(rs.http, LEGACY).call_tool("notes_add", first, text="from the desktop")
-    second = await rs.token("carol", [TOOLS_READ, NOTES_READ], **web)
+    second = await rs.token(carol, [TOOLS_READ, NOTES_READ], **web)
     listed = await Mcp(rs.http, "2026-07-28").call_tool("notes_list", second)
     assert [note["text"] for note in listed["structuredContent"]["notes"]] == ["from the desktop"]
 

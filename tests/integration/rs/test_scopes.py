@@ -8,7 +8,7 @@ import pytest
 
 from mcp_server.protection.scopes import ScopePolicy, requires_scopes
 from shared.scopes import NOTES_READ, NOTES_WRITE, PROMPTS_READ, RESOURCES_READ, TOOLS_READ
-from tests.integration.rs.conftest import API_KEYS, LEGACY, MODERN, Mcp, Rs, legacy_headers
+from tests.integration.rs.conftest import API_KEYS, FORGEABLE_KINDS, LEGACY, MODERN, Mcp, Rs, legacy_headers
 from tests.integration.rs.test_protected_resource_metadata import challenge_params
 
 
@@ -83,6 +83,7 @@ async def test_each_operation_needs_its_scope(
     assert allowed.status_code == 200, allowed.text
 
 
+@pytest.mark.parametrize("rs", FORGEABLE_KINDS, indirect=True)  # the real AS always grants a scope
 async def test_a_token_without_scopes_can_still_initialize_ping_and_discover(rs: Rs) -> None:
     token = await rs.token("alice", [])
     session = await Mcp(rs.http, LEGACY).session(token)
