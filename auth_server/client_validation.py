@@ -6,16 +6,19 @@ same rules however it arrived. Errors carry the RFC 7591 section 3.2.2 codes:
 `invalid_redirect_uri` for a bad redirect URI, `invalid_client_metadata` for anything else.
 
 Choices where the specs leave room (documented in docs/oauth.md):
-* `application_type` omitted: `native` when every redirect URI is loopback, otherwise `web`
-  (OpenID's default), so older MCP clients that omit it still register loopback callbacks;
-* an explicit `web` client may not use loopback redirect URIs (OpenID Registration section 2);
+* `application_type` omitted: `native` when every redirect URI is loopback (or an allowed
+  private-use scheme), otherwise `web` (OpenID's default), so older MCP clients that omit it
+  still register loopback callbacks;
+* an explicit `web` client may not use loopback redirect URIs (OpenID Registration section 2),
+  nor private-use schemes: those (NATIVE_REDIRECT_SCHEMES, RFC 8252 section 7.1) are for native
+  apps only;
 * only `response_types: ["code"]` and the grants this server implements are accepted; the
   implicit and password grants are refused, never silently dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
@@ -28,6 +31,7 @@ from auth_server.redirect_uris import (
     UnacceptableRedirectUri,
     check_registrable,
     is_loopback_redirect,
+    is_private_use_redirect,
     split_host_port,
 )
 from shared.scopes import SUPPORTED_SCOPES, parse
@@ -68,10 +72,14 @@ class ClientMetadata:
         return self.token_endpoint_auth_method == "none"  # noqa: S105 - a method name, not a secret
 
 
-def parse_client_metadata(raw: Mapping[str, Any], *, default_auth_method: AuthMethod) -> ClientMetadata:
+def parse_client_metadata(
+    raw: Mapping[str, Any], *, default_auth_method: AuthMethod, native_schemes: Collection[str] = ()
+) -> ClientMetadata:
     """Validate client metadata and fill in defaults; raise ClientMetadataRejected on bad input.
 
     Members this server does not understand are ignored, as RFC 7591 section 2 requires.
+    `native_schemes` are the private-use redirect URI schemes allowed for native clients
+    (settings.native_redirect_schemes).
     """
     grant_types = _string_list(raw, "grant_types", default=["authorization_code"])
     for grant in grant_types:
@@ -93,8 +101,8 @@ def parse_client_metadata(raw: Mapping[str, Any], *, default_auth_method: AuthMe
     if auth_method == "none" and "client_credentials" in grant_types:
         raise _metadata("the client_credentials grant needs a confidential client (a secret)")
 
-    redirect_uris = _redirect_uris(raw, required=uses_code)
-    application_type = _application_type(raw, redirect_uris)
+    redirect_uris = _redirect_uris(raw, required=uses_code, native_schemes=native_schemes)
+    application_type = _application_type(raw, redirect_uris, native_schemes)
 
     return ClientMetadata(
         redirect_uris=redirect_uris,
@@ -109,7 +117,9 @@ def parse_client_metadata(raw: Mapping[str, Any], *, default_auth_method: AuthMe
     )
 
 
-def _redirect_uris(raw: Mapping[str, Any], *, required: bool) -> tuple[str, ...]:
+def _redirect_uris(
+    raw: Mapping[str, Any], *, required: bool, native_schemes: Collection[str]
+) -> tuple[str, ...]:
     value = raw.get("redirect_uris")
     if value is None and not required:
         return ()
@@ -123,21 +133,31 @@ def _redirect_uris(raw: Mapping[str, Any], *, required: bool) -> tuple[str, ...]
         raise ClientMetadataRejected("invalid_redirect_uri", f"at most {MAX_REDIRECT_URIS} redirect URIs")
     for uri in value:
         try:
-            check_registrable(uri)
+            check_registrable(uri, native_schemes)
         except UnacceptableRedirectUri as exc:
             raise ClientMetadataRejected("invalid_redirect_uri", f"{exc}: {uri[:200]!r}") from None
     return tuple(dict.fromkeys(value))
 
 
-def _application_type(raw: Mapping[str, Any], redirect_uris: tuple[str, ...]) -> ApplicationType:
+def _application_type(
+    raw: Mapping[str, Any], redirect_uris: tuple[str, ...], native_schemes: Collection[str]
+) -> ApplicationType:
     value = raw.get("application_type")
+    private_use = [uri for uri in redirect_uris if is_private_use_redirect(uri, native_schemes)]
     if value is None:
-        all_loopback = bool(redirect_uris) and all(is_loopback_redirect(uri) for uri in redirect_uris)
-        return "native" if all_loopback else "web"
-    if value not in ("native", "web"):
+        native_only = bool(redirect_uris) and all(
+            is_loopback_redirect(uri) or uri in private_use for uri in redirect_uris
+        )
+        value = "native" if native_only else "web"
+    elif value not in ("native", "web"):
         raise _metadata("application_type must be native or web")
-    if value == "web" and any(is_loopback_redirect(uri) for uri in redirect_uris):
+    elif value == "web" and any(is_loopback_redirect(uri) for uri in redirect_uris):
         raise _metadata("a web client may not use loopback redirect URIs; register it as native")
+    if value == "web" and private_use:
+        raise ClientMetadataRejected(
+            "invalid_redirect_uri",
+            f"a private-use scheme redirect URI is for native apps only: {private_use[0][:200]!r}",
+        )
     return cast(ApplicationType, value)
 
 

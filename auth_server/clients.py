@@ -13,7 +13,7 @@ Secrets from configuration are kept only as `crypto.digest` values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from auth_server import crypto
@@ -47,6 +47,8 @@ class StoreClientRegistry:
         metadata_documents: ClientMetadataDocuments | None = None,
     ) -> None:
         self._store = store
+        # Private-use redirect URI schemes native clients may use (NATIVE_REDIRECT_SCHEMES).
+        self.native_schemes = frozenset(settings.native_redirect_schemes)
         self._preregistered = preregistered_clients(settings)
         self._documents = metadata_documents or ClientMetadataDocuments(settings, store)
 
@@ -84,7 +86,9 @@ def preregistered_clients(settings: Settings) -> dict[str, Client]:
     """Clients from configuration, keyed by client_id; ValueError names the bad entry."""
     clients = {}
     for index, entry in enumerate(settings.auth_clients):
-        client = _configured_client(entry, where=f"AUTH_CLIENTS[{index}]")
+        client = _configured_client(
+            entry, where=f"AUTH_CLIENTS[{index}]", native_schemes=settings.native_redirect_schemes
+        )
         if client.client_id in clients:
             raise ValueError(f"AUTH_CLIENTS[{index}]: duplicate client_id {client.client_id!r}")
         clients[client.client_id] = client
@@ -110,7 +114,7 @@ def introspection_client(settings: Settings) -> Client:
     )
 
 
-def _configured_client(entry: Mapping[str, Any], *, where: str) -> Client:
+def _configured_client(entry: Mapping[str, Any], *, where: str, native_schemes: Collection[str]) -> Client:
     client_id = entry.get("client_id")
     if not isinstance(client_id, str) or not client_id or looks_like_metadata_url(client_id):
         raise ValueError(f"{where}: client_id must be a non-empty string that is not a URL")
@@ -119,7 +123,9 @@ def _configured_client(entry: Mapping[str, Any], *, where: str) -> Client:
         raise ValueError(f"{where}: client_secret must be a string of at least 16 characters")
     try:
         metadata = parse_client_metadata(
-            entry, default_auth_method="client_secret_basic" if secret else "none"
+            entry,
+            default_auth_method="client_secret_basic" if secret else "none",
+            native_schemes=native_schemes,
         )
     except ClientMetadataRejected as exc:
         raise ValueError(f"{where} ({client_id}): {exc.error}: {exc.description}") from None

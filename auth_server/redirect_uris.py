@@ -6,13 +6,20 @@ RFC 9700 section 2.1, RFC 8252 section 7.3):
 * a registrable URI is absolute, https (or plain http to a loopback address, which never leaves
   the machine), has no fragment and no userinfo; `javascript:`, `data:`, `file:`, custom schemes
   and other plain http are refused;
+* except a private-use scheme the operator allows for native apps (RFC 8252 section 7.1,
+  NATIVE_REDIRECT_SCHEMES, e.g. Cursor's `cursor://anysphere.cursor-mcp/oauth/callback`): the
+  settings refuse web and script schemes there, and client registration takes such URIs only
+  from `application_type: native` clients (client_validation.py);
 * a requested URI matches a registered one only by exact string comparison, except that a
   loopback http URI may differ in its port (native apps get an ephemeral port from the OS).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from urllib.parse import urlsplit
+
+from shared.settings import NEVER_NATIVE_SCHEMES
 
 LOOPBACK_REDIRECT_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
 MAX_REDIRECT_URI_LENGTH = 2000
@@ -22,8 +29,12 @@ class UnacceptableRedirectUri(ValueError):
     """The URI can never be a redirect URI; the message says why, for the error description."""
 
 
-def check_registrable(uri: str) -> None:
-    """Raise UnacceptableRedirectUri unless `uri` may be registered as a redirect URI."""
+def check_registrable(uri: str, native_schemes: Collection[str] = ()) -> None:
+    """Raise UnacceptableRedirectUri unless `uri` may be registered as a redirect URI.
+
+    `native_schemes` (NATIVE_REDIRECT_SCHEMES) are the private-use schemes also accepted; whether
+    the client is a native app is the caller's check.
+    """
     if not uri or len(uri) > MAX_REDIRECT_URI_LENGTH:
         raise UnacceptableRedirectUri("a redirect URI must be a non-empty string of at most 2000 characters")
     if any(ch <= " " or ch == "\x7f" for ch in uri):
@@ -31,6 +42,14 @@ def check_registrable(uri: str) -> None:
     if "#" in uri:
         raise UnacceptableRedirectUri("a redirect URI must not contain a fragment")
     parts = urlsplit(uri)
+    if is_private_use_redirect(uri, native_schemes):
+        if not (parts.netloc or parts.path.strip("/")):
+            raise UnacceptableRedirectUri(
+                "a private-use scheme redirect URI needs a path, e.g. app:/callback"
+            )
+        if "@" in parts.netloc:
+            raise UnacceptableRedirectUri("a redirect URI must not contain userinfo")
+        return
     if not parts.scheme or not parts.netloc:
         raise UnacceptableRedirectUri("a redirect URI must be absolute (scheme and host)")
     if "@" in parts.netloc:
@@ -45,6 +64,13 @@ def check_registrable(uri: str) -> None:
     raise UnacceptableRedirectUri(
         "a redirect URI must use https, or http to a loopback address (127.0.0.1, [::1], localhost)"
     )
+
+
+def is_private_use_redirect(uri: str, native_schemes: Collection[str]) -> bool:
+    """True for a URI whose scheme is one of the allowed private-use `native_schemes`."""
+    scheme, colon, _ = uri.partition(":")
+    scheme = scheme.lower()
+    return bool(colon) and scheme in native_schemes and scheme not in NEVER_NATIVE_SCHEMES
 
 
 def is_loopback_redirect(uri: str) -> bool:

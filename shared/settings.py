@@ -9,6 +9,7 @@ setting and what it allows (see `load_settings`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -29,6 +30,14 @@ DEFAULT_JWT_ALGORITHMS = (
 )
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+# Schemes NATIVE_REDIRECT_SCHEMES may never name: web and script schemes, and ones browsers or
+# operating systems handle themselves (RFC 8252 section 7.1 is about an app's own private scheme).
+NEVER_NATIVE_SCHEMES = frozenset(
+    {"http", "https", "javascript", "vbscript", "data", "file", "blob", "about", "filesystem", "ftp"}
+    | {"ws", "wss", "mailto", "tel", "sms", "intent", "content", "view-source", "jar"}
+)
+_URI_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -110,6 +119,12 @@ class Settings(BaseSettings):
     auth_clients: list[dict[str, Any]] = Field(
         default_factory=list, description="Pre-registered clients (JSON list of client metadata)"
     )
+    native_redirect_schemes: list[str] = Field(
+        default_factory=list,
+        description="Private-use URI schemes native apps may use as redirect URIs (RFC 8252 7.1), JSON "
+        'list, e.g. ["cursor"] for Cursor; only for application_type native, never http(s) or '
+        "script schemes",
+    )
     cimd_allow_loopback: bool = Field(
         False, description="Allow http://127.0.0.1 client ID metadata documents (tests, development)"
     )
@@ -169,6 +184,19 @@ class Settings(BaseSettings):
         default_factory=list,
         description='Static API keys: JSON [{"sha256": "<hex>", "subject": "...", "scopes": [...]}]',
     )
+
+    @field_validator("native_redirect_schemes")
+    @classmethod
+    def _private_use_schemes(cls, value: list[str]) -> list[str]:
+        schemes = [scheme.lower() for scheme in value]
+        for scheme in schemes:
+            if not _URI_SCHEME.fullmatch(scheme):
+                raise ValueError(
+                    f"{scheme!r} is not a URI scheme name (a letter, then letters, digits, +, -, .)"
+                )
+            if scheme in NEVER_NATIVE_SCHEMES:
+                raise ValueError(f"{scheme!r} is not a private-use scheme; it can never be a native redirect")
+        return list(dict.fromkeys(schemes))
 
     @field_validator("jwt_algorithms")
     @classmethod

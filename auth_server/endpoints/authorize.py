@@ -40,7 +40,12 @@ from auth_server.front_channel import (
 from auth_server.models import Client
 from auth_server.pages import error_page
 from auth_server.pending import AuthorizationRequest
-from auth_server.redirect_uris import UnacceptableRedirectUri, check_registrable, find_match
+from auth_server.redirect_uris import (
+    UnacceptableRedirectUri,
+    check_registrable,
+    find_match,
+    is_private_use_redirect,
+)
 from auth_server.resources import default_resource, is_well_formed_resource, served_resources
 from shared import scopes as scope_model
 from shared.settings import Settings
@@ -136,9 +141,11 @@ async def identify_client(params: AuthorizationParameters, registry: StoreClient
         return VerifiedRedirect(client, only, only, redirect_uri_in_request=False)
     registered = find_match(requested, client.redirect_uris)
     try:
-        check_registrable(requested)
+        check_registrable(requested, registry.native_schemes)
     except UnacceptableRedirectUri:
         registered = None
+    if is_private_use_redirect(requested, registry.native_schemes) and client.application_type != "native":
+        registered = None  # private-use schemes are for native apps only (RFC 8252 section 7.1)
     if registered is None:
         raise RequestNotTrusted(
             "Invalid redirect URI", "The redirect_uri is not one this application registered."

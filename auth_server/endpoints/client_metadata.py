@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Collection
 from urllib.parse import unquote, urlsplit
 
 from auth_server import crypto
@@ -66,7 +67,7 @@ def check_client_id_url(url: str) -> None:
         raise ClientMetadataDocumentError("the client_id URL must not contain . or .. path segments")
 
 
-def client_from_document(url: str, body: bytes) -> Client:
+def client_from_document(url: str, body: bytes, native_schemes: Collection[str] = ()) -> Client:
     """Validate a fetched document against its URL and turn it into a Client."""
     try:
         document = json.loads(body)
@@ -86,7 +87,7 @@ def client_from_document(url: str, body: bytes) -> Client:
     if document.get("token_endpoint_auth_method", "none") != "none":
         raise ClientMetadataDocumentError('token_endpoint_auth_method must be "none" for a metadata document')
     try:
-        metadata = parse_client_metadata(document, default_auth_method="none")
+        metadata = parse_client_metadata(document, default_auth_method="none", native_schemes=native_schemes)
     except ClientMetadataRejected as exc:
         raise ClientMetadataDocumentError(
             f"the client metadata document is invalid: {exc.description}"
@@ -145,7 +146,7 @@ class ClientMetadataDocuments:
                 f"the client metadata document was not fetched: {exc}"
             ) from None
         try:
-            client = client_from_document(url, document.body)
+            client = client_from_document(url, document.body, self._settings.native_redirect_schemes)
         except ClientMetadataDocumentError as exc:
             logger.info("client metadata document %s invalid: %s", url[:200], exc)
             raise

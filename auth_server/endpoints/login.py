@@ -35,7 +35,7 @@ from auth_server.models import Client
 from auth_server.pages import render
 from auth_server.pending import PendingAuthorization, PendingRequestRejected
 from auth_server.rate_limit import client_ip
-from auth_server.redirect_uris import is_loopback_redirect
+from auth_server.redirect_uris import is_loopback_redirect, is_private_use_redirect
 from auth_server.urls import endpoint_path
 from shared import scopes as scope_model
 
@@ -111,6 +111,11 @@ def consent_page(fc: FrontChannel) -> Page:
             if client and client.source == "metadata_document"
             else None,
             redirect_host=urlsplit(pending.redirect_uri).netloc,
+            # a private-use scheme names no host: show the whole link, and what it means
+            app_link=pending.redirect_uri
+            if is_private_use_redirect(pending.redirect_uri, fc.registry.native_schemes)
+            else None,
+            app_scheme=pending.redirect_uri.partition(":")[0],
             localhost_only=_localhost_only(client, pending),
             scopes=[
                 {

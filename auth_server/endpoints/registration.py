@@ -81,7 +81,9 @@ def registration_endpoint(registry: StoreClientRegistry, limiter: RateLimiter, a
     async def register(request: Request) -> Response:
         await limiter.check("register", request)
         metadata = parse_client_metadata(
-            await read_json_object(request), default_auth_method="client_secret_basic"
+            await read_json_object(request),
+            default_auth_method="client_secret_basic",
+            native_schemes=registry.native_schemes,
         )
         secret = None if metadata.is_public else crypto.new_credential()
         client = Client(
