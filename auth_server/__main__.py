@@ -11,6 +11,7 @@ import sys
 
 import uvicorn
 
+from shared.runtime import freeze_startup_heap
 from shared.settings import load_settings
 
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         app = create_auth_app(settings)
     except ValueError as exc:  # AUTH_USERS / AUTH_CLIENTS entries are checked when the app is built
         raise SystemExit(f"Invalid configuration:\n  {exc}") from None
+    freeze_startup_heap()
     uvicorn.run(
         app,
         host=settings.host,

@@ -13,6 +13,7 @@ import sys
 import anyio
 import uvicorn
 
+from shared.runtime import freeze_startup_heap
 from shared.settings import load_settings
 
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app(settings)
     except ValueError as exc:  # AUTH_USERS / AUTH_CLIENTS / API_KEYS entries are checked here
         raise SystemExit(f"Invalid configuration:\n  {exc}") from None
+    freeze_startup_heap()
     uvicorn.run(
         app,
         host=settings.host,

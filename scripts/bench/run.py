@@ -9,6 +9,9 @@ Scenarios (each at 16 and 64 connections; `scripts/bench/tools_call.lua` posts `
 - external-uncached:  the same with INTROSPECTION_CACHE_TTL=0: one introspection call per request
 - jwt:                AUTH_MODE=external, TOKEN_FORMAT=jwt (RFC 9068, local signature checks), both
 
+All servers are started first and stay up; the cells are then measured in interleaved rounds
+(`--rounds`, default 3, of `--duration` seconds each) and every figure is the median over the
+rounds, so background load drifts across all cells alike and the ratios hold on a busy machine.
 Every server runs under the same uvicorn settings (`scripts/bench/serve.py`), pinned to CPU 1;
 wrk and the authorization server run on CPU 0 (`--no-pin` to let the kernel place them). Tokens
 come from the real OAuth flow (4 users x 2 clients x 4 tokens, used round-robin); 2025-11-25
@@ -26,10 +29,12 @@ sampled every 30 s, written to bench-results/soak.json and soak.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -311,67 +316,93 @@ def validation_histogram(mcp_url: str) -> dict[str, Any] | None:
 
 
 # --- the run -----------------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    """One measurement: a set-up, a revision and a connection count, against a running server."""
+
+    setup: Setup
+    running: Running
+    revision: str
+    connections: int
+    clients: Clients
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every set-up is started (and its clients prepared) first; then the cells are measured in
+    `args.rounds` interleaved rounds, in a rotating order, and each figure is the median over the
+    rounds. Servers that are not being measured sit idle, so background load on a shared machine
+    drifts across all cells alike instead of landing on a few: the ratios are what stays true."""
     users = bench_users(USERS)
-    rows: list[dict[str, Any]] = []
     in_server: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
+        cells: list[Cell] = []
+        runnings: list[tuple[Setup, Running]] = []
         for setup in setups(args.compare_pure):
-            with started(setup, Path(tmp) / f"{setup.name}-{setup.stack}", args.pin, users) as running:
-                for revision in setup.revisions:
-                    clients = prepare_clients(setup, running, revision)
-                    for connections in CONNECTIONS:
-                        if args.warmup > 0:
-                            run_wrk(
-                                running.mcp_url,
-                                revision,
-                                clients.tokens,
-                                clients.sessions,
-                                connections,
-                                args.warmup,
-                                args.pin,
-                            )
-                        result = run_wrk(
-                            running.mcp_url,
-                            revision,
-                            clients.tokens,
-                            clients.sessions,
-                            connections,
-                            args.duration,
-                            args.pin,
-                        )
-                        row = {
-                            "setup": setup.name,
-                            "stack": setup.stack,
-                            "revision": revision,
-                            "connections": connections,
-                            "rps": round(result["rps"], 1),
-                            "p50_ms": result["latency_us"]["p50"] / 1000,
-                            "p90_ms": result["latency_us"]["p90"] / 1000,
-                            "p99_ms": result["latency_us"]["p99"] / 1000,
-                            "max_ms": result["latency_us"]["max"] / 1000,
-                            "requests": result["requests"],
-                            "errors": result["errors"],
-                            "rss_mib": round((rss_kib(running.mcp) or 0) / 1024, 1),
-                            "wrk": result,
-                        }
-                        rows.append(row)
-                        print(
-                            f"  {setup.stack:4} {setup.name:18} {revision:10} c={connections:<3} "
-                            f"{row['rps']:8.1f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-                            f"p99 {row['p99_ms']:7.2f} ms"
-                            f"  errors {row['errors']}  rss {row['rss_mib']} MiB",
-                            flush=True,
-                        )
-                        if row["errors"]:
-                            raise SystemExit(
-                                f"bench: {row['errors']} errors in {setup.name} {revision}: {result}"
-                            )
-                if setup.mode != "none" and setup.stack == "fast":
-                    histogram = validation_histogram(running.mcp_url)
-                    if histogram is not None:
-                        in_server[setup.name] = histogram
-    return {"rows": rows, "validation_in_server": in_server}
+            workdir = Path(tmp) / f"{setup.name}-{setup.stack}"
+            running = stack.enter_context(started(setup, workdir, args.pin, users))
+            runnings.append((setup, running))
+            for revision in setup.revisions:
+                clients = prepare_clients(setup, running, revision)
+                cells += [Cell(setup, running, revision, connections, clients) for connections in CONNECTIONS]
+        print(f"bench: {len(runnings)} servers up, {len(cells)} cells x {args.rounds} rounds", flush=True)
+        for number in range(args.rounds):
+            shift = number * len(cells) // max(1, args.rounds)
+            for cell in cells[shift:] + cells[:shift]:
+                if number == 0 and args.warmup > 0:
+                    run_wrk_for(cell, args.warmup, args.pin)
+                result = run_wrk_for(cell, args.duration, args.pin)
+                cell.rounds.append(result)
+                latency = result["latency_us"]
+                print(
+                    f"  round {number + 1} {cell.setup.stack:4} {cell.setup.name:18} {cell.revision:10} "
+                    f"c={cell.connections:<3} {result['rps']:8.1f} req/s  "
+                    f"p50 {latency['p50'] / 1000:6.2f} ms  p99 {latency['p99'] / 1000:7.2f} ms",
+                    flush=True,
+                )
+                if result["errors"]:
+                    raise SystemExit(f"bench: errors in {cell.setup.name} {cell.revision}: {result}")
+        rows = [row_of(cell) for cell in cells]
+        for setup, running in runnings:
+            if setup.mode != "none" and setup.stack == "fast":
+                histogram = validation_histogram(running.mcp_url)
+                if histogram is not None:
+                    in_server[setup.name] = histogram
+    return {"rows": rows, "validation_in_server": in_server, "rounds": args.rounds}
+
+
+def run_wrk_for(cell: Cell, seconds: float, pin: bool) -> dict[str, Any]:
+    return run_wrk(
+        cell.running.mcp_url,
+        cell.revision,
+        cell.clients.tokens,
+        cell.clients.sessions,
+        cell.connections,
+        seconds,
+        pin,
+    )
+
+
+def row_of(cell: Cell) -> dict[str, Any]:
+    def median(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    latency = [r["latency_us"] for r in cell.rounds]
+    return {
+        "setup": cell.setup.name,
+        "stack": cell.setup.stack,
+        "revision": cell.revision,
+        "connections": cell.connections,
+        "rps": round(median([r["rps"] for r in cell.rounds]), 1),
+        "p50_ms": median([x["p50"] for x in latency]) / 1000,
+        "p90_ms": median([x["p90"] for x in latency]) / 1000,
+        "p99_ms": median([x["p99"] for x in latency]) / 1000,
+        "max_ms": max(x["max"] for x in latency) / 1000,
+        "requests": sum(r["requests"] for r in cell.rounds),
+        "errors": sum(r["errors"] for r in cell.rounds),
+        "rss_mib": round((rss_kib(cell.running.mcp) or 0) / 1024, 1),
+        "rounds_rps": [round(r["rps"], 1) for r in cell.rounds],
+    }
 
 
 def find(
@@ -482,7 +513,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {box['nproc']} cores, {box['cpu']}, Python {box['python']}; "
         f"uvicorn {box['uvicorn']}, uvloop {box['uvloop']}, httptools "
         f"{box['httptools']}; load average at start {box['loadavg_at_start']}; "
-        f"{report['duration']} s per measurement.",
+        f"{report['rounds']} interleaved rounds of {report['duration']} s per cell, medians.",
         "",
         "| stack | set-up | revision | conns | req/s | p50 ms | p99 ms | RSS MiB |",
         "|---|---|---|---:|---:|---:|---:|---:|",
@@ -538,6 +569,8 @@ def checks(
             }
         )
     for name, histogram in in_server.items():
+        if name == "external-uncached":
+            continue  # an HTTP round trip to the AS per request by design: reported, no target
         out.append(
             {
                 "check": f"in-server validation p50, {name}, {histogram['validations']} calls (ms, bucket)",
@@ -650,7 +683,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell and round (default 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds, medians reported (default 3)"
+    )
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="seconds of unmeasured load first (default 2)"
     )

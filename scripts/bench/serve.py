@@ -3,8 +3,9 @@
 Every server the benchmark measures is started by this launcher, so the MCP app and the bare
 Starlette ceiling run under exactly the same uvicorn settings (`UVICORN_OPTIONS`): one worker,
 uvicorn's "auto" event loop and HTTP parser (uvloop and httptools when installed, as they are with
-the project's dependencies), no access log. The MCP app is built by `mcp_server.app.create_app`
-from the environment, exactly as `python -m mcp_server` builds it.
+the project's dependencies), no access log, and the start-up heap frozen out of the garbage
+collector's view (`shared.runtime`). The MCP app is built by `mcp_server.app.create_app` from the
+environment, exactly as `python -m mcp_server` builds it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
+from shared.runtime import freeze_startup_heap
 
 UVICORN_OPTIONS: dict[str, Any] = {
     "host": "127.0.0.1",
@@ -68,6 +71,7 @@ def main(argv: list[str]) -> None:
     )
     args = parser.parse_args(argv)
     app = mcp_app() if args.app == "mcp" else bare_app()
+    freeze_startup_heap()  # as `python -m mcp_server` does, for both apps
     uvicorn.run(app, port=args.port, **{**UVICORN_OPTIONS, "loop": args.loop, "http": args.http})
 
 
