@@ -11,6 +11,7 @@ import sys
 
 import uvicorn
 
+from shared.logs import configure_logging
 from shared.runtime import freeze_startup_heap
 from shared.settings import load_settings
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.host is not None:
         overrides["host"] = args.host
     settings = load_settings(**overrides)
+    configure_logging(settings)
 
     from auth_server.app import create_auth_app
 
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.auth_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers propagate to the one handler configure_logging installed
         proxy_headers=False,
     )
 

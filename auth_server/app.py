@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -25,6 +26,8 @@ from auth_server.endpoints.metadata import metadata_routes
 from auth_server.endpoints.registration import registration_endpoint
 from auth_server.front_channel import FrontChannel
 from auth_server.urls import endpoint_path
+from shared.logs import RequestIdMiddleware
+from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths
 from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.factory import open_store
@@ -97,5 +100,10 @@ def create_auth_app(settings: Settings, store: Store | None = None) -> Starlette
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *create_auth_routes(settings, store),
+        *metrics_routes(settings),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -16,6 +16,7 @@ import time
 from typing import Literal
 
 from auth_server import crypto
+from shared import metrics
 
 AuditEvent = Literal[
     "login_succeeded",
@@ -65,7 +66,13 @@ class AuditLog:
         jti: str | None = None,
         reason: str | None = None,
     ) -> None:
-        """Emit one line. `token_fp` must come from `fingerprint()`, never the credential itself."""
+        """Emit one line. `token_fp` must come from `fingerprint()`, never the credential itself.
+
+        Every event is also counted in /metrics (`mcpref_audit_events_total`, and issued tokens in
+        `mcpref_tokens_issued_total` by grant type), whether or not AUDIT_LOG writes the line."""
+        metrics.audit_event(event)
+        if event == "token_issued":
+            metrics.token_issued(grant_type)
         if not self._enabled:
             return
         fields = {

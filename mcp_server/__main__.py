@@ -13,6 +13,7 @@ import sys
 import anyio
 import uvicorn
 
+from shared.logs import configure_logging
 from shared.runtime import freeze_startup_heap
 from shared.settings import load_settings
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.host is not None:
         overrides["host"] = args.host
     settings = load_settings(**overrides)
+    configure_logging(settings)
 
     if args.transport == "stdio":
         from mcp_server.server import build_mcp_server
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.mcp_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers propagate to the one handler configure_logging installed
         proxy_headers=False,
     )
 

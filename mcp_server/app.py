@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -22,6 +23,8 @@ from mcp_server.protection import endpoint_guard
 from mcp_server.protection.metadata import metadata_routes
 from mcp_server.protection.scopes import tool_scope_lookup
 from mcp_server.server import build_mcp_server
+from shared.logs import RequestIdMiddleware
+from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths, watch_introspection
 from shared.settings import Settings
 from shared.storage import Store
 from shared.storage.factory import open_store
@@ -46,10 +49,14 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     # our own middleware (origin check, CORS, authentication) wraps /mcp.
     # The event store makes 2025-11-25 SSE streams resumable (Last-Event-ID); the retry interval
     # is the reconnection delay we suggest when we close a stream so the client polls (SEP-1699).
+    # MCP_SESSION_MODE=stateless keeps no 2025 session at all, so any instance serves any request
+    # (docs/operations.md); 2026-07-28 requests are stateless in either mode.
+    stateless = settings.mcp_session_mode == "stateless"
     mcp.streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.host,
-        event_store=InMemoryEventStore(),
+        stateless_http=stateless,
+        event_store=None if stateless else InMemoryEventStore(),
         retry_interval=SSE_RETRY_INTERVAL_MS,
         transport_security=SDK_HOST_CHECK_OFF,
     )
@@ -87,6 +94,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=SDK_HOST_CHECK_OFF)
         )
         routes += [Route("/sse", sse), Route("/messages/", sse)]
+    routes += metrics_routes(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -100,7 +108,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                 if owns_store:
                     await store.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
 def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None, TokenValidator | None]:
@@ -125,6 +137,7 @@ def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None
         # One discovery (RFC 8414, else OpenID) of the trusted issuer, shared by both validators.
         metadata = ProviderMetadata.from_settings(settings)
         primary = IntrospectionValidator.from_settings(settings, metadata=metadata)
+        watch_introspection(primary)
         if settings.token_format == "jwt":  # noqa: S105 - a format name, not a secret
             from shared.validators.jwt import JwtValidator
 

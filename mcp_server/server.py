@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.mcpserver import MCPServer
+from mcp.server.request_state import RequestStateSecurity
 
 from mcp_server.features import register_features
 from shared.settings import Settings
@@ -40,6 +41,16 @@ def build_mcp_server(settings: Settings, store: Store) -> MCPServer:
         ),
         log_level=settings.log_level,
         cache_hints=CACHE_HINTS,
+        request_state_security=_request_state_security(settings),
     )
     register_features(server, settings, store)
     return server
+
+
+def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """2026-07-28 `requestState` is sealed (AES-GCM) by the server and echoed by the client on its
+    next request, which may reach another instance: with REQUEST_STATE_KEYS every instance shares
+    the key ring; without, the SDK generates a key only this process knows (one instance)."""
+    if not settings.request_state_keys:
+        return None
+    return RequestStateSecurity(keys=list(settings.request_state_keys))

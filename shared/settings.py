@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 AuthMode = Literal["internal", "external", "none"]
 TokenFormat = Literal["opaque", "jwt"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "text"]
+SessionMode = Literal["stateful", "stateless"]
 IntrospectionAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
 # Asymmetric only: a resource server holds no shared secret, and HMAC would let anyone sign with
@@ -83,6 +85,15 @@ class Settings(BaseSettings):
         "AUTH_ISSUER_URL set, only the address it is reached at",
     )
     log_level: LogLevel = Field("INFO", description="Log level of every process")
+    log_format: LogFormat = Field(
+        "json", description="Log lines of every process: json (one object per line) or text"
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics")
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token /metrics requires; unset: /metrics answers loopback clients only "
+        "(see docs/operations.md)",
+    )
 
     # --- transport security ------------------------------------------------------------------
     allowed_hosts: list[str] = Field(
@@ -96,6 +107,17 @@ class Settings(BaseSettings):
         "always allowed when bound to loopback",
     )
     legacy_sse: bool = Field(True, description="Serve the deprecated HTTP+SSE transport at /sse")
+    mcp_session_mode: SessionMode = Field(
+        "stateful",
+        description="2025-11-25 sessions: stateful (in process memory; several instances need sticky "
+        "routing on Mcp-Session-Id) or stateless (any instance serves any request; no server-to-client "
+        "requests)",
+    )
+    request_state_keys: list[str] = Field(
+        default_factory=list,
+        description="Secrets sealing 2026-07-28 requestState (JSON list, each >= 32 characters, the "
+        "first seals); empty: a per-process key, so set the same list on every instance",
+    )
 
     # --- storage -------------------------------------------------------------------------------
     redis_url: str | None = Field(None, description="Redis URL; unset means in-memory storage")
@@ -227,6 +249,17 @@ class Settings(BaseSettings):
         if self.upstream_oidc_issuer and "openid" not in self.upstream_oidc_scope.split():
             raise ValueError("UPSTREAM_OIDC_SCOPE must include openid")
         return self
+
+    @field_validator("request_state_keys")
+    @classmethod
+    def _long_enough(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if len(key.encode()) < 32:
+                raise ValueError(
+                    "each key must be at least 32 characters of secret randomness "
+                    '(python -c "import secrets; print(secrets.token_hex(32))")'
+                )
+        return value
 
     @model_validator(mode="after")
     def _check_mode(self) -> Settings:

@@ -12,7 +12,9 @@ request carried one, OAuth 2.1 section 4.1.3), and the resource if the client na
 and are not negotiable here.
 
 Replay (OAuth 2.1 section 4.1.3, RFC 9700 section 4.5.3): for REDEEMED_TTL seconds after a
-redemption a marker remembers the code's client, challenge and grant. A second presentation is
+redemption a marker remembers the code's client, challenge and grant. The marker is written
+before the code is taken, so every request that loses a race for the same code finds it, whatever
+the interleaving of Store calls (across instances too). A second presentation is
 `invalid_grant`; if it also proves possession (same client, correct verifier) the code has
 evidently leaked, and everything issued from it is revoked. A replay without that proof is only
 refused: otherwise anyone who saw a code in a log could revoke a stranger's session.
@@ -58,18 +60,16 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     verifier = form.get("code_verifier")
     digest = crypto.digest(code)
 
+    # Marker first (from a plain read), then the atomic take: a request that loses the take is
+    # certain to find the marker its winner (or itself) wrote.
+    await _mark_redeemed(ctx, await ctx.store.get(CODE_PREFIX + digest), digest)
     raw = await ctx.store.take(CODE_PREFIX + digest)
     if raw is None:
         await _on_replay(ctx, caller, digest, verifier, ip)
         raise invalid_grant("the authorization code is invalid, expired or already used")
-    try:
-        record = AuthorizationCodeRecord.model_validate_json(raw)
-    except ValidationError:
-        raise invalid_grant("the authorization code is invalid, expired or already used") from None
-    marker = RedeemedCode(
-        client_id=record.client_id, code_challenge=record.code_challenge, grant_id=record.grant_id
-    )
-    await ctx.store.set(REDEEMED_PREFIX + digest, marker.model_dump_json(), ttl=REDEEMED_TTL)
+    record = await _mark_redeemed(ctx, raw, digest)
+    if record is None:
+        raise invalid_grant("the authorization code is invalid, expired or already used")
 
     if record.client_id != caller.client_id:
         raise invalid_grant("the authorization code was issued to another client")
@@ -121,6 +121,21 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         jti=issued.jti,
     )
     return issued
+
+
+async def _mark_redeemed(ctx: GrantContext, raw: str | None, digest: str) -> AuthorizationCodeRecord | None:
+    """Parse a code record and remember its redemption (idempotent: every writer writes the same)."""
+    if raw is None:
+        return None
+    try:
+        record = AuthorizationCodeRecord.model_validate_json(raw)
+    except ValidationError:
+        return None
+    marker = RedeemedCode(
+        client_id=record.client_id, code_challenge=record.code_challenge, grant_id=record.grant_id
+    )
+    await ctx.store.set(REDEEMED_PREFIX + digest, marker.model_dump_json(), ttl=REDEEMED_TTL)
+    return record
 
 
 async def _on_replay(

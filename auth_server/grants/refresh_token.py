@@ -13,7 +13,11 @@ Checks happen before the token is consumed, so a request that merely asks for to
 
 Race policy: no grace period. Two concurrent refreshes with the same token are indistinguishable
 from theft: one wins, the other finds the reuse marker and the grant ends. Clients must
-serialise refreshes (the MCP SDKs do).
+serialise refreshes (the MCP SDKs do). The marker is written *before* the token is consumed, so
+every loser of the race finds it whatever the interleaving of Store calls (across instances
+too): N concurrent refreshes always end the grant, and the winner's fresh tokens die with it (the
+winner gets `invalid_grant` "revoked while this request was in flight" if the grant ended
+before its tokens joined it, else its 200 carries tokens that no longer work).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from shared import scopes as scope_model
 
 ROTATED_PREFIX = "auth:refresh-rotated:"
 _INVALID = "the refresh token is invalid, expired or revoked"
+REVOKED_IN_FLIGHT = "the grant was revoked while this request was in flight"
 
 
 class RotatedRefreshToken(BaseModel):
@@ -53,12 +58,13 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     granted = scope_model.parse(record.scope)
     scopes = requested_scopes(form.get("scope"), granted)
 
-    if await ctx.store.take(refresh_key(token)) is None:  # consumed or revoked since we read it
-        await _on_reuse(ctx, caller, digest, ip)
-        raise invalid_grant(_INVALID)
+    # Marker first, then consume: whoever loses the take below is certain to find the marker.
     remaining = max(1, record.exp - int(ctx.clock()))
     marker = RotatedRefreshToken(client_id=record.client_id, grant_id=record.grant_id)
     await ctx.store.set(ROTATED_PREFIX + digest, marker.model_dump_json(), ttl=remaining)
+    if await ctx.store.take(refresh_key(token)) is None:  # consumed or revoked since we read it
+        await _on_reuse(ctx, caller, digest, ip)
+        raise invalid_grant(_INVALID)
 
     ttl = ctx.tokens.refresh_ttl
     issued = await ctx.tokens.issue(
@@ -70,7 +76,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         refresh_scopes=granted,
     )
     if not await ctx.grants.attach(record.grant_id, issued.store_keys, ttl):
-        raise invalid_grant(_INVALID)
+        raise invalid_grant(REVOKED_IN_FLIGHT)
     await ctx.grants.save(await ctx.grants.get(record.grant_id) or _grant_from(record), ttl)
     ctx.audit.record(
         "token_issued",

@@ -9,17 +9,23 @@ authentication (AUTH_MODE=none, stdio) everyone is "anonymous" and shares one no
 
 Reading needs `notes:read`; adding and deleting need `notes:write` (which implies `notes:read`,
 so a writer can also list).
+
+When the Store cannot be reached (Redis down), the tools answer a tool error that says so and
+invites a retry, rather than the SDK's opaque "Error executing tool" and a logged traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -27,9 +33,11 @@ from mcp_server.protection.principal import ANONYMOUS, current_principal
 from mcp_server.protection.scopes import requires_scopes
 from shared.scopes import NOTES_READ, NOTES_WRITE
 from shared.storage import Store
+from shared.storage.base import StorageUnavailable
 
 MAX_NOTE_LENGTH = 4000
 MAX_NOTES_PER_USER = 500
+STORAGE_UNAVAILABLE = "Notes are temporarily unavailable (the server cannot reach its storage); retry shortly"
 
 LISTS = ToolAnnotations(
     title="List my notes",
@@ -79,13 +87,22 @@ def _owner(ctx: Context[Any, Any]) -> str:
     return principal.subject if principal is not None else ANONYMOUS
 
 
+@contextlib.contextmanager
+def _store_reachable() -> Iterator[None]:
+    try:
+        yield
+    except StorageUnavailable:
+        raise ToolError(STORAGE_UNAVAILABLE) from None
+
+
 def register(server: MCPServer, store: Store) -> None:
     @server.tool(annotations=LISTS)
     @requires_scopes(NOTES_READ)
     async def notes_list(ctx: Context[Any, Any]) -> NoteList:
         """List your own notes, oldest first."""
         owner = _owner(ctx)
-        raw = await store.hgetall(notebook_key(owner))
+        with _store_reachable():
+            raw = await store.hgetall(notebook_key(owner))
         notes = sorted(
             (Note.model_validate_json(value) for value in raw.values()), key=lambda n: n.created_at
         )
@@ -101,14 +118,16 @@ def register(server: MCPServer, store: Store) -> None:
         if len(text) > MAX_NOTE_LENGTH:
             raise ValueError(f"A note is at most {MAX_NOTE_LENGTH} characters")
         key = notebook_key(_owner(ctx))
-        if len(await store.hgetall(key)) >= MAX_NOTES_PER_USER:
-            raise ValueError(f"You already have {MAX_NOTES_PER_USER} notes; delete some first")
-        note = Note(id=secrets.token_hex(8), text=text, created_at=int(time.time()))
-        await store.hset(key, note.id, json.dumps(note.model_dump()))
+        with _store_reachable():
+            if len(await store.hgetall(key)) >= MAX_NOTES_PER_USER:
+                raise ValueError(f"You already have {MAX_NOTES_PER_USER} notes; delete some first")
+            note = Note(id=secrets.token_hex(8), text=text, created_at=int(time.time()))
+            await store.hset(key, note.id, json.dumps(note.model_dump()))
         return note
 
     @server.tool(annotations=DELETES)
     @requires_scopes(NOTES_WRITE)
     async def notes_delete(note_id: str, ctx: Context[Any, Any]) -> Deleted:
         """Delete one of your own notes by id."""
-        return Deleted(id=note_id, deleted=await store.hdel(notebook_key(_owner(ctx)), note_id))
+        with _store_reachable():
+            return Deleted(id=note_id, deleted=await store.hdel(notebook_key(_owner(ctx)), note_id))

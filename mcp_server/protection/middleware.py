@@ -37,6 +37,7 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.protection._asgi import BufferedBody, CannedResponse
+from shared import metrics
 from shared.validation import FailureReason, Principal, TokenRejected, TokenValidator, ValidatorUnavailable
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class BearerAuth:
         )
 
     def _rejected(self, reason: FailureReason) -> CannedResponse:
+        metrics.auth_failure(reason)
         return self._invalid[_DESCRIPTIONS.get(reason, _INVALID_DESCRIPTION)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,12 +144,14 @@ class BearerAuth:
             body = await buffered.read(_FORM_BODY_LIMIT)
             receive = buffered.receive
             if body is not None and "access_token" in parse_qs(body.decode("latin-1")):
+                metrics.auth_failure("malformed_request")
                 await self._in_body.send(send)
                 return
 
         token: str | None = None
         validator = self._validator
         if len(authorization) + len(api_key) > 1:
+            metrics.auth_failure("malformed_request")
             await self._two_ways.send(send)
             return
         if authorization:
@@ -155,12 +159,14 @@ class BearerAuth:
             if scheme.lower() == "bearer":
                 token = credentials.strip(" ")
                 if not _B64TOKEN.fullmatch(token):
+                    metrics.auth_failure("malformed_request")
                     await self._malformed.send(send)
                     return
             # Another scheme (Basic, DPoP...) is not a bearer credential: treated as none.
         elif api_key:
             token = api_key[0].decode("latin-1").strip()
             if not token:
+                metrics.auth_failure("malformed_request")
                 await self._malformed.send(send)
                 return
             if self._api_keys is None:
@@ -169,9 +175,11 @@ class BearerAuth:
             validator = self._api_keys
 
         if token is None:
+            metrics.auth_failure("missing")
             await self._no_token.send(send)
             return
 
+        started = time.perf_counter()
         try:
             principal = await validator.validate(token)
         except TokenRejected as rejected:
@@ -179,13 +187,16 @@ class BearerAuth:
             await self._rejected(rejected.reason).send(send)
             return
         except ValidatorUnavailable as unavailable:
+            metrics.auth_failure("unavailable")
             await _unavailable(unavailable.retry_after).send(send)
             return
         except Exception:
             # A bug or an unreachable store inside a validator: still not a 500, and retryable.
             logger.exception("token validation failed unexpectedly")
+            metrics.auth_failure("unavailable")
             await _unavailable(5).send(send)
             return
+        metrics.observe_validation(time.perf_counter() - started)
 
         # Defence in depth: whatever the validator, the token must be meant for this server and live.
         if self._resource not in principal.audience:

@@ -21,13 +21,16 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from shared.storage.base import StorageUnavailable
 
 # One retry is enough to replace a pooled connection that died with a Redis restart; more would
-# only delay the 503 while Redis is really down.
-_RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1)
+# only delay the 503 while Redis is really down. Only a broken connection is retried, not a
+# timeout: a Redis that accepts connections but does not answer (hung, paused) would otherwise
+# cost every attempt its own timeout before the 503 (tests/resilience/test_redis_faults.py).
+_RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1, supported_errors=(RedisConnectionError,))
 _SOCKET_TIMEOUT = 2.0
 _HEALTH_CHECK_INTERVAL = 10  # seconds idle before a pooled connection is PINGed on checkout
 

@@ -113,6 +113,8 @@ class IntrospectionValidator:
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._inflight: dict[bytes, asyncio.Future[Principal]] = {}
         self.calls = 0  # introspection requests sent (observability and tests)
+        self.cache_hits = 0  # answered from the cache (read by shared.metrics at scrape time)
+        self.cache_misses = 0
 
     @classmethod
     def from_settings(
@@ -152,12 +154,14 @@ class IntrospectionValidator:
         entry = self._cache.get(key)
         if entry is not None:
             if entry.expires > self._clock():
+                self.cache_hits += 1
                 self._cache.move_to_end(key)
                 if isinstance(entry.outcome, Principal):
                     return entry.outcome
                 raise TokenRejected(*entry.outcome)
             del self._cache[key]
 
+        self.cache_misses += 1
         pending = self._inflight.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._introspect_and_cache(key, token))

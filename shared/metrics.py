@@ -1,0 +1,262 @@
+"""Prometheus metrics for every process, served at `/metrics` (docs/operations.md lists them).
+
+Metrics are module-level, as is idiomatic for prometheus-client: each process (one MCP server
+instance, or the standalone auth server) has one registry, and Prometheus scrapes every instance.
+The default registry also carries the client library's `process_*` (memory, CPU, open files)
+and `python_gc_*` series.
+
+Kept cheap on the hot path: every label value comes from a closed set (routes the app declares,
+HTTP methods, status codes, failure reasons, grant types), so no request can create a new series,
+and label children are resolved once and cached, so a request costs a dict lookup and a couple
+of locked increments, not a `labels()` call. The introspection cache is not counted here at all:
+the validator keeps plain integer counters and a collector reads them at scrape time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.settings import Settings, is_loopback_host
+
+METRICS_PATH = "/metrics"
+OTHER = "other"
+
+# Seconds; an authenticated tools/call takes ~1 ms here, a slow tool or an SSE stream far longer.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+VALIDATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1, 1.0)
+
+HTTP_REQUESTS = Counter(
+    "mcpref_http_requests_total",
+    "HTTP requests answered, by route, method and status",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "mcpref_http_request_duration_seconds",
+    "Time from request to the end of the response (SSE streams: until they close), by route and method",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+AUTH_FAILURES = Counter(
+    "mcpref_auth_failures_total",
+    "Requests to the MCP endpoints refused by authentication, by reason",
+    ["reason"],
+)
+VALIDATION_DURATION = Histogram(
+    "mcpref_token_validation_duration_seconds",
+    "Time the MCP server spends validating one bearer credential (cache hits included)",
+    buckets=VALIDATION_BUCKETS,
+)
+TOKENS_ISSUED = Counter("mcpref_tokens_issued_total", "Access tokens issued, by grant type", ["grant_type"])
+AUDIT_EVENTS = Counter(
+    "mcpref_audit_events_total", "Security events written to the audit log, by event", ["event"]
+)
+
+_METHODS = frozenset({"GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH"})
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# Why the bearer middleware refused a request: its own reasons plus the validators' FailureReason.
+AUTH_FAILURE_REASONS = (
+    "missing",  # no credentials (the 401 without error=)
+    "malformed_request",  # two credentials, a token in the body, a malformed Authorization header
+    "unavailable",  # the validator could not decide (AS, JWKS or store unreachable): 503
+    "malformed",
+    "unknown",
+    "expired",
+    "revoked",
+    "wrong_audience",
+    "wrong_issuer",
+    "bad_signature",
+    "not_an_access_token",
+)
+_AUTH_FAILURE_CHILDREN = {reason: AUTH_FAILURES.labels(reason=reason) for reason in AUTH_FAILURE_REASONS}
+_TOKEN_CHILDREN = {grant: TOKENS_ISSUED.labels(grant_type=grant) for grant in (*GRANT_TYPES, OTHER)}
+
+
+def auth_failure(reason: str) -> None:
+    """Count one refused request; an unforeseen reason is counted as `other`, never a new series."""
+    child = _AUTH_FAILURE_CHILDREN.get(reason)
+    if child is None:
+        child = _AUTH_FAILURE_CHILDREN.setdefault(OTHER, AUTH_FAILURES.labels(reason=OTHER))
+    child.inc()
+
+
+def observe_validation(seconds: float) -> None:
+    VALIDATION_DURATION.observe(seconds)
+
+
+def token_issued(grant_type: str | None) -> None:
+    child = _TOKEN_CHILDREN.get(grant_type or OTHER) or _TOKEN_CHILDREN[OTHER]
+    child.inc()
+
+
+_audit_children: dict[str, Any] = {}
+
+
+def audit_event(event: str) -> None:
+    """Count one audit event (the event names are a closed Literal in auth_server.audit)."""
+    child = _audit_children.get(event)
+    if child is None:
+        child = _audit_children.setdefault(event, AUDIT_EVENTS.labels(event=event))
+    child.inc()
+
+
+# --- HTTP requests ----------------------------------------------------------------------------
+
+
+class HttpMetricsMiddleware:
+    """ASGI middleware counting every HTTP request by route, method and status, and timing it.
+
+    `routes` are the paths the app serves; any other path is labelled `other`, so scanners
+    probing random URLs cannot grow the number of series.
+    """
+
+    def __init__(self, app: ASGIApp, routes: Iterable[str]) -> None:
+        self.app = app
+        self._routes = frozenset(routes)
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._counts: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in self._routes else OTHER
+        method = scope["method"] if scope["method"] in _METHODS else OTHER
+        status = 500  # what the client gets if the app raises before it answers
+        start = time.perf_counter()
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self._observe(route, method, status, time.perf_counter() - start)
+
+    def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        count = self._counts.get((route, method, status))
+        if count is None:
+            count = HTTP_REQUESTS.labels(route=route, method=method, status=str(status))
+            self._counts[(route, method, status)] = count
+        count.inc()
+        duration = self._durations.get((route, method))
+        if duration is None:
+            duration = HTTP_DURATION.labels(route=route, method=method)
+            self._durations[(route, method)] = duration
+        duration.observe(seconds)
+
+
+def route_paths(routes: Iterable[BaseRoute]) -> list[str]:
+    return [route.path for route in routes if isinstance(route, Route)]
+
+
+# --- the introspection cache ----------------------------------------------------------------
+
+
+class IntrospectionCounters(Protocol):
+    """What `IntrospectionValidator` exposes: plain integers, read only at scrape time."""
+
+    calls: int
+    cache_hits: int
+    cache_misses: int
+
+    @property
+    def cache_len(self) -> int: ...
+
+
+class _IntrospectionCollector(Collector):
+    def __init__(self) -> None:
+        self.validators: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def describe(self) -> Iterable[Any]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Any]:
+        return list(self._families())
+
+    def _families(self) -> Iterator[Any]:
+        validators = list(self.validators)
+        families: list[tuple[Any, str]] = [
+            (
+                CounterMetricFamily("mcpref_introspection_cache_hits", "Tokens answered from the cache"),
+                "cache_hits",
+            ),
+            (
+                CounterMetricFamily(
+                    "mcpref_introspection_cache_misses", "Tokens not in the cache (introspected)"
+                ),
+                "cache_misses",
+            ),
+            (
+                CounterMetricFamily("mcpref_introspection_requests", "Introspection requests sent to the AS"),
+                "calls",
+            ),
+        ]
+        for family, attribute in families:
+            family.add_metric([], sum(getattr(v, attribute, 0) for v in validators))
+            yield family
+        entries = GaugeMetricFamily(
+            "mcpref_introspection_cache_entries", "Entries in the introspection cache"
+        )
+        entries.add_metric([], sum(v.cache_len for v in validators))
+        yield entries
+
+
+_INTROSPECTION = _IntrospectionCollector()
+REGISTRY.register(_INTROSPECTION)
+
+
+def watch_introspection(validator: IntrospectionCounters) -> None:
+    """Export this validator's cache counters (weakly held: tests build many apps per process)."""
+    _INTROSPECTION.validators.add(validator)
+
+
+# --- the endpoint -----------------------------------------------------------------------------
+
+
+def metrics_routes(settings: Settings) -> list[BaseRoute]:
+    """`GET /metrics`, or nothing when METRICS_ENABLED is false.
+
+    Who may scrape: with METRICS_TOKEN set, whoever sends `Authorization: Bearer <METRICS_TOKEN>`
+    (compared in constant time); without it, loopback clients only (a Prometheus or agent on the
+    same host), everyone else gets 403. The peer address is the TCP peer (no proxy headers are
+    trusted), so a reverse proxy on the same host must not forward /metrics; docs/operations.md.
+    """
+    if not settings.metrics_enabled:
+        return []
+    expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
+
+    async def metrics(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode("latin-1")
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse(
+                    {"error": "unauthorized", "error_description": "/metrics needs the METRICS_TOKEN bearer"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"},
+                )
+        elif request.client is None or not is_loopback_host(request.client.host):
+            return JSONResponse(
+                {"error": "forbidden", "error_description": "/metrics answers loopback clients only"},
+                status_code=403,
+            )
+        return Response(
+            generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
+        )
+
+    return [Route(METRICS_PATH, metrics, methods=["GET"])]
