@@ -17,7 +17,8 @@ every logger (ours, the MCP SDK's, uvicorn's access and error logs, which are st
 The request id comes from `RequestIdMiddleware`: the caller's `X-Request-Id` when it is a sane
 token (1-128 characters of `[A-Za-z0-9._:-]`), otherwise a fresh one; it is echoed in the
 response's `X-Request-Id` and attached to every line logged while the request runs (a
-contextvar, so tasks started by the request inherit it). Logs go to stderr: with
+contextvar, so tasks started by the request inherit it), and passed on to the auth server with
+each introspection call. Logs go to stderr: with
 `--transport stdio`, stdout belongs to the protocol.
 """
 
@@ -210,6 +211,14 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         for old in list(logger.handlers):
             logger.removeHandler(old)
         logger.propagate = True
+
+
+def request_id_header() -> dict[str, str]:
+    """`{"X-Request-Id": <id>}` for a call the current request makes to another service (the
+    auth server's introspection endpoint), so both processes log it under one id; `{}` outside
+    a request."""
+    request_id = request_id_var.get()
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
 def new_request_id() -> str:

@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import httpx2
 
+from shared.logs import request_id_header
 from shared.settings import IntrospectionAuthMethod, Settings
 from shared.validation import FailureReason, Principal, TokenRejected, ValidatorUnavailable
 from shared.validators.discovery import ProviderMetadata
@@ -211,7 +212,8 @@ class IntrospectionValidator:
                     endpoint,
                     data=data,
                     auth=self._auth,
-                    headers={"Accept": "application/json"},
+                    # The caller's request id, so the AS logs this call under the same id.
+                    headers={"Accept": "application/json", **request_id_header()},
                 )
         except (TimeoutError, httpx2.HTTPError) as exc:
             logger.warning("introspection endpoint unreachable: %s", type(exc).__name__)

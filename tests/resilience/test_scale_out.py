@@ -16,6 +16,9 @@ processes.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -277,3 +280,29 @@ async def test_a_token_revoked_through_one_instance_is_refused_by_the_other_at_o
         body, headers = modern_call("whoami", {}, minted.access_token)
         refused = await http.post(b, json=body, headers=headers)
         assert refused.status_code == 401, refused.text
+
+
+async def test_the_request_id_follows_an_introspection_call_to_the_auth_server(
+    external_cluster: Cluster,
+) -> None:
+    token = direct_mint(external_cluster).access_token  # never presented yet: not in any cache
+    request_id = f"follow-me-{uuid.uuid4().hex[:8]}"
+    body, headers = modern_call("whoami", {}, token)
+    async with httpx2.AsyncClient(timeout=TIMEOUT, trust_env=False) as http:
+        answer = await http.post(
+            f"{external_cluster.url(1)}/mcp", json=body, headers={**headers, "x-request-id": request_id}
+        )
+    assert structured(rpc_result(answer))["subject"] == "demo"
+    assert answer.headers["x-request-id"] == request_id
+    assert external_cluster.auth is not None
+    deadline = time.monotonic() + 5
+    while True:  # the AS writes its access-log line as it answers; give the file a moment
+        lines = [json.loads(line) for line in external_cluster.auth.log_path.read_text().splitlines() if line]
+        introspections = [line for line in lines if "/introspect" in str(line["message"])]
+        if (
+            any(line.get("request_id") == request_id for line in introspections)
+            or time.monotonic() > deadline
+        ):
+            break
+        await asyncio.sleep(0.05)
+    assert any(line.get("request_id") == request_id for line in introspections), introspections[-3:]
