@@ -198,8 +198,8 @@ def make_handler(log_format: str = "json", stream: TextIO | None = None) -> logg
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     """Route every logger of this process through one redacting handler at LOG_LEVEL.
 
-    Replaces whatever handlers the root logger had, and takes the handlers off uvicorn's loggers
-    (in case something configured them) so their records propagate here too.
+    Replaces whatever handlers the root logger had, and takes the handlers and levels off
+    uvicorn's loggers (in case something configured them) so their records propagate here too.
     """
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -210,6 +210,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
             logger.removeHandler(old)
+        logger.setLevel(logging.NOTSET)
         logger.propagate = True
 
 

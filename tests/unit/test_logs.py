@@ -150,6 +150,8 @@ def test_text_format_is_one_readable_line_with_the_request_id() -> None:
 def test_configure_logging_sends_every_logger_through_one_redacting_handler() -> None:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    uvicorn_loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved_uvicorn = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in uvicorn_loggers]
     stream = io.StringIO()
     try:
         configure_logging(Settings(log_level="DEBUG", log_format="json", _env_file=None), stream)  # type: ignore[call-arg]
@@ -163,6 +165,11 @@ def test_configure_logging_sends_every_logger_through_one_redacting_handler() ->
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+        for logger, handlers, level, propagate in saved_uvicorn:
+            for handler in handlers:
+                logger.addHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
     written = lines(stream)
     assert [line["logger"] for line in written] == ["uvicorn.access", "some.library"]
     assert SECRET not in stream.getvalue()
