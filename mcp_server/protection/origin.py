@@ -14,6 +14,10 @@ CORS for browser-based clients (MCP Inspector's web UI, web apps): allowed origi
 origin echoed (never `*` on /mcp), preflights are answered here without authentication, and the
 headers a client needs to read (WWW-Authenticate for the OAuth challenge, Mcp-Session-Id) are
 exposed. No credentials mode: the MCP endpoint uses bearer tokens, never cookies.
+
+Header values reach everything behind this guard without leading or trailing whitespace (RFC 9110
+section 5.5): h11 strips it, uvicorn's httptools parser does not, and the SDK compares
+`Mcp-Name`/`Mcp-Method` with the body byte for byte.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from mcp_server.protection._asgi import CannedResponse, jsonrpc_error
 from shared.settings import Settings, is_loopback_host
 
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
+_OWS = (b" ", b"\t")
 ALLOWED_HEADERS = (
     "Authorization",
     "Content-Type",
@@ -110,8 +115,12 @@ class OriginGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = scope["headers"]
+        if any(value[:1] in _OWS or value[-1:] in _OWS for _, value in headers):
+            headers = [(name, value.strip(b" \t")) for name, value in headers]
+            scope = {**scope, "headers": headers}
         host = origin = preflight_method = requested_headers = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"host":
                 host = value.decode("latin-1")
             elif name == b"origin":

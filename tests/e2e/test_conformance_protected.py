@@ -1,8 +1,10 @@
-"""The official conformance server suite against the OAuth-PROTECTED server (AUTH_MODE=internal).
+"""The official conformance server suite against the OAuth-PROTECTED server, in every deployment.
 
 scripts/conformance.sh runs the suite against AUTH_MODE=none. Here the same suite (`--suite all`,
-both protocol revisions) runs against the server as deployed, with authentication on: a token is
-minted by the real flow (discovery, DCR, PKCE, our login and consent pages, the token endpoint)
+both protocol revisions) runs against the server as deployed, with authentication on, in both
+modes (internal: the AS in the MCP process; external: `python -m auth_server` beside it, the MCP
+server introspecting every token) and on both stores (memory, Redis): a token is minted by the
+real flow (discovery, DCR, PKCE, our login and consent pages, the token endpoint)
 and scripts/inject-auth.mjs, a Node preload, adds it to every request the suite makes. The
 conformance engineer's baseline of expected failures (tests/conformance/expected-failures.yml),
 when there is one, applies here too: the suite then also fails on a listed scenario that passes.
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import oauth_flow
+from tests.e2e.fixtures import ALL_DEPLOYMENTS
 from tests.e2e.node_tools import TOOLS_NODE_MODULES, node_env, tool
 from tests.e2e.servers import REPO_ROOT, Deployment
 
@@ -38,9 +41,7 @@ def bearer_token(deployment: Deployment) -> str:
 
 
 @pytest.mark.parametrize("spec_version", ["2025-11-25", "2026-07-28"])
-@pytest.mark.parametrize(
-    "deployment", [pytest.param(("internal", "memory"), id="internal-memory")], indirect=True
-)
+@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
 def test_conformance_server_suite_passes_against_the_protected_server_with_a_real_token(
     deployment: Deployment, bearer_token: str, spec_version: str, tmp_path: Path
 ) -> None:

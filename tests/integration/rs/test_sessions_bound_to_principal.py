@@ -7,6 +7,7 @@ stateless: a session id is neither honoured nor minted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from tests.integration.rs.conftest import (
     initialize_body,
     legacy_headers,
     message,
+    modern_request,
 )
 
 PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
@@ -175,6 +177,27 @@ async def test_an_unsupported_protocol_version_gets_400_after_authentication(rs:
     headers = {**legacy_headers(await rs.token("alice")), "mcp-protocol-version": "1999-01-01"}
     response = await rs.http.post("/mcp", json=PING, headers=headers)
     assert response.status_code == 400
+
+
+async def test_routing_headers_are_compared_without_their_surrounding_whitespace(rs: Rs) -> None:
+    """RFC 9110 5.5: a field value excludes leading and trailing whitespace, whichever HTTP parser
+    uvicorn uses (httptools keeps it). Sent over a raw socket: HTTP clients refuse to send it."""
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"message": "x"}})
+    headers.update(bearer(await rs.token("alice")))
+    headers.update({"mcp-name": "  echo \t", "mcp-method": " tools/call  "})
+    payload = json.dumps(body).encode()
+    head = ["POST /mcp HTTP/1.1", f"Host: 127.0.0.1:{rs.server.port}", "Connection: close"]
+    head += [f"{name}:{value}" for name, value in headers.items()]
+    head += [f"Content-Length: {len(payload)}", "", ""]
+    reader, writer = await asyncio.open_connection("127.0.0.1", rs.server.port)
+    try:
+        writer.write("\r\n".join(head).encode("latin-1") + payload)
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert b'"result"' in answer
+    assert b"-32020" not in answer
 
 
 async def test_a_routing_header_that_contradicts_the_body_gets_400_header_mismatch(rs: Rs) -> None:
