@@ -2,8 +2,8 @@
 
 Every server the benchmark measures is started by this launcher, so the MCP app and the bare
 Starlette ceiling run under exactly the same uvicorn settings (`UVICORN_OPTIONS`): one worker,
-uvicorn's "auto" event loop and HTTP parser (uvloop and httptools when installed, as they are with
-the project's dependencies), no access log, and the start-up heap frozen out of the garbage
+the asyncio event loop (as `python -m mcp_server` uses), uvicorn's "auto" HTTP parser (httptools,
+a project dependency), no access log, and the start-up heap frozen out of the garbage
 collector's view (`shared.runtime`). The MCP app is built by `mcp_server.app.create_app` from the
 environment, exactly as `python -m mcp_server` builds it.
 """
@@ -26,7 +26,7 @@ from shared.runtime import freeze_startup_heap
 UVICORN_OPTIONS: dict[str, Any] = {
     "host": "127.0.0.1",
     "workers": 1,
-    "loop": "auto",
+    "loop": "asyncio",
     "http": "auto",
     "access_log": False,
     "log_level": "warning",
