@@ -41,8 +41,8 @@ OWNERS = ("ours", "SDK", "Starlette routing", "uvicorn HTTP and event loop", "ot
 
 
 def owner_of(file: str) -> str | None:
-    if "/site-packages/mcp/" in file or "/site-packages/mcp_types/" in file:
-        return "SDK"
+    if any(f"/site-packages/{package}/" in file for package in ("mcp", "mcp_types", "sse_starlette")):
+        return "SDK"  # sse-starlette is the SDK's SSE layer (2025-11-25 responses)
     if "/site-packages/" not in file and any(
         part in file for part in ("/mcp_server/", "/shared/", "/auth_server/")
     ):
@@ -99,6 +99,13 @@ def summarize(raw: str, title: str) -> str:
     lines += ["", "Heaviest frames, self:", "", "| share | frame |", "|---:|---|"]
     lines += [f"| {100 * n / total:.1f}% | `{frame}` |" for frame, n in self_time.most_common(25)]
     return "\n".join(lines) + "\n"
+
+
+def resummarize(stem: Path, title: str) -> str:
+    """The .md again from a recorded .txt (after a change to the owner rules)."""
+    report = summarize(Path(f"{stem}.txt").read_text(), title)
+    Path(f"{stem}.md").write_text(report)
+    return report
 
 
 def main(argv: list[str]) -> int:
