@@ -10,8 +10,9 @@ Scenarios (each at 16 and 64 connections; `scripts/bench/tools_call.lua` posts `
 - jwt:                AUTH_MODE=external, TOKEN_FORMAT=jwt (RFC 9068, local signature checks), both
 
 All servers are started first and stay up; the cells are then measured in interleaved rounds
-(`--rounds`, default 3, of `--duration` seconds each) and every figure is the median over the
-rounds, so background load drifts across all cells alike and the ratios hold on a busy machine.
+(`--rounds`, default 5, of `--duration` = 3 seconds each), cells compared with each other back to
+back; every figure is the median over the rounds, and every ratio the median of the per-round
+ratios, so background load drifts across compared cells alike and the ratios hold on a busy machine.
 Every server runs under the same uvicorn settings (`scripts/bench/serve.py`), pinned to CPU 1;
 wrk and the authorization server run on CPU 0 (`--no-pin` to let the kernel place them). Tokens
 come from the real OAuth flow (4 users x 2 clients x 4 tokens, used round-robin); 2025-11-25
@@ -62,6 +63,7 @@ from tests.e2e.servers import PYTHON, REPO_ROOT, ServerProcess, clean_environ, f
 RESULTS_DIR = REPO_ROOT / "bench-results"
 LUA = Path(__file__).resolve().parent / "tools_call.lua"
 CONNECTIONS = (16, 64)
+SETUP_ORDER = ("bare", "none", "internal", "external-cached", "external-uncached", "jwt")
 USERS, CLIENTS_PER_USER, TOKENS_PER_CLIENT = 4, 2, 4
 SERVER_CPU, LOAD_CPU = "1", "0"
 WRK_TIMEOUT = "5s"
@@ -347,6 +349,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for revision in setup.revisions:
                 clients = prepare_clients(setup, running, revision)
                 cells += [Cell(setup, running, revision, connections, clients) for connections in CONNECTIONS]
+        # Cells that are compared with each other (same stack, connections and revision, and the
+        # bare ceiling) run back to back in every round, so each ratio is taken from neighbours.
+        order = {name: index for index, name in enumerate(SETUP_ORDER)}
+        cells.sort(
+            key=lambda c: (
+                c.setup.stack,
+                c.connections,
+                c.revision != MODERN,
+                c.revision == "bare",
+                order[c.setup.name],
+            )
+        )
         print(f"bench: {len(runnings)} servers up, {len(cells)} cells x {args.rounds} rounds", flush=True)
         for number in range(args.rounds):
             shift = number * len(cells) // max(1, args.rounds)
@@ -430,7 +444,9 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ) -> None:
         if num is None or den is None or not den["rps"]:
             return
-        value = num["rps"] / den["rps"]
+        # Paired: the ratio in each round (the two cells ran minutes apart at most), then the median.
+        pairs = [a / b for a, b in zip(num["rounds_rps"], den["rounds_rps"], strict=True) if b]
+        value = statistics.median(pairs) if pairs else num["rps"] / den["rps"]
         out.append(
             {"ratio": name, **labels, "value": round(value, 3), "target": target, "met": value >= target}
         )
@@ -685,9 +701,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell and round (default 5)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell and round (default 3)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds, medians reported (default 3)"
+        "--rounds", type=int, default=5, help="interleaved rounds, medians reported (default 5)"
     )
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="seconds of unmeasured load first (default 2)"
