@@ -40,6 +40,9 @@ system-deps:
 node-tools:
 	@bash scripts/ensure-node-tools.sh
 
+# Human-readable logs while developing; JSON lines (the default) everywhere else.
+dev-internal dev-external dev-mcp dev-stdio: export LOG_FORMAT ?= text
+
 dev-internal: $(STAMP)
 	AUTH_MODE=internal $(PY) -m mcp_server --transport http
 
