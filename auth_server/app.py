@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth_server.backchannel import BackChannel, backchannel_routes
@@ -26,6 +24,7 @@ from auth_server.endpoints.metadata import metadata_routes
 from auth_server.endpoints.registration import registration_endpoint
 from auth_server.front_channel import FrontChannel
 from auth_server.urls import endpoint_path
+from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
 from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths
 from shared.settings import Settings
@@ -76,18 +75,6 @@ def create_auth_app(settings: Settings, store: Store | None = None) -> Starlette
     owns_store = store is None
     store = open_store(settings) if store is None else store
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> Response:
-        try:
-            ready = await store.ping()
-        except Exception:
-            ready = False
-        if ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "unavailable", "reason": "storage unreachable"}, status_code=503)
-
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         try:
@@ -97,8 +84,7 @@ def create_auth_app(settings: Settings, store: Store | None = None) -> Starlette
                 await store.close()
 
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        *health_routes(store),
         *create_auth_routes(settings, store),
         *metrics_routes(settings),
     ]

@@ -14,8 +14,6 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mcp_server.event_store import InMemoryEventStore
@@ -23,6 +21,7 @@ from mcp_server.protection import endpoint_guard
 from mcp_server.protection.metadata import metadata_routes
 from mcp_server.protection.scopes import tool_scope_lookup
 from mcp_server.server import build_mcp_server
+from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
 from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths, watch_introspection
 from shared.settings import Settings
@@ -66,21 +65,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         settings, validator=validator, api_key_validator=api_keys, tool_scopes=tool_scope_lookup(mcp)
     )
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> Response:
-        try:
-            ready = await store.ping()
-        except Exception:
-            ready = False
-        if ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "unavailable", "reason": "storage unreachable"}, status_code=503)
-
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        *health_routes(store),
         Route("/mcp", guard(StreamableHTTPASGIApp(session_manager))),
     ]
     if validator is not None:
