@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from auth_server.error_text import error_description
 from auth_server.errors import OAuthError
-from auth_server.models import AuthMethod
+from auth_server.models import AuthMethod, Client, ClientSource
 from auth_server.redirect_uris import (
     LOOPBACK_REDIRECT_HOSTS,
     UnacceptableRedirectUri,
@@ -70,6 +70,33 @@ class ClientMetadata:
     def is_public(self) -> bool:
         """A client without a secret (`none`): PKCE and refresh rotation are what protect it."""
         return self.token_endpoint_auth_method == "none"  # noqa: S105 - a method name, not a secret
+
+    def to_client(
+        self,
+        client_id: str,
+        source: ClientSource,
+        *,
+        client_id_issued_at: int = 0,
+        client_secret_digest: str | None = None,
+        may_introspect: bool = False,
+    ) -> Client:
+        """The Client record these metadata describe, plus what only its registrar knows."""
+        return Client(
+            client_id=client_id,
+            client_id_issued_at=client_id_issued_at,
+            client_name=self.client_name,
+            client_uri=self.client_uri,
+            logo_uri=self.logo_uri,
+            redirect_uris=self.redirect_uris,
+            grant_types=self.grant_types,
+            response_types=self.response_types,
+            token_endpoint_auth_method=self.token_endpoint_auth_method,
+            client_secret_digest=client_secret_digest,
+            scope=self.scope,
+            application_type=self.application_type,
+            source=source,
+            may_introspect=may_introspect,
+        )
 
 
 def parse_client_metadata(

@@ -133,18 +133,9 @@ def _configured_client(entry: Mapping[str, Any], *, where: str, native_schemes: 
         raise ValueError(f"{where} ({client_id}): a confidential client needs a client_secret")
     if metadata.is_public and secret:
         raise ValueError(f"{where} ({client_id}): a public client (auth method none) has no secret")
-    return Client(
-        client_id=client_id,
-        client_name=metadata.client_name,
-        client_uri=metadata.client_uri,
-        logo_uri=metadata.logo_uri,
-        redirect_uris=metadata.redirect_uris,
-        grant_types=metadata.grant_types,
-        response_types=metadata.response_types,
-        token_endpoint_auth_method=metadata.token_endpoint_auth_method,
+    return metadata.to_client(
+        client_id,
+        "preregistered",
         client_secret_digest=crypto.digest(secret) if secret else None,
-        scope=metadata.scope,
-        application_type=metadata.application_type,
-        source="preregistered",
         may_introspect=bool(entry.get("may_introspect", False)),
     )

@@ -92,19 +92,7 @@ def client_from_document(url: str, body: bytes, native_schemes: Collection[str] 
         raise ClientMetadataDocumentError(
             f"the client metadata document is invalid: {exc.description}"
         ) from None
-    return Client(
-        client_id=url,
-        client_name=metadata.client_name,
-        client_uri=metadata.client_uri,
-        logo_uri=metadata.logo_uri,
-        redirect_uris=metadata.redirect_uris,
-        grant_types=metadata.grant_types,
-        response_types=metadata.response_types,
-        token_endpoint_auth_method="none",  # noqa: S106 - an auth method name, not a secret
-        scope=metadata.scope,
-        application_type=metadata.application_type,
-        source="metadata_document",
-    )
+    return metadata.to_client(url, "metadata_document")
 
 
 def cache_seconds(cache_control: str | None, cap: int) -> int:

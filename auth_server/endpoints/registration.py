@@ -86,20 +86,11 @@ def registration_endpoint(registry: StoreClientRegistry, limiter: RateLimiter, a
             native_schemes=registry.native_schemes,
         )
         secret = None if metadata.is_public else crypto.new_credential()
-        client = Client(
-            client_id=new_client_id(),
+        client = metadata.to_client(
+            new_client_id(),
+            "dynamic",
             client_id_issued_at=int(time.time()),
-            client_name=metadata.client_name,
-            client_uri=metadata.client_uri,
-            logo_uri=metadata.logo_uri,
-            redirect_uris=metadata.redirect_uris,
-            grant_types=metadata.grant_types,
-            response_types=metadata.response_types,
-            token_endpoint_auth_method=metadata.token_endpoint_auth_method,
             client_secret_digest=crypto.digest(secret) if secret else None,
-            scope=metadata.scope,
-            application_type=metadata.application_type,
-            source="dynamic",
         )
         while not await registry.add(client):  # 144 random bits: in practice never loops
             client = client.model_copy(update={"client_id": new_client_id()})
