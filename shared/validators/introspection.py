@@ -39,8 +39,8 @@ import httpx2
 from shared.logs import request_id_header
 from shared.settings import IntrospectionAuthMethod, Settings
 from shared.validation import FailureReason, Principal, TokenRejected, ValidatorUnavailable
+from shared.validators.claims import audience_of, numeric_date, scope_values
 from shared.validators.discovery import ProviderMetadata
-from shared.validators.jwt import scope_values
 
 logger = logging.getLogger(__name__)
 
@@ -255,16 +255,16 @@ class IntrospectionValidator:
         token_type = body.get("token_type")
         if isinstance(token_type, str) and token_type.lower() in _NOT_ACCESS_TOKEN_TYPES:
             raise TokenRejected("not_an_access_token")
-        exp = _int_claim(body, "exp")
+        exp = _int(numeric_date(body.get("exp")))
         if exp is not None and exp <= now:
             raise TokenRejected("expired")
-        nbf = _int_claim(body, "nbf")
+        nbf = _int(numeric_date(body.get("nbf")))
         if nbf is not None and nbf > now + 5:
             raise TokenRejected("expired", "token is not valid yet")
         issuer = body.get("iss")
         if issuer is not None and issuer != self._issuer:
             raise TokenRejected("wrong_issuer")
-        audience = _audience(body.get("aud"))
+        audience = audience_of(body.get("aud"))
         if self._resource not in audience:
             raise TokenRejected("wrong_audience")
         client_id = body.get("client_id")
@@ -293,16 +293,5 @@ def _error_code(response: httpx2.Response) -> str | None:
     return error if isinstance(error, str) else None
 
 
-def _int_claim(body: Mapping[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
-
-
-def _audience(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list):
-        return tuple(item for item in value if isinstance(item, str))
-    return ()
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)

@@ -40,9 +40,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
 
-from shared.scopes import parse
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
+from shared.validators.claims import audience_of, numeric_date, scope_values
 from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
@@ -167,15 +167,15 @@ class JwtValidator:
         now = self._clock()
         if claims.get("iss") != self._issuer:
             raise TokenRejected("wrong_issuer")
-        audience = _audience(claims.get("aud"))
+        audience = audience_of(claims.get("aud"))
         if self._resource not in audience:
             raise TokenRejected("wrong_audience")
-        exp = _number(claims.get("exp"))
+        exp = numeric_date(claims.get("exp"))
         if exp is None:
             raise TokenRejected("not_an_access_token", "token has no expiry")
         if exp + self._leeway <= now:
             raise TokenRejected("expired")
-        nbf = _number(claims.get("nbf"))
+        nbf = numeric_date(claims.get("nbf"))
         if nbf is not None and nbf - self._leeway > now:
             raise TokenRejected("expired", "token is not valid yet")
         subject = claims.get(self._subject_claim)
@@ -298,15 +298,6 @@ def _compact_jws_header(token: str) -> dict[str, Any]:
     return header
 
 
-def scope_values(value: Any) -> tuple[str, ...]:
-    """Scopes from a claim: an RFC 6749 space-separated string, or a list of strings (`scp`)."""
-    if isinstance(value, str):
-        return parse(value)
-    if isinstance(value, list):
-        return tuple(dict.fromkeys(item for item in value if isinstance(item, str)))
-    return ()
-
-
 def _media_types(types: Collection[str]) -> frozenset[str]:
     """Accepted `typ` values, lower-cased, each also with the `application/` prefix (RFC 7515 4.1.9)."""
     accepted: set[str] = set()
@@ -314,17 +305,3 @@ def _media_types(types: Collection[str]) -> frozenset[str]:
         bare = value.strip().lower().removeprefix("application/")
         accepted.update({bare, f"application/{bare}"} if bare else {""})
     return frozenset(accepted)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _audience(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list):
-        return tuple(item for item in value if isinstance(item, str))
-    return ()
