@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import uvicorn
-
 from shared.logs import configure_logging
-from shared.runtime import freeze_startup_heap
+from shared.runtime import serve
 from shared.settings import load_settings
 
 
@@ -32,22 +30,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from auth_server.app import create_auth_app
 
-    try:
-        app = create_auth_app(settings)
-    except ValueError as exc:  # AUTH_USERS / AUTH_CLIENTS entries are checked when the app is built
-        raise SystemExit(f"Invalid configuration:\n  {exc}") from None
-    freeze_startup_heap()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.auth_port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn's loggers propagate to the one handler configure_logging installed
-        proxy_headers=False,
-        # asyncio, not uvloop even when installed: with the SDK's per-request task groups uvloop was
-        # slower here and its p99 at 64 connections 6x worse (docs/performance.md).
-        loop="asyncio",
-    )
+    serve(lambda: create_auth_app(settings), settings=settings, port=settings.auth_port)
 
 
 if __name__ == "__main__":

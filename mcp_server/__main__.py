@@ -11,10 +11,9 @@ import argparse
 import sys
 
 import anyio
-import uvicorn
 
 from shared.logs import configure_logging
-from shared.runtime import freeze_startup_heap
+from shared.runtime import serve
 from shared.settings import load_settings
 
 
@@ -43,22 +42,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from mcp_server.app import create_app
 
-    try:
-        app = create_app(settings)
-    except ValueError as exc:  # AUTH_USERS / AUTH_CLIENTS / API_KEYS entries are checked here
-        raise SystemExit(f"Invalid configuration:\n  {exc}") from None
-    freeze_startup_heap()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.mcp_port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn's loggers propagate to the one handler configure_logging installed
-        proxy_headers=False,
-        # asyncio, not uvloop even when installed: with the SDK's per-request task groups uvloop was
-        # slower here and its p99 at 64 connections 6x worse (docs/performance.md).
-        loop="asyncio",
-    )
+    serve(lambda: create_app(settings), settings=settings, port=settings.mcp_port)
 
 
 if __name__ == "__main__":
