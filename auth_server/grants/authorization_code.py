@@ -98,29 +98,15 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         resource=record.resource,
         created_at=int(ctx.clock()),
     )
-    issued = await ctx.tokens.issue(
-        client_id=record.client_id,
-        subject=record.subject,
+    return await ctx.issue_in_grant(
+        grant,
         scopes=record.scopes,
-        resource=record.resource,
-        grant_id=record.grant_id,
         refresh_scopes=record.scopes if with_refresh else None,
-    )
-    if not await ctx.grants.attach(record.grant_id, issued.store_keys, ttl):
-        raise invalid_grant("the authorization code was replayed; its grant is revoked")
-    await ctx.grants.save(grant, ttl)
-    ctx.audit.record(
-        "token_issued",
-        ip=ip,
-        client_id=record.client_id,
-        subject=record.subject,
-        grant_id=record.grant_id,
+        ttl=ttl,
         grant_type="authorization_code",
-        scope=issued.scope,
-        resource=record.resource,
-        jti=issued.jti,
+        ip=ip,
+        revoked_meanwhile="the authorization code was replayed; its grant is revoked",
     )
-    return issued
 
 
 async def _mark_redeemed(ctx: GrantContext, raw: str | None, digest: str) -> AuthorizationCodeRecord | None:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from auth_server.audit import AuditLog
 from auth_server.endpoints.forms import quoted
 from auth_server.errors import OAuthError
-from auth_server.grants.grant import Grants
+from auth_server.grants.grant import GrantRecord, Grants
 from auth_server.resources import served_resources
-from auth_server.tokens import TokenService
+from auth_server.tokens import IssuedTokens, TokenService
 from shared import scopes as scope_model
 from shared.settings import Settings
 from shared.storage.base import Store
@@ -29,6 +29,44 @@ class GrantContext:
     @property
     def resources(self) -> tuple[str, ...]:
         return served_resources(self.settings)
+
+    async def issue_in_grant(
+        self,
+        grant: GrantRecord,
+        *,
+        scopes: tuple[str, ...],
+        refresh_scopes: tuple[str, ...] | None,
+        ttl: float,
+        grant_type: str,
+        ip: str,
+        revoked_meanwhile: str,
+    ) -> IssuedTokens:
+        """Mint tokens into `grant`, (re)save it for `ttl` and audit the issue. If the grant was
+        revoked while this request was in flight, the fresh tokens are deleted again and the
+        answer is invalid_grant with `revoked_meanwhile`."""
+        issued = await self.tokens.issue(
+            client_id=grant.client_id,
+            subject=grant.subject,
+            scopes=scopes,
+            resource=grant.resource,
+            grant_id=grant.grant_id,
+            refresh_scopes=refresh_scopes,
+        )
+        if not await self.grants.attach(grant.grant_id, issued.store_keys, ttl):
+            raise invalid_grant(revoked_meanwhile)
+        await self.grants.save(grant, ttl)
+        self.audit.record(
+            "token_issued",
+            ip=ip,
+            client_id=grant.client_id,
+            subject=grant.subject,
+            grant_id=grant.grant_id,
+            grant_type=grant_type,
+            scope=issued.scope,
+            resource=grant.resource,
+            jti=issued.jti,
+        )
+        return issued
 
 
 def invalid_grant(description: str) -> OAuthError:

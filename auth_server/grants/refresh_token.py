@@ -67,29 +67,15 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         raise invalid_grant(_INVALID)
 
     ttl = ctx.tokens.refresh_ttl
-    issued = await ctx.tokens.issue(
-        client_id=record.client_id,
-        subject=record.sub,
+    return await ctx.issue_in_grant(
+        await ctx.grants.get(record.grant_id) or _grant_from(record),
         scopes=scopes,
-        resource=record.resource,
-        grant_id=record.grant_id,
         refresh_scopes=granted,
-    )
-    if not await ctx.grants.attach(record.grant_id, issued.store_keys, ttl):
-        raise invalid_grant(REVOKED_IN_FLIGHT)
-    await ctx.grants.save(await ctx.grants.get(record.grant_id) or _grant_from(record), ttl)
-    ctx.audit.record(
-        "token_issued",
-        ip=ip,
-        client_id=record.client_id,
-        subject=record.sub,
-        grant_id=record.grant_id,
+        ttl=ttl,
         grant_type="refresh_token",
-        scope=issued.scope,
-        resource=record.resource,
-        jti=issued.jti,
+        ip=ip,
+        revoked_meanwhile=REVOKED_IN_FLIGHT,
     )
-    return issued
 
 
 def _grant_from(record: RefreshTokenRecord) -> GrantRecord:
