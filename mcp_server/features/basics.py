@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_server.features.hints import PURE
 from mcp_server.protection.principal import ANONYMOUS, current_principal
-
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
 
 
 class Identity(BaseModel):
@@ -30,17 +26,17 @@ class Identity(BaseModel):
 def register(server: MCPServer) -> None:
     # Coroutines on purpose: the SDK runs a plain `def` tool in a worker thread, a hand-off that
     # costs more than these tools do (docs/performance.md).
-    @server.tool(annotations=READ_ONLY)
+    @server.tool(annotations=PURE)
     async def echo(message: str) -> str:
         """Return the message unchanged."""
         return message
 
-    @server.tool(annotations=READ_ONLY)
+    @server.tool(annotations=PURE)
     async def add(a: float, b: float) -> float:
         """Add two numbers."""
         return a + b
 
-    @server.tool(annotations=READ_ONLY)
+    @server.tool(annotations=PURE)
     async def whoami(ctx: Context[Any, Any]) -> Identity:
         """Who you are to this server: subject, client, scopes, audience, issuer and token expiry."""
         principal = current_principal(ctx)
