@@ -13,7 +13,9 @@ Choices where the specs leave room (documented in docs/oauth.md):
   nor private-use schemes: those (NATIVE_REDIRECT_SCHEMES, RFC 8252 section 7.1) are for native
   apps only;
 * only `response_types: ["code"]` and the grants this server implements are accepted; the
-  implicit and password grants are refused, never silently dropped.
+  implicit and password grants are refused, never silently dropped;
+* `client_credentials` only from configuration (AUTH_CLIENTS): a registered or CIMD client asking
+  for it is refused with `invalid_client_metadata`.
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ class ClientMetadata:
         *,
         client_id_issued_at: int = 0,
         client_secret_digest: str | None = None,
-        may_introspect: bool = False,
     ) -> Client:
         """The Client record these metadata describe, plus what only its registrar knows."""
         return Client(
@@ -95,23 +96,33 @@ class ClientMetadata:
             scope=self.scope,
             application_type=self.application_type,
             source=source,
-            may_introspect=may_introspect,
         )
 
 
 def parse_client_metadata(
-    raw: Mapping[str, Any], *, default_auth_method: AuthMethod, native_schemes: Collection[str] = ()
+    raw: Mapping[str, Any],
+    *,
+    default_auth_method: AuthMethod,
+    native_schemes: Collection[str] = (),
+    machine_client_allowed: bool = False,
 ) -> ClientMetadata:
     """Validate client metadata and fill in defaults; raise ClientMetadataRejected on bad input.
 
     Members this server does not understand are ignored, as RFC 7591 section 2 requires.
     `native_schemes` are the private-use redirect URI schemes allowed for native clients
-    (settings.native_redirect_schemes).
+    (settings.native_redirect_schemes). `machine_client_allowed` is True for configuration only:
+    the client_credentials grant (a token with no user behind it) is the operator's decision,
+    never one a client registering itself or publishing a metadata document makes.
     """
     grant_types = _string_list(raw, "grant_types", default=["authorization_code"])
     for grant in grant_types:
         if grant not in SUPPORTED_GRANT_TYPES:
             raise _metadata(f"grant type {grant!r} is not supported; use {', '.join(SUPPORTED_GRANT_TYPES)}")
+    if "client_credentials" in grant_types and not machine_client_allowed:
+        raise _metadata(
+            "the client_credentials grant is for machine clients the operator configures, not for "
+            "registered clients; use authorization_code"
+        )
     if not grant_types:
         raise _metadata("grant_types must not be empty")
     uses_code = "authorization_code" in grant_types

@@ -1,14 +1,23 @@
 """The client registry: every client the authorization server knows, wherever it came from.
 
 Lookup order for a client_id:
-1. pre-registered clients from configuration (AUTH_CLIENTS, plus the MCP server's own
-   introspection client), validated once at start-up so a typo stops the process;
+1. pre-registered clients from configuration (AUTH_CLIENTS, plus, on the standalone server of
+   external mode, the MCP server's own introspection client), validated once at start-up so a
+   typo stops the process;
 2. dynamically registered clients (RFC 7591), stored under `auth:client:{client_id}` without
    expiry;
 3. client ID metadata documents: a URL client_id is fetched and validated (and cached) by
    `endpoints.client_metadata`.
 
 Secrets from configuration are kept only as `crypto.digest` values.
+
+Two kinds of configured clients never obtain a token for a user, and they are kept apart:
+* a resource server's credential (`may_introspect`: INTROSPECTION_CLIENT_*, or an AUTH_CLIENTS
+  entry flagged so) only introspects: no grant, no redirect URI, no scope. It exists where a
+  separate resource server introspects; internal mode's MCP server reads the Store itself, so
+  there the built-in one does not exist at all;
+* a machine client (`client_credentials`) gets tokens for itself, never beyond the `scope` it is
+  configured with, which is therefore required.
 """
 
 from __future__ import annotations
@@ -71,7 +80,12 @@ class StoreClientRegistry:
         stored = await self._store.get(client_key(client_id))
         if stored is None:
             raise UnknownClient("this client is not registered")
-        return Client.model_validate_json(stored)
+        client = Client.model_validate_json(stored)
+        if client.source != "dynamic" or client.may_introspect:
+            # Only configuration makes a machine client or a resource server; a stored record
+            # claiming to be one (written by hand, or by an older version) is held to DCR's rules.
+            client = client.model_copy(update={"source": "dynamic", "may_introspect": False})
+        return client
 
     async def add(self, client: Client) -> bool:
         """Store a dynamically registered client; False if the client_id is already taken."""
@@ -92,26 +106,43 @@ def preregistered_clients(settings: Settings) -> dict[str, Client]:
         if client.client_id in clients:
             raise ValueError(f"AUTH_CLIENTS[{index}]: duplicate client_id {client.client_id!r}")
         clients[client.client_id] = client
-    introspection = introspection_client(settings)
-    if introspection.client_id in clients:
-        raise ValueError(f"AUTH_CLIENTS: client_id {introspection.client_id!r} is the introspection client's")
-    clients[introspection.client_id] = introspection
+    if settings.auth_mode == "external":
+        introspection = introspection_client(settings)
+        if introspection.client_id in clients:
+            raise ValueError(
+                f"AUTH_CLIENTS: client_id {introspection.client_id!r} is the introspection client's"
+            )
+        clients[introspection.client_id] = introspection
     return clients
 
 
 def introspection_client(settings: Settings) -> Client:
-    """The MCP server's own client: may only call /introspect and get client_credentials tokens."""
+    """The MCP server's own credential on the standalone server (external mode): it introspects
+    and does nothing else."""
+    return resource_server_client(
+        settings.introspection_client_id,
+        crypto.digest(settings.introspection_client_secret),
+        name="MCP resource server (introspection)",
+    )
+
+
+def resource_server_client(client_id: str, secret_digest: str, *, name: str | None = None) -> Client:
+    """A resource server's credential: may call /introspect, may use no grant (`may_use_grant`)."""
     return Client(
-        client_id=settings.introspection_client_id,
-        client_name="MCP resource server (introspection)",
-        grant_types=("client_credentials",),
+        client_id=client_id,
+        client_name=name,
+        grant_types=(),
         response_types=(),
         token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name, not a secret
-        client_secret_digest=crypto.digest(settings.introspection_client_secret),
+        client_secret_digest=secret_digest,
         application_type="web",
         source="preregistered",
         may_introspect=True,
     )
+
+
+# What a resource server's entry may not have: it only introspects.
+_NOT_FOR_RESOURCE_SERVERS = ("grant_types", "response_types", "redirect_uris", "scope")
 
 
 def _configured_client(entry: Mapping[str, Any], *, where: str, native_schemes: Collection[str]) -> Client:
@@ -121,11 +152,28 @@ def _configured_client(entry: Mapping[str, Any], *, where: str, native_schemes: 
     secret = entry.get("client_secret")
     if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
         raise ValueError(f"{where}: client_secret must be a string of at least 16 characters")
+    may_introspect = entry.get("may_introspect", False)
+    if not isinstance(may_introspect, bool):
+        raise ValueError(f"{where} ({client_id}): may_introspect must be true or false")
+    if may_introspect:
+        extra = [name for name in _NOT_FOR_RESOURCE_SERVERS if entry.get(name)]
+        if extra:
+            raise ValueError(
+                f"{where} ({client_id}): a resource server's client (may_introspect) only introspects; "
+                f"remove {', '.join(extra)} (configure a separate client for tokens)"
+            )
+        if not secret:
+            raise ValueError(f"{where} ({client_id}): a resource server's client needs a client_secret")
+        name = entry.get("client_name")
+        return resource_server_client(
+            client_id, crypto.digest(secret), name=name if isinstance(name, str) else None
+        )
     try:
         metadata = parse_client_metadata(
             entry,
             default_auth_method="client_secret_basic" if secret else "none",
             native_schemes=native_schemes,
+            machine_client_allowed=True,
         )
     except ClientMetadataRejected as exc:
         raise ValueError(f"{where} ({client_id}): {exc.error}: {exc.description}") from None
@@ -133,9 +181,11 @@ def _configured_client(entry: Mapping[str, Any], *, where: str, native_schemes: 
         raise ValueError(f"{where} ({client_id}): a confidential client needs a client_secret")
     if metadata.is_public and secret:
         raise ValueError(f"{where} ({client_id}): a public client (auth method none) has no secret")
+    if "client_credentials" in metadata.grant_types and not metadata.scope:
+        raise ValueError(
+            f"{where} ({client_id}): a client_credentials client needs an explicit scope, the most "
+            'its tokens may carry (for example "scope": "notes:read")'
+        )
     return metadata.to_client(
-        client_id,
-        "preregistered",
-        client_secret_digest=crypto.digest(secret) if secret else None,
-        may_introspect=bool(entry.get("may_introspect", False)),
+        client_id, "preregistered", client_secret_digest=crypto.digest(secret) if secret else None
     )

@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict
 AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
 ClientSource = Literal["preregistered", "dynamic", "metadata_document"]
 
+# The subject of a machine client's own tokens is `client:<client_id>`. No user's subject can take
+# that form: local user names may not start with it (users.py), federated subjects start with the
+# upstream issuer's URL (upstream.py).
+MACHINE_SUBJECT_PREFIX = "client:"
+
 
 class Client(BaseModel):
     """A registered OAuth client, whichever way it became known."""
@@ -37,6 +42,26 @@ class Client(BaseModel):
     @property
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method == "none"  # noqa: S105 - a method name
+
+    @property
+    def machine_subject(self) -> str:
+        """The subject of the tokens this client gets for itself (client_credentials)."""
+        return MACHINE_SUBJECT_PREFIX + self.client_id
+
+    def may_use_grant(self, grant_type: str) -> bool:
+        """Whether /token serves this client `grant_type` (else `unauthorized_client`).
+
+        A registered grant is not enough on its own: a resource server's credential
+        (`may_introspect`) only introspects and never obtains a token, and client_credentials,
+        a token with no user behind it, is for machine clients the operator configured
+        (AUTH_CLIENTS, with an explicit scope), never for one that registered itself or
+        publishes a metadata document.
+        """
+        if self.may_introspect or grant_type not in self.grant_types:
+            return False
+        if grant_type == "client_credentials":
+            return self.source == "preregistered" and not self.is_public and bool(self.scope)
+        return True
 
 
 class ClientRegistry(Protocol):

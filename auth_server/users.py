@@ -19,6 +19,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from auth_server.models import MACHINE_SUBJECT_PREFIX
 from shared.settings import Settings
 
 DEV_USER = "demo"
@@ -92,6 +93,9 @@ class UserDirectory:
                 raise ValueError(f"AUTH_USERS: invalid user name {name!r}")
             if "://" in name:  # reserved: federated subjects are "<issuer URL>#<sub>" (upstream.py)
                 raise ValueError(f"AUTH_USERS: user name {name!r} must not contain '://'")
+            reserved = MACHINE_SUBJECT_PREFIX  # machine clients' subjects (models.py)
+            if name.startswith(reserved):
+                raise ValueError(f"AUTH_USERS: user name {name!r} must not start with {reserved!r}")
             try:
                 hashes[name] = PasswordHash.parse(encoded)
             except BadPasswordHash as exc:

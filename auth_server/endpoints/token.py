@@ -1,8 +1,9 @@
 """The token endpoint (OAuth 2.1 section 3.2): POST form in, tokens or an RFC 6749 5.2 error out.
 
 Order of checks: rate limit, form syntax, grant type (so `password` is always
-`unsupported_grant_type`), client authentication, whether this client registered the grant
-(`unauthorized_client`), then the grant's own rules in `auth_server.grants`.
+`unsupported_grant_type`), client authentication, whether this client may use the grant
+(`unauthorized_client`: `Client.may_use_grant`), then the grant's own rules in
+`auth_server.grants`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def token_endpoint(channel: BackChannel) -> Endpoint:
                 claimed = form.get("client_id")
                 channel.audit.record("client_auth_failed", ip=ip, client_id=claimed, endpoint="token")
             raise
-        if grant_type not in caller.client.grant_types:
+        if not caller.client.may_use_grant(grant_type):
             raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
         issued = await handler(context, caller, form, ip)
         return json_response(issued.response_body())

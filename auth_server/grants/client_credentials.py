@@ -1,10 +1,16 @@
 """`grant_type=client_credentials` (OAuth 2.1 section 4.2): a machine client acting for itself.
 
-Only confidential clients that registered the grant may use it (`unauthorized_client`
-otherwise): a public client proves nothing, so a token "for itself" would be a token for
-anyone. The subject is the client_id, there is no refresh token (the client can always ask
-again) and no grant record, since there is no user consent to end. The audience is the
-requested resource or the default MCP resource, never unrestricted.
+A token with no user behind it is the operator's decision: only clients configured in
+AUTH_CLIENTS with this grant and an explicit `scope` get one (`Client.may_use_grant`; a client
+that registered itself or publishes a metadata document is `unauthorized_client`, and so is a
+resource server's introspection credential). The token never carries more than that `scope`;
+without a `scope` parameter it carries all of it.
+
+The subject is `client:<client_id>` (`Client.machine_subject`), a form no user's subject can
+take, so a machine client never shares a user's notes or sessions whatever its client_id. There
+is no refresh token (the client can always ask again) and no grant record, since there is no
+user consent to end. The audience is the requested resource or the default MCP resource, never
+unrestricted.
 """
 
 from __future__ import annotations
@@ -20,20 +26,16 @@ from shared import scopes as scope_model
 
 async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, ip: str) -> IssuedTokens:
     client = caller.client
-    if not caller.proved_identity:
-        raise OAuthError("unauthorized_client", "client_credentials is for confidential clients only")
+    configured = scope_model.parse(client.scope)
+    if not caller.proved_identity or not configured:
+        raise OAuthError("unauthorized_client", "client_credentials is for configured machine clients only")
     resource = form.get("resource") or default_resource(ctx.settings)
     if resource not in ctx.resources:
         raise OAuthError("invalid_target", "no tokens are issued for that resource")
-    registered = scope_model.parse(client.scope)
-    allowed = registered or scope_model.SUPPORTED_SCOPES
-    if form.get("scope") is None:
-        scopes = registered or scope_model.BASELINE_SCOPES
-    else:
-        scopes = requested_scopes(form.get("scope"), allowed)
+    scopes = requested_scopes(form.get("scope"), configured)
     issued = await ctx.tokens.issue(
         client_id=client.client_id,
-        subject=client.client_id,
+        subject=client.machine_subject,
         scopes=scopes,
         resource=resource,
         grant_id=None,
@@ -42,7 +44,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         "token_issued",
         ip=ip,
         client_id=client.client_id,
-        subject=client.client_id,
+        subject=client.machine_subject,
         grant_type="client_credentials",
         scope=issued.scope,
         resource=resource,

@@ -45,6 +45,14 @@ def make_settings(**overrides: Any) -> Settings:
         "cimd_allow_loopback": True,
     }
     values.update(overrides)
+    if values["auth_mode"] == "internal":
+        # Internal mode has no built-in introspection client (the MCP server reads the Store):
+        # the tests introspect as another resource server would, configured in AUTH_CLIENTS.
+        resource_server = {"client_id": RS_CLIENT_ID, "client_secret": RS_CLIENT_SECRET}
+        values["auth_clients"] = [
+            {**resource_server, "may_introspect": True},
+            *values.get("auth_clients", []),
+        ]
     return Settings(_env_file=None, **values)
 
 
@@ -112,7 +120,6 @@ async def add_client(
     client_id: str | None = None,
     secret: str | None = None,
     scope: str | None = None,
-    may_introspect: bool = False,
 ) -> OAuthClient:
     """Writes a dynamically registered client where `StoreClientRegistry` looks it up."""
     client_id = client_id or f"client-{uuid.uuid4().hex[:12]}"
@@ -127,10 +134,16 @@ async def add_client(
         client_secret_digest=crypto.digest(secret) if secret else None,
         scope=scope,
         client_id_issued_at=int(time.time()),
-        may_introspect=may_introspect,
     )
     await store.set(f"auth:client:{client_id}", client.model_dump_json())
     return OAuthClient(client_id, secret if confidential else None)
+
+
+def configured_client(**metadata: Any) -> tuple[dict[str, Any], OAuthClient]:
+    """An AUTH_CLIENTS entry for a confidential client (pass it in `auth_clients`) and the client
+    as a test sees it; machine clients and resource servers exist only this way."""
+    client = OAuthClient(f"configured-{uuid.uuid4().hex[:12]}", crypto.new_credential())
+    return {"client_id": client.client_id, "client_secret": client.secret, **metadata}, client
 
 
 def path_of(url: str, expected_base: str | None = None) -> str:

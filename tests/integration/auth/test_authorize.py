@@ -465,7 +465,7 @@ async def test_a_client_without_the_code_grant_is_unauthorized_client(
     client = await register(
         http,
         token_endpoint_auth_method="client_secret_basic",
-        grant_types=["client_credentials"],
+        grant_types=["refresh_token"],
         response_types=[],
         redirect_uris=[REDIRECT_URI],
     )

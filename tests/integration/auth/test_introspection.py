@@ -14,6 +14,7 @@ from tests.integration.auth.helpers import (
     RS_CLIENT_ID,
     RS_CLIENT_SECRET,
     add_client,
+    configured_client,
     introspect,
     redeem,
     store_code,
@@ -80,10 +81,11 @@ async def test_clients_that_are_not_resource_servers_may_not_introspect(
         assert_error(response, "invalid_client", 401)
 
 
-async def test_a_confidential_client_flagged_may_introspect_can(
-    http: httpx2.AsyncClient, store: Store, settings: Settings
+async def test_a_resource_server_configured_with_may_introspect_can(
+    make_http: HttpFactory, store: Store, settings: Settings
 ) -> None:
-    rs = await add_client(store, confidential=True, grant_types=("client_credentials",), may_introspect=True)
+    entry, rs = configured_client(may_introspect=True)
+    http = await make_http(auth_clients=[entry])
     client = await add_client(store)
     tokens = await tokens_for(http, store, settings, client)
     response = await http.post("/introspect", data={"token": tokens["access_token"]}, auth=rs.basic())

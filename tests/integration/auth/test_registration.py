@@ -69,25 +69,16 @@ async def test_a_client_that_names_no_auth_method_is_confidential_per_rfc_7591(
 
 
 async def test_the_secret_issued_at_registration_authenticates_the_client(http: httpx2.AsyncClient) -> None:
-    registered = await register(
-        http,
-        token_endpoint_auth_method="client_secret_basic",
-        grant_types=["client_credentials"],
-        response_types=[],
-        redirect_uris=[],
-        application_type="web",
-    )
+    registered = await register(http, token_endpoint_auth_method="client_secret_basic")
+    form = {"grant_type": "refresh_token", "refresh_token": "not-a-refresh-token"}
     ok = await http.post(
-        "/token",
-        data={"grant_type": "client_credentials"},
-        auth=httpx2.BasicAuth(registered["client_id"], registered["client_secret"]),
+        "/token", data=form, auth=httpx2.BasicAuth(registered["client_id"], registered["client_secret"])
     )
     wrong = await http.post(
-        "/token",
-        data={"grant_type": "client_credentials"},
-        auth=httpx2.BasicAuth(registered["client_id"], "not-the-secret"),
+        "/token", data=form, auth=httpx2.BasicAuth(registered["client_id"], "not-the-secret")
     )
-    assert ok.status_code == 200, ok.text
+    assert ok.status_code == 400, ok.text  # authenticated: only the refresh token is wrong
+    assert ok.json()["error"] == "invalid_grant"
     assert wrong.status_code == 401
 
 

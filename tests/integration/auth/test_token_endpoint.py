@@ -27,6 +27,7 @@ from tests.integration.auth.helpers import (
     RESOURCE,
     add_client,
     code_form,
+    configured_client,
     introspect,
     is_active,
     pkce_pair,
@@ -430,10 +431,11 @@ async def test_client_credentials_is_refused_to_a_client_not_registered_for_it(
     assert_error(response, "unauthorized_client")
 
 
-async def test_client_credentials_issues_a_token_whose_subject_is_the_client(
-    http: httpx2.AsyncClient, store: Store
+async def test_client_credentials_issues_a_token_whose_subject_is_the_namespaced_client(
+    make_http: HttpFactory,
 ) -> None:
-    client = await add_client(store, confidential=True, grant_types=("client_credentials",))
+    entry, client = configured_client(grant_types=["client_credentials"], scope="notes:write")
+    http = await make_http(auth_clients=[entry])
     response = await http.post(
         "/token", data={"grant_type": "client_credentials", "scope": "notes:read", **client.auth()}
     )
@@ -442,15 +444,13 @@ async def test_client_credentials_issues_a_token_whose_subject_is_the_client(
     assert "refresh_token" not in body
     assert body["scope"] == "notes:read"
     info = (await introspect(http, body["access_token"])).json()
-    assert (info["sub"], info["client_id"], info["aud"]) == (client.client_id, client.client_id, RESOURCE)
+    expected = (f"client:{client.client_id}", client.client_id, RESOURCE)
+    assert (info["sub"], info["client_id"], info["aud"]) == expected
 
 
-async def test_client_credentials_refuses_unknown_scopes_and_resources(
-    http: httpx2.AsyncClient, store: Store
-) -> None:
-    client = await add_client(
-        store, confidential=True, grant_types=("client_credentials",), scope="notes:read"
-    )
+async def test_client_credentials_refuses_unknown_scopes_and_resources(make_http: HttpFactory) -> None:
+    entry, client = configured_client(grant_types=["client_credentials"], scope="notes:read")
+    http = await make_http(auth_clients=[entry])
     form = {"grant_type": "client_credentials", **client.auth()}
     assert_error(await http.post("/token", data={**form, "scope": "notes:write"}), "invalid_scope")
     assert_error(await http.post("/token", data={**form, "scope": "nope"}), "invalid_scope")
