@@ -139,7 +139,9 @@ class Settings(BaseSettings):
         description='Local users as JSON {"name": "<password hash>"}; empty: the dev user demo/demo',
     )
     auth_clients: list[dict[str, Any]] = Field(
-        default_factory=list, description="Pre-registered clients (JSON list of client metadata)"
+        default_factory=list,
+        description="Pre-registered clients (JSON list of client metadata); the only way to a machine "
+        "client (client_credentials, with a required scope) or a resource server (may_introspect)",
     )
     native_redirect_schemes: list[str] = Field(
         default_factory=list,
@@ -172,7 +174,8 @@ class Settings(BaseSettings):
 
     # --- the MCP server as a protected resource -------------------------------------------------
     introspection_client_id: str = Field(
-        "mcp-resource-server", description="Client ID the MCP server introspects with (external mode)"
+        "mcp-resource-server",
+        description="Client ID the MCP server introspects with (external mode; it may only introspect)",
     )
     introspection_client_secret: str = Field(
         "dev-introspection-secret-change-me",
