@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.storage.redis_url import parse_redis_url
+
 AuthMode = Literal["internal", "external", "none"]
 TokenFormat = Literal["opaque", "jwt"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -120,8 +122,18 @@ class Settings(BaseSettings):
     )
 
     # --- storage -------------------------------------------------------------------------------
-    redis_url: str | None = Field(None, description="Redis URL; unset means in-memory storage")
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL: redis://host:6379/0 (one server), "
+        "redis+sentinel://host:26379,host2:26379/<service>/0 (Sentinel) or "
+        "redis+cluster://host:6379,host2:6379 (Cluster); unset means in-memory storage",
+    )
     redis_key_prefix: str = Field("", description="Prefix for every Redis key (share one Redis)")
+    redis_sentinel_password: str | None = Field(
+        None,
+        description="Password of the sentinels themselves (their requirepass), if they have one; "
+        "the password of Redis goes in REDIS_URL",
+    )
 
     # --- authorization server ------------------------------------------------------------------
     token_format: TokenFormat = Field("opaque", description="Access token format: opaque or jwt")
@@ -263,6 +275,25 @@ class Settings(BaseSettings):
                     '(python -c "import secrets; print(secrets.token_hex(32))")'
                 )
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_location(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_redis_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_redis_topology(self) -> Settings:
+        topology = parse_redis_url(self.redis_url).topology if self.redis_url else None
+        if self.redis_sentinel_password and topology != "sentinel":
+            raise ValueError("REDIS_SENTINEL_PASSWORD needs a Sentinel REDIS_URL (redis+sentinel://...)")
+        if topology == "cluster" and ("{" in self.redis_key_prefix or "}" in self.redis_key_prefix):
+            raise ValueError(
+                "REDIS_KEY_PREFIX must not contain { or } on a Redis Cluster: the first {...} of a key "
+                "picks its hash slot, so it would put every key on one node"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_mode(self) -> Settings:

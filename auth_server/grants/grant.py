@@ -4,7 +4,9 @@ An authorization code starts a grant (its id was chosen at /authorize); each tok
 the code, and from every refresh token that descends from it, joins the grant. Ending the grant
 (code replay, refresh-token reuse, revocation of a refresh token) deletes all of them at once.
 
-Store layout:
+Store layout (`{id}` is a hash tag, `same_slot`: a grant's three keys share one Redis Cluster hash
+slot, so ending it deletes its record and token set in one command; its tokens are keyed by their
+own digests, in other slots, and are deleted slot by slot):
 * `auth:grant:{id}`: the GrantRecord (JSON), TTL = the longest-lived token in it, renewed on
   every rotation.
 * `auth:grant:{id}:tokens`: set of the Store keys of its tokens, same TTL.
@@ -19,7 +21,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.storage.base import Store
+from shared.storage.base import Store, same_slot
 
 GRANT_PREFIX = "auth:grant:"
 TOMBSTONE_PREFIX = "auth:grant-revoked:"
@@ -27,11 +29,15 @@ TOMBSTONE_TTL = 300  # far longer than any token request can be in flight
 
 
 def grant_key(grant_id: str) -> str:
-    return GRANT_PREFIX + grant_id
+    return GRANT_PREFIX + same_slot(grant_id)
 
 
 def members_key(grant_id: str) -> str:
-    return f"{GRANT_PREFIX}{grant_id}:tokens"
+    return f"{grant_key(grant_id)}:tokens"
+
+
+def tombstone_key(grant_id: str) -> str:
+    return TOMBSTONE_PREFIX + same_slot(grant_id)
 
 
 class GrantRecord(BaseModel):
@@ -64,7 +70,7 @@ class Grants:
         the grant was revoked meanwhile; the caller then answers invalid_grant."""
         keys = tuple(store_keys)
         await self._store.sadd(members_key(grant_id), *keys, ttl=ttl)
-        if await self._store.get(TOMBSTONE_PREFIX + grant_id) is None:
+        if await self._store.get(tombstone_key(grant_id)) is None:
             return True
         await self._store.delete(*keys)
         return False
@@ -72,7 +78,7 @@ class Grants:
     async def revoke(self, grant_id: str) -> int:
         """End the grant: every token in it stops working now. Returns how many tokens were
         still alive. Idempotent."""
-        await self._store.set(TOMBSTONE_PREFIX + grant_id, "1", ttl=TOMBSTONE_TTL)
+        await self._store.set(tombstone_key(grant_id), "1", ttl=TOMBSTONE_TTL)
         members = await self._store.smembers(members_key(grant_id))
         alive = await self._store.delete(*members) if members else 0
         await self._store.delete(grant_key(grant_id), members_key(grant_id))

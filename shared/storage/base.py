@@ -4,13 +4,29 @@ It knows nothing about OAuth or MCP: string keys, string values, TTLs in seconds
 finite; zero, negative or NaN raise ValueError), and the few atomic operations the callers need
 (take-once for single-use codes, counters for rate limits, hashes for per-user data and sets for
 grant membership). `memory.py` and `redis.py` implement it identically;
-`tests/integration/test_storage_contract.py` runs one suite against both.
+`tests/integration/test_storage_contract.py` runs one suite against both, and against Redis
+behind Sentinel and on a Redis Cluster.
+
+Every operation but `delete` touches one key, so each is valid on a Redis Cluster whatever the
+keys. `delete` of several keys is atomic only for keys in one hash slot: keys meant to be deleted
+together carry one `same_slot` tag.
 """
 
 from __future__ import annotations
 
 import builtins
 from typing import Protocol
+
+
+def same_slot(tag: str) -> str:
+    """`{tag}`, to put in a key after its fixed prefix: a Redis Cluster stores a key in the hash slot
+    of the text between its first `{` and the next `}`, so keys with one tag (a grant's record,
+    its token set and its tombstone) live together and one command may touch them all at once,
+    while keys with other tags spread over the nodes. A tag is an id we made: never empty, no braces
+    (they would end or move it)."""
+    if not tag or "{" in tag or "}" in tag:
+        raise ValueError(f"a hash tag must be non-empty and free of braces, got {tag!r}")
+    return "{" + tag + "}"
 
 
 class StorageUnavailable(Exception):
@@ -28,7 +44,8 @@ class Store(Protocol):
         and return False when the key exists; otherwise return True."""
 
     async def delete(self, *keys: str) -> int:
-        """Remove keys; returns how many existed."""
+        """Remove keys; returns how many existed. All at once only if they share a `same_slot`
+        tag (a cluster deletes slot by slot)."""
 
     async def take(self, key: str) -> str | None:
         """Atomically read and delete: of many concurrent callers exactly one gets the value."""

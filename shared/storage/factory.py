@@ -10,7 +10,7 @@ def open_store(settings: Settings) -> Store:
     if settings.redis_url:
         from shared.storage.redis import RedisStore
 
-        return RedisStore.from_url(settings.redis_url, key_prefix=settings.redis_key_prefix)
+        return RedisStore.from_settings(settings)
     from shared.storage.memory import MemoryStore
 
     return MemoryStore()

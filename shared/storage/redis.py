@@ -1,13 +1,22 @@
 """`Store` on Redis, for several workers or replicas sharing state.
 
+Three topologies, one behaviour (`tests/integration/test_storage_contract.py` runs the same suite on
+each): one server (`redis://`), a primary watched by Sentinel (`redis+sentinel://`: the client asks
+the sentinels where the primary is on every new connection, so a failover needs no restart), and a
+Redis Cluster (`redis+cluster://`: keys spread over the primaries by hash slot). REDIS_URL's forms
+are in `shared/storage/redis_url.py`; docs/operations.md covers running each.
+
 Key layout: the protocol's key is used verbatim after `key_prefix` (`<prefix><key>`); the prefix
 is not followed by an implicit separator, so pass e.g. "mcpref:" to share one Redis between
 deployments. Strings, hashes and sets are the native Redis types under that one key; nothing
-else is written.
+else is written. Every script touches one key, so it is valid on a cluster; `delete` of keys in
+several hash slots is sent slot by slot (atomic per slot, not across slots); keys that must go
+together carry one hash tag (`shared.storage.keys.same_slot`).
 
-Every Redis failure leaves this module as a project exception: connection problems, timeouts and
-server-side refusals (LOADING, READONLY, OOM...) become `StorageUnavailable` (callers answer 503);
-WRONGTYPE becomes TypeError and a non-integer counter ValueError, matching `MemoryStore`.
+Every Redis failure leaves this module as a project exception: connection problems, timeouts,
+"no primary known" during a failover and server-side refusals (LOADING, READONLY, CLUSTERDOWN,
+OOM...) become `StorageUnavailable` (callers answer 503); WRONGTYPE becomes TypeError and a
+non-integer counter ValueError, matching `MemoryStore`.
 """
 
 from __future__ import annotations
@@ -16,23 +25,39 @@ import builtins
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterCrossSlotError,
+    CrossSlotTransactionError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 
 from shared.storage.base import StorageUnavailable
+from shared.storage.redis_url import parse_redis_url
 
-# One retry is enough to replace a pooled connection that died with a Redis restart; more would
-# only delay the 503 while Redis is really down. Only a broken connection is retried, not a
-# timeout: a Redis that accepts connections but does not answer (hung, paused) would otherwise
-# cost every attempt its own timeout before the 503 (tests/resilience/test_redis_faults.py).
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+# One retry is enough to replace a pooled connection that died with a Redis restart, or to ask
+# the sentinels again once a failover has moved the primary; more would only delay the 503 while
+# Redis is really down. Only a broken connection is retried, not a timeout: a Redis that accepts
+# connections but does not answer (hung, paused) would otherwise cost every attempt its own
+# timeout before the 503 (tests/resilience/test_redis_faults.py).
 _RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1, supported_errors=(RedisConnectionError,))
 _SOCKET_TIMEOUT = 2.0
 _HEALTH_CHECK_INTERVAL = 10  # seconds idle before a pooled connection is PINGed on checkout
+# Sentinels are asked in turn until one names a healthy primary: a hung one must not hold the
+# question for long (they answer from memory, in well under a millisecond).
+_SENTINEL_TIMEOUT = 0.5
 
 # Scripts make read-modify-write steps atomic on the server (redis-py reloads them on NOSCRIPT,
 # e.g. after a restart emptied the script cache).
@@ -62,6 +87,9 @@ def _milliseconds(ttl: float) -> int:
 
 def _translate(exc: Exception) -> Exception:
     message = str(exc)
+    if isinstance(exc, ClusterCrossSlotError | CrossSlotTransactionError):
+        # A bug, not an outage: the keys of one script or transaction must share a hash tag.
+        return RuntimeError(f"redis cluster: keys in different hash slots: {message}")
     if isinstance(exc, ResponseError):
         if message.startswith("WRONGTYPE"):
             return TypeError(message)
@@ -74,31 +102,60 @@ def _translate(exc: Exception) -> Exception:
 def _redis_errors() -> Iterator[None]:
     try:
         yield
-    except (RedisError, OSError) as exc:  # OSError: a socket error redis-py did not wrap
-        raise _translate(exc) from exc
+    except (RedisError, RedisClusterException, OSError) as exc:  # OSError: a socket error redis-py
+        raise _translate(exc) from exc  # did not wrap; RedisClusterException: no node answered
 
 
 class RedisStore:
-    def __init__(self, client: Redis, key_prefix: str = "") -> None:
-        """`client` must use decode_responses=True; prefer `from_url`."""
+    def __init__(
+        self, client: Redis | RedisCluster, key_prefix: str = "", *, sentinel: Sentinel | None = None
+    ) -> None:
+        """`client` must use decode_responses=True; prefer `from_settings` or `from_url`.
+        `sentinel`, when the client's connections come from one, is closed with the store."""
         self._redis = client
         self._prefix = key_prefix
+        self._sentinel = sentinel
         self._incr = client.register_script(_INCR)
         self._sadd_with_ttl = client.register_script(_SADD_WITH_TTL)
 
     @classmethod
-    def from_url(cls, url: str, key_prefix: str = "") -> RedisStore:
-        """A store with timeouts short enough that an outage turns into a prompt 503, and pooled
-        connections that are health-checked so a Redis restart heals without an app restart."""
-        client = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=_SOCKET_TIMEOUT,
-            socket_connect_timeout=_SOCKET_TIMEOUT,
-            health_check_interval=_HEALTH_CHECK_INTERVAL,
-            retry=_RETRY,
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        assert settings.redis_url, "RedisStore needs REDIS_URL"
+        return cls.from_url(
+            settings.redis_url,
+            key_prefix=settings.redis_key_prefix,
+            sentinel_password=settings.redis_sentinel_password,
         )
-        return cls(client, key_prefix)
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str = "", *, sentinel_password: str | None = None) -> RedisStore:
+        """A store on any REDIS_URL topology, with timeouts short enough that an outage turns into
+        a prompt 503, and pooled connections that are health-checked so a Redis restart, or a
+        failover, heals without an app restart."""
+        location = parse_redis_url(url)
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": _SOCKET_TIMEOUT,
+            "socket_connect_timeout": _SOCKET_TIMEOUT,
+            "health_check_interval": _HEALTH_CHECK_INTERVAL,
+            "retry": _RETRY,
+        }
+        credentials: dict[str, Any] = {"username": location.username, "password": location.password}
+        if location.topology == "sentinel":
+            sentinel = Sentinel(
+                location.nodes,
+                sentinel_kwargs={
+                    "password": sentinel_password,
+                    "socket_timeout": _SENTINEL_TIMEOUT,
+                    "socket_connect_timeout": _SENTINEL_TIMEOUT,
+                },
+            )
+            primary = sentinel.master_for(location.service_name, db=location.db, **credentials, **options)
+            return cls(primary, key_prefix, sentinel=sentinel)
+        if location.topology == "cluster":
+            nodes = [ClusterNode(host, port) for host, port in location.nodes]
+            return cls(RedisCluster(startup_nodes=nodes, **credentials, **options), key_prefix)
+        return cls(Redis.from_url(url, **options), key_prefix)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -195,4 +252,9 @@ class RedisStore:
 
     async def close(self) -> None:
         with _redis_errors():
-            await self._redis.aclose(close_connection_pool=True)
+            if isinstance(self._redis, RedisCluster):
+                await self._redis.aclose()
+            else:
+                await self._redis.aclose(close_connection_pool=True)
+            if self._sentinel is not None:
+                await self._sentinel.aclose()
