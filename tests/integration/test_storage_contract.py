@@ -1,5 +1,6 @@
 """One behaviour contract for every `Store`: each test runs against MemoryStore and against
-RedisStore on a real redis-server, so the two cannot drift apart."""
+RedisStore on each Redis topology REDIS_URL can name (a real redis-server alone, a primary behind
+three real sentinels, a real three-primary Redis Cluster), so none can drift from the others."""
 
 from __future__ import annotations
 
@@ -8,18 +9,23 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis import Redis as SyncRedis
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
 
-from shared.storage.base import StorageUnavailable, Store
+from shared.storage.base import StorageUnavailable, Store, same_slot
 from shared.storage.memory import MemoryStore
 from shared.storage.redis import RedisStore
 
-pytest_plugins = ["tests.fixtures.redis_server"]
-# The helpers of that module are imported inside the tests that use them: importing it here, before
-# pytest registers it as a plugin, would stop pytest from rewriting its asserts.
+if TYPE_CHECKING:
+    from tests.fixtures.redis_topologies import RedisClusterDeployment
+
+# The fixture modules (tests/fixtures/redis_server.py, redis_topologies.py) are plugins registered by
+# tests/conftest.py; their helpers are imported inside the tests that use them (or for types only):
+# importing them here, before pytest registers them, would stop pytest from rewriting their asserts.
 
 SHORT = 0.2  # seconds; long enough to act before expiry, short enough to keep the suite fast
 PAST_SHORT = 0.3
@@ -29,13 +35,26 @@ def unique_prefix() -> str:
     return f"test:{uuid.uuid4().hex}:"
 
 
-@pytest.fixture(params=["memory", "redis"])
+REDIS_TOPOLOGIES = ["redis", "sentinel", "cluster"]
+
+
+def redis_store(request: pytest.FixtureRequest, topology: str, key_prefix: str) -> RedisStore:
+    """A RedisStore on the session's deployment of `topology`, opened from its REDIS_URL."""
+    if topology == "redis":
+        return RedisStore.from_url(request.getfixturevalue("redis_url"), key_prefix=key_prefix)
+    if topology == "sentinel":
+        sentinel = request.getfixturevalue("redis_sentinel")
+        return RedisStore.from_url(sentinel.url, key_prefix, sentinel_password=sentinel.sentinel_password)
+    return RedisStore.from_url(request.getfixturevalue("redis_cluster").url, key_prefix)
+
+
+@pytest.fixture(params=["memory", *REDIS_TOPOLOGIES])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     backend: Store
     if request.param == "memory":
         backend = MemoryStore()
     else:
-        backend = RedisStore.from_url(request.getfixturevalue("redis_url"), key_prefix=unique_prefix())
+        backend = redis_store(request, request.param, unique_prefix())
     yield backend
     await backend.close()
 
@@ -297,31 +316,64 @@ async def test_memory_store_sweeps_expired_keys_nobody_reads_again() -> None:
     assert await store.ttl("live:99") == pytest.approx(98)
 
 
-async def test_key_prefix_isolates_redis_stores_sharing_one_redis(redis_url: str) -> None:
+def raw_keys(request: pytest.FixtureRequest, topology: str, pattern: str) -> dict[str, int]:
+    """The keys matching `pattern` in the deployment itself (every primary of a cluster), each with
+    the port of the server holding it: what the store really wrote, not what it reads back."""
+    if topology == "redis":
+        server = request.getfixturevalue("redis_server")
+        nodes, password = [server.port], None
+    elif topology == "sentinel":
+        sentinel = request.getfixturevalue("redis_sentinel")
+        nodes, password = [sentinel.primary.port], sentinel.password
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        nodes, password = [node.port for node in cluster.nodes], cluster.password
+    found: dict[str, int] = {}
+    for port in nodes:
+        with SyncRedis(port=port, password=password, decode_responses=True) as client:
+            found.update(dict.fromkeys(client.scan_iter(match=pattern, count=1000), port))
+    return found
+
+
+@pytest.mark.parametrize("topology", REDIS_TOPOLOGIES)
+async def test_key_prefix_isolates_redis_stores_sharing_one_redis(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
     prefix_a, prefix_b = unique_prefix(), unique_prefix()
-    a = RedisStore.from_url(redis_url, key_prefix=prefix_a)
-    b = RedisStore.from_url(redis_url, key_prefix=prefix_b)
-    raw = Redis.from_url(redis_url, decode_responses=True)
+    a = redis_store(request, topology, prefix_a)
+    b = redis_store(request, topology, prefix_b)
     try:
         await a.set("k", "from a")
         await b.set("k", "from b")
         await a.hset("h", "f", "v")
+        await a.sadd(f"grant:{same_slot('g1')}", "m", ttl=10)
         assert await a.get("k") == "from a"
         assert await b.get("k") == "from b"
         assert await b.hgetall("h") == {}
         assert await b.delete("h") == 0
-        assert await raw.get(f"{prefix_a}k") == "from a"
-        assert sorted(await raw.keys(f"{prefix_a}*")) == [f"{prefix_a}h", f"{prefix_a}k"]
+        assert sorted(raw_keys(request, topology, f"{prefix_a}*")) == [
+            f"{prefix_a}grant:{{g1}}",
+            f"{prefix_a}h",
+            f"{prefix_a}k",
+        ]
     finally:
         await a.close()
         await b.close()
-        await raw.aclose()
 
 
-async def test_unreachable_redis_raises_storage_unavailable_not_a_redis_error() -> None:
+@pytest.mark.parametrize(
+    "dead_url",
+    [
+        "redis://127.0.0.1:{0}/0",
+        "redis+sentinel://127.0.0.1:{0},127.0.0.1:{1}/mymaster/0",
+        "redis+cluster://127.0.0.1:{0},127.0.0.1:{1}",
+    ],
+    ids=REDIS_TOPOLOGIES,
+)
+async def test_unreachable_redis_raises_storage_unavailable_not_a_redis_error(dead_url: str) -> None:
     from tests.fixtures.redis_server import free_port
 
-    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", key_prefix=unique_prefix())
+    store = RedisStore.from_url(dead_url.format(free_port(), free_port()), key_prefix=unique_prefix())
     try:
         started = time.monotonic()
         for operation in (
@@ -331,13 +383,48 @@ async def test_unreachable_redis_raises_storage_unavailable_not_a_redis_error() 
             lambda: store.incr("n", 1),
             lambda: store.sadd("s", "m", ttl=1),
             lambda: store.hgetall("h"),
+            lambda: store.delete("a", "b", "c"),
         ):
             with pytest.raises(StorageUnavailable) as caught:
                 await operation()
             assert not isinstance(caught.value, RedisError)
-            assert isinstance(caught.value.__cause__, RedisError | OSError)
+            assert isinstance(caught.value.__cause__, RedisError | RedisClusterException | OSError)
         assert await store.ping() is False
         assert time.monotonic() - started < 3
+    finally:
+        await store.close()
+
+
+async def test_keys_with_one_same_slot_tag_live_on_one_cluster_node_and_go_in_one_delete(
+    request: pytest.FixtureRequest, redis_cluster: RedisClusterDeployment
+) -> None:
+    prefix = unique_prefix()
+    store = redis_store(request, "cluster", prefix)
+    tags = [f"grant-{i}" for i in range(30)]
+    try:
+        for tag in tags:
+            await store.set(f"grant:{same_slot(tag)}", "record", ttl=10)
+            await store.sadd(f"grant:{same_slot(tag)}:tokens", "a", "b", ttl=10)
+        where = raw_keys(request, "cluster", f"{prefix}*")
+        for tag in tags:
+            record, members = f"{prefix}grant:{{{tag}}}", f"{prefix}grant:{{{tag}}}:tokens"
+            assert where[record] == where[members], tag
+        assert set(where.values()) == {node.port for node in redis_cluster.nodes}, "the tags did not spread"
+
+        def deletes() -> int:
+            total = 0
+            for node in redis_cluster.nodes:
+                with SyncRedis(port=node.port, password=redis_cluster.password) as client:
+                    total += int(client.info("commandstats").get("cmdstat_del", {}).get("calls", 0))
+            return total
+
+        before = deletes()
+        assert await store.delete(f"grant:{same_slot(tags[0])}", f"grant:{same_slot(tags[0])}:tokens") == 2
+        assert deletes() == before + 1, "one tag, one DEL: the grant's keys go at once"
+        apart = [f"grant:{same_slot(tag)}" for tag in tags[1:4]]
+        assert len({key_slot((prefix + key).encode()) for key in apart}) == 3
+        assert await store.delete(*apart) == 3
+        assert deletes() == before + 4, "keys in three slots: one DEL per slot"
     finally:
         await store.close()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.redis_server import RedisServer, start_redis
+from tests.fixtures.redis_topologies import RedisClusterDeployment, SentinelDeployment
 from tests.resilience.cluster import Cluster
 
 
@@ -32,5 +33,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = outcome.get_result()
     if report.failed and call.when in ("call", "setup"):
         for name, value in getattr(item, "funcargs", {}).items():
-            if isinstance(value, Cluster):
+            if isinstance(value, Cluster | SentinelDeployment | RedisClusterDeployment):
                 report.sections.append((f"server logs ({name})", value.logs()))
