@@ -36,7 +36,7 @@ from auth_server.redirect_uris import (
     is_private_use_redirect,
     split_host_port,
 )
-from shared.scopes import SUPPORTED_SCOPES, parse
+from shared.scopes import CATALOGUE, parse
 
 SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 SUPPORTED_AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
@@ -206,9 +206,9 @@ def _scope(raw: Mapping[str, Any]) -> str | None:
     if not isinstance(value, str):
         raise _metadata("scope must be a space-separated string")
     scopes = parse(value)
-    unknown = [scope for scope in scopes if scope not in SUPPORTED_SCOPES]
+    unknown = CATALOGUE.unknown(scopes)
     if unknown:
-        raise _metadata(f"unknown scope {unknown[0][:100]!r}; supported: {' '.join(SUPPORTED_SCOPES)}")
+        raise _metadata(f"unknown scope {unknown[0][:100]!r}; supported: {' '.join(CATALOGUE.names)}")
     return " ".join(scopes) or None
 
 

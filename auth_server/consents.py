@@ -37,7 +37,9 @@ class ConsentMemory:
 
     @staticmethod
     def covers(record: ConsentRecord, scopes: tuple[str, ...], redirect_uri: str) -> bool:
-        return redirect_uri in record.redirect_uris and set(scopes) <= scope_model.expand(record.scopes)
+        return redirect_uri in record.redirect_uris and set(scopes) <= scope_model.CATALOGUE.expand(
+            record.scopes
+        )
 
     async def remember(
         self, subject: str, client_id: str, scopes: tuple[str, ...], redirect_uri: str

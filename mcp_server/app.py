@@ -19,7 +19,6 @@ from starlette.routing import BaseRoute, Route
 from mcp_server.event_store import InMemoryEventStore
 from mcp_server.protection import endpoint_guard
 from mcp_server.protection.metadata import metadata_routes
-from mcp_server.protection.scopes import tool_scope_lookup
 from mcp_server.server import build_mcp_server
 from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
@@ -43,7 +42,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     serving several apps over one in-memory Store); its caller then closes it."""
     owns_store = store is None
     store = open_store(settings) if store is None else store
-    mcp = build_mcp_server(settings, store)
+    mcp, tools = build_mcp_server(settings, store)
     # The SDK builds its session manager here; we take the manager and mount it ourselves so that
     # our own middleware (origin check, CORS, authentication) wraps /mcp.
     # The event store makes 2025-11-25 SSE streams resumable (Last-Event-ID); the retry interval
@@ -62,7 +61,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     session_manager = mcp.session_manager
     validator, api_keys = _validators(settings, store)
     guard = endpoint_guard(
-        settings, validator=validator, api_key_validator=api_keys, tool_scopes=tool_scope_lookup(mcp)
+        settings, validator=validator, api_key_validator=api_keys, tool_scopes=tools.required_scopes
     )
 
     routes: list[BaseRoute] = [

@@ -1,4 +1,4 @@
-"""Builds the MCPServer and registers every feature on it.
+"""Builds the MCPServer: the app's features and, with SHOWCASE, the protocol showcase.
 
 Transport-agnostic: the same server object serves Streamable HTTP (both protocol revisions),
 the legacy HTTP+SSE transport and stdio.
@@ -11,6 +11,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateSecurity
 
 from mcp_server.features import register_features
+from mcp_server.features.kit import Tools
 from shared.settings import Settings
 from shared.storage import Store
 
@@ -30,7 +31,8 @@ CACHE_HINTS: dict[CacheableMethod, CacheHint] = {
 }
 
 
-def build_mcp_server(settings: Settings, store: Store) -> MCPServer:
+def build_mcp_server(settings: Settings, store: Store) -> tuple[MCPServer, Tools]:
+    """The server, and its `Tools` (which the scope check asks what each tool needs)."""
     server: MCPServer = MCPServer(
         SERVER_NAME,
         title="MCP Reference Server",
@@ -43,8 +45,13 @@ def build_mcp_server(settings: Settings, store: Store) -> MCPServer:
         cache_hints=CACHE_HINTS,
         request_state_security=_request_state_security(settings),
     )
-    register_features(server, settings, store)
-    return server
+    tools = Tools(server)
+    register_features(tools, store)
+    if settings.showcase:
+        from mcp_server.showcase import register_showcase
+
+        register_showcase(server, tools)
+    return server, tools
 
 
 def _request_state_security(settings: Settings) -> RequestStateSecurity | None:

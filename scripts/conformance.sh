@@ -2,7 +2,8 @@
 # The official MCP conformance suite (server scenarios) against this server, once per protocol
 # revision: 2025-11-25 (initialize + Mcp-Session-Id sessions) and 2026-07-28 (stateless).
 #
-# Starts `python -m mcp_server` with AUTH_MODE=none on a free loopback port, runs
+# Starts `python -m mcp_server` with AUTH_MODE=none and SHOWCASE=true (the suite calls the
+# showcase's fixtures, whatever a fork's default) on a free loopback port, runs
 # `conformance server --suite all --spec-version <revision>` for each revision, stops the server on
 # exit and fails when any revision reports a failure. Per-check results go to results/conformance/.
 # A baseline of known failures, if one is ever needed, goes in tests/conformance/expected-failures.yml
@@ -25,7 +26,7 @@ rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 server_log="$RESULTS/server.log"
 
-AUTH_MODE=none "$PY" -m mcp_server --transport http --host 127.0.0.1 --port "$port" >"$server_log" 2>&1 &
+AUTH_MODE=none SHOWCASE=true "$PY" -m mcp_server --transport http --host 127.0.0.1 --port "$port" >"$server_log" 2>&1 &
 server_pid=$!
 stop_server() {
   kill "$server_pid" 2>/dev/null || true

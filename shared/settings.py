@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         "always allowed when bound to loopback",
     )
     legacy_sse: bool = Field(True, description="Serve the deprecated HTTP+SSE transport at /sse")
+    showcase: bool = Field(
+        True,
+        description="Serve the protocol showcase (mcp_server/showcase/: echo, add, the test_* tools, "
+        "prompts, resources and completions the conformance suite calls); a fork sets false "
+        "(docs/extending.md)",
+    )
     mcp_session_mode: SessionMode = Field(
         "stateful",
         description="2025-11-25 sessions: stateful (in process memory; several instances need sticky "

@@ -209,19 +209,19 @@ def scopes_client_may_request(client: Client) -> frozenset[str]:
     step-up. For them, the user's consent is the limit.
     """
     if client.scope and client.source == "preregistered":
-        return scope_model.expand(scope_model.parse(client.scope))
-    return frozenset(scope_model.SUPPORTED_SCOPES)
+        return scope_model.CATALOGUE.expand(scope_model.parse(client.scope))
+    return frozenset(scope_model.CATALOGUE.names)
 
 
 def _scopes(params: AuthorizationParameters, client: Client) -> tuple[str, ...]:
     allowed = scopes_client_may_request(client)
     requested = scope_model.parse(params.one("scope"))
     if not requested:
-        baseline = tuple(scope for scope in scope_model.BASELINE_SCOPES if scope in allowed)
+        baseline = tuple(scope for scope in scope_model.CATALOGUE.baseline if scope in allowed)
         if not baseline:
             raise AuthorizationError("invalid_scope", "this client must name the scopes it needs")
         return baseline
-    unknown = [scope for scope in requested if scope not in scope_model.SUPPORTED_SCOPES]
+    unknown = scope_model.CATALOGUE.unknown(requested)
     if unknown:
         raise AuthorizationError("invalid_scope", f"unknown scope: {unknown[0][:100]}")
     outside = [scope for scope in requested if scope not in allowed]

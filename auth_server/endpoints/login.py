@@ -102,7 +102,7 @@ def consent_page(fc: FrontChannel) -> Page:
             return redirect(page_url(fc.settings, "login", request_id), after_post=False)
         client = await fc.registry.get(pending.client_id)
         remembered = await fc.consents.recall(session.subject, pending.client_id)
-        already = scope_model.expand(remembered.scopes)
+        already = scope_model.CATALOGUE.expand(remembered.scopes)
         return render(
             "consent.html",
             client_name=_client_name(client, pending),
@@ -120,7 +120,7 @@ def consent_page(fc: FrontChannel) -> Page:
             scopes=[
                 {
                     "name": scope,
-                    "description": scope_model.SCOPE_DESCRIPTIONS.get(scope, scope),
+                    "description": scope_model.CATALOGUE.describe(scope),
                     "new": bool(already) and scope not in already,
                 }
                 for scope in pending.scopes

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from auth_server.cors import cors_headers, preflight
 from auth_server.urls import endpoint_url, path_appended_well_known, path_inserted_well_known
-from shared.scopes import SUPPORTED_SCOPES
+from shared.scopes import CATALOGUE
 from shared.settings import Settings
 
 CLIENT_AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post"]
@@ -41,7 +41,7 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
         "jwks_uri": endpoint_url(settings, "jwks"),
         "introspection_endpoint": endpoint_url(settings, "introspect"),
         "revocation_endpoint": endpoint_url(settings, "revoke"),
-        "scopes_supported": list(SUPPORTED_SCOPES),
+        "scopes_supported": list(CATALOGUE.names),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

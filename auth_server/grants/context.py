@@ -80,7 +80,7 @@ def requested_scopes(requested: str | None, allowed: tuple[str, ...]) -> tuple[s
     wanted = scope_model.parse(requested)
     if not wanted:
         return allowed
-    within = scope_model.expand(allowed)
+    within = scope_model.CATALOGUE.expand(allowed)
     outside = [s for s in wanted if s not in within]
     if outside:
         raise OAuthError("invalid_scope", f"scope exceeds the grant: {quoted(' '.join(outside))}")

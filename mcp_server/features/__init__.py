@@ -1,36 +1,36 @@
-"""Everything the server offers. Adding a tool is one decorated function in a module here."""
+"""The app's own tools, one module each, written with the kit in `kit.py` (docs/extending.md).
+
+Every module here is a feature, except `kit` and modules whose name starts with `_`: it defines
+`register(tools, store)`, which `register_features` calls, in module-name order. Adding a feature
+is adding a module; there is no list to update.
+"""
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+import importlib
+import pkgutil
 
-from shared.settings import Settings
+from mcp_server.features.kit import Tools
 from shared.storage import Store
 
-
-def register_features(server: MCPServer, settings: Settings, store: Store) -> None:
-    from mcp_server.features import basics, notes
-
-    basics.register(server)
-    notes.register(server, store)
-    _register_protocol_fixtures(server)
+NOT_FEATURES = frozenset({"kit"})
 
 
-def _register_protocol_fixtures(server: MCPServer) -> None:
-    """Every protocol feature, under the fixture names the official MCP conformance suite calls."""
-    from mcp_server.features import (
-        completions,
-        interactive,
-        list_changes,
-        prompts,
-        resources,
-        session_logging,
-        tools,
-    )
+def feature_modules() -> list[str]:
+    """The names of the feature modules, in registration order."""
+    return [
+        info.name
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name)
+        if info.name not in NOT_FEATURES and not info.name.startswith("_")
+    ]
 
-    tools.register(server, session_logging.register(server))
-    interactive.register(server)
-    list_changes.register(server)
-    resources.register(server)
-    prompts.register(server)
-    completions.register(server)
+
+def register_features(tools: Tools, store: Store) -> None:
+    for name in feature_modules():
+        module = importlib.import_module(f"{__name__}.{name}")
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise TypeError(
+                f"mcp_server/features/{name}.py is a feature module without register(tools, store)"
+            )
+        register(tools, store)

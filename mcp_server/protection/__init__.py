@@ -16,7 +16,7 @@ from mcp_server.protection.metadata import resource_metadata_url
 from mcp_server.protection.middleware import BearerAuth
 from mcp_server.protection.origin import OriginGuard, OriginPolicy
 from mcp_server.protection.scopes import ScopeCheck, ScopePolicy, ToolScopeLookup
-from shared.scopes import BASELINE_SCOPES
+from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from shared.validation import TokenValidator
 
@@ -43,7 +43,7 @@ def endpoint_guard(
                 api_key_validator=api_key_validator,
                 resource=settings.mcp_resource_url,
                 resource_metadata_url=metadata_url,
-                challenge_scopes=BASELINE_SCOPES,
+                challenge_scopes=CATALOGUE.baseline,
             )
         return OriginGuard(app, policy)
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from shared.scopes import BASELINE_SCOPES
+from shared.scopes import CATALOGUE
 from shared.settings import Settings
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
@@ -44,7 +44,7 @@ def protected_resource_metadata(settings: Settings) -> dict[str, Any]:
     return {
         "resource": settings.mcp_resource_url,
         "authorization_servers": [settings.issuer],
-        "scopes_supported": list(BASELINE_SCOPES),
+        "scopes_supported": list(CATALOGUE.baseline),
         "bearer_methods_supported": ["header"],
         "resource_name": RESOURCE_NAME,
     }

@@ -1,28 +1,28 @@
 """Which scopes each MCP operation needs, and the 403 that asks for them (step-up).
 
-The scope model itself (names, meanings, `notes:write` implies `notes:read`) lives in
-`shared.scopes`; this module maps JSON-RPC methods onto it:
+The scopes themselves (names, meanings, `notes:write` implies `notes:read`) are the catalogue in
+`shared.scopes`; this module maps JSON-RPC methods onto them:
 
 | method                                           | needs                     |
 |--------------------------------------------------|---------------------------|
 | initialize, ping, notifications/*, logging/*,    | nothing beyond a valid    |
 | server/discover, responses, anything unknown     | token                     |
 | tools/list                                       | mcp:tools:read            |
-| tools/call                                       | the tool's declared scopes (default mcp:tools:read) |
+| tools/call                                       | the tool's scopes (default mcp:tools:read) |
 | resources/* (list, read, templates, subscribe)   | mcp:resources:read        |
 | subscriptions/listen with resource subscriptions | mcp:resources:read        |
 | prompts/*, completion/complete                   | mcp:prompts:read          |
 
-A tool declares its scopes in one line, next to its registration:
+A tool declares its scopes where it is registered (`mcp_server.features.kit.Tools`), which
+this module asks by tool name:
 
-    @server.tool(annotations=WRITES)
-    @requires_scopes(NOTES_WRITE)
+    @tools.add(scopes=[NOTES_WRITE], annotations=WRITES)
     async def notes_add(...): ...
 
 A request lacking a scope gets 403 `Bearer error="insufficient_scope", scope="..."` where `scope`
 names every scope the operation needs plus every scope the token already holds, in one challenge
 (MCP 2026-07-28 "Server Scope Management"): the client re-authorizes once with that set and does
-not lose what it had. Hierarchy is honoured through `shared.scopes.expand`.
+not lose what it had. Hierarchy is honoured through `CATALOGUE.expand`.
 
 The JSON-RPC body is authoritative (the 2026-07-28 `Mcp-Method`/`Mcp-Name` headers are only
 hints and the SDK rejects a mismatch with -32020 afterwards); it is read once, bounded, and replayed.
@@ -39,22 +39,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.protection._asgi import BufferedBody, CannedResponse, jsonrpc_error
 from mcp_server.protection.middleware import PRINCIPAL_STATE_KEY
-from shared.scopes import PROMPTS_READ, RESOURCES_READ, SUPPORTED_SCOPES, TOOLS_READ, expand
+from shared.scopes import CATALOGUE, PROMPTS_READ, RESOURCES_READ, TOOLS_READ
 from shared.validation import Principal
 
 logger = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
 ToolScopeLookup = Callable[[str], frozenset[str] | None]
+"""The scopes a tool declared, by tool name; None when it declared none."""
 
-_ATTRIBUTE: Final = "__mcp_required_scopes__"
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # the SDK's own limit for Streamable HTTP bodies
 DEFAULT_TOOL_SCOPES: Final = frozenset({TOOLS_READ})
 _NONE: Final[frozenset[str]] = frozenset()
@@ -67,41 +65,6 @@ _PREFIX_SCOPES: Final = (
     ("prompts/", frozenset({PROMPTS_READ})),
     ("tools/", frozenset({TOOLS_READ})),
 )
-_SCOPE_ORDER: Final = {scope: index for index, scope in enumerate(SUPPORTED_SCOPES)}
-
-
-def requires_scopes(*scopes: str) -> Callable[[F], F]:
-    """Declare the scopes a tool needs; place it directly under `@server.tool(...)`.
-
-    It marks the function itself, so decorator order does not matter. Unknown scope names fail
-    at import time rather than producing a challenge no authorization server can satisfy.
-    """
-    unknown = sorted(set(scopes) - set(SUPPORTED_SCOPES))
-    if unknown or not scopes:
-        raise ValueError(f"requires_scopes needs known scopes from shared.scopes; got {unknown or 'none'}")
-    declared = frozenset(scopes)
-
-    def mark(fn: F) -> F:
-        setattr(fn, _ATTRIBUTE, declared)
-        return fn
-
-    return mark
-
-
-def declared_scopes(fn: Callable[..., Any]) -> frozenset[str] | None:
-    value = getattr(fn, _ATTRIBUTE, None)
-    return value if isinstance(value, frozenset) else None
-
-
-def tool_scope_lookup(server: MCPServer) -> ToolScopeLookup:
-    """Look a tool's declared scopes up by name, at call time (tools may be added later)."""
-    manager = server._tool_manager  # the SDK keeps registered tools (and their functions) here
-
-    def lookup(name: str) -> frozenset[str] | None:
-        tool = manager.get_tool(name)
-        return declared_scopes(tool.fn) if tool is not None else None
-
-    return lookup
 
 
 class ScopePolicy:
@@ -145,9 +108,8 @@ class ScopePolicy:
 
 
 def challenge_scope(needed: Iterable[str], held: Iterable[str]) -> str:
-    """Everything the operation needs plus what the token holds, in the model's order."""
-    union = set(needed) | set(held)
-    return " ".join(sorted(union, key=lambda scope: (_SCOPE_ORDER.get(scope, len(_SCOPE_ORDER)), scope)))
+    """Everything the operation needs plus what the token holds, in catalogue order."""
+    return " ".join(CATALOGUE.ordered({*needed, *held}))
 
 
 class ScopeCheck:
@@ -174,13 +136,13 @@ class ScopeCheck:
         except (ValueError, RecursionError):
             message = None  # the SDK answers the parse error
         needed = self._policy.required(message)
-        if needed and not needed <= expand(principal.scopes):
+        if needed and not needed <= CATALOGUE.expand(principal.scopes):
             await self._forbidden(needed, principal).send(send)
             return
         await self.app(scope, buffered.receive, send)
 
     def _forbidden(self, needed: frozenset[str], principal: Principal) -> CannedResponse:
-        missing = " ".join(sorted(needed - expand(principal.scopes)))
+        missing = " ".join(sorted(needed - CATALOGUE.expand(principal.scopes)))
         scope_value = challenge_scope(needed, principal.scopes)
         description = f"This operation needs the scope(s): {missing}"
         logger.info("insufficient scope for %s: missing %s", principal.subject, missing)

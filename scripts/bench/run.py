@@ -212,6 +212,7 @@ def started(setup: Setup, workdir: Path, pin: bool, users: dict[str, str]) -> It
         "HOST": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "10000000",
+        "SHOWCASE": "true",  # the benchmark calls the showcase's echo
         "AUTH_MODE": setup.mode,
         "MCP_PORT": str(port),
         "AUTH_USERS": json.dumps(users),

@@ -66,7 +66,13 @@ BODY = json.dumps(
 
 
 def settings(**values: Any) -> Settings:
-    base: dict[str, Any] = {"host": "127.0.0.1", "mcp_port": PORT, "log_level": "WARNING", "redis_url": None}
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "mcp_port": PORT,
+        "log_level": "WARNING",
+        "redis_url": None,
+        "showcase": True,  # the requests call the showcase's echo
+    }
     return Settings(_env_file=None, **{**base, **values})  # type: ignore[call-arg]
 
 

@@ -45,6 +45,7 @@ _SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields)
 # hit, and JSON logs at INFO so a failure's log tail is useful.
 BASE_ENV: dict[str, str] = {
     "HOST": "127.0.0.1",
+    "SHOWCASE": "true",  # the conformance suite, resilience and load tests call the showcase's tools
     "RATE_LIMIT_PER_MINUTE": "100000",
     "LOG_LEVEL": "INFO",
 }

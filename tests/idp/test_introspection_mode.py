@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.scopes import BASELINE_SCOPES
+from shared.scopes import CATALOGUE
 from tests.e2e.sdk_client import REVISIONS, HeadlessUser, Revision, make_sdk_client, structured
 from tests.idp.conftest import World
 
@@ -25,7 +25,7 @@ async def test_the_sdk_client_signs_in_at_the_provider_and_its_opaque_token_is_i
     assert identity["subject"] == "alice"
     assert identity["issuer"] == world.idp.issuer
     assert identity["audience"] == [world.introspection.mcp_url]
-    assert set(BASELINE_SCOPES) <= set(identity["scopes"])
+    assert set(CATALOGUE.baseline) <= set(identity["scopes"])
     assert sdk.storage.tokens is not None
     assert sdk.storage.tokens.access_token.count(".") != 2, "this resource gets opaque tokens"
     assert sdk.user.requested()["resource"] == world.introspection.mcp_url

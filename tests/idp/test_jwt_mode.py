@@ -14,7 +14,7 @@ import json
 import httpx2
 import pytest
 
-from shared.scopes import BASELINE_SCOPES
+from shared.scopes import CATALOGUE
 from tests.e2e.sdk_client import REVISIONS, HeadlessUser, Revision, make_sdk_client, structured, text_of
 from tests.idp.conftest import World
 
@@ -45,7 +45,7 @@ async def test_the_sdk_client_signs_in_at_the_provider_and_its_jwt_is_accepted(
     assert identity["subject"] == "alice"
     assert identity["issuer"] == world.idp.issuer
     assert identity["audience"] == [world.jwt.mcp_url]
-    assert set(BASELINE_SCOPES) <= set(identity["scopes"])
+    assert set(CATALOGUE.baseline) <= set(identity["scopes"])
     assert sdk.user.logins == 1
     asked = sdk.user.requested()
     assert asked["resource"] == world.jwt.mcp_url

@@ -37,7 +37,7 @@ import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from shared.scopes import SUPPORTED_SCOPES
+from shared.scopes import CATALOGUE
 from tests.e2e.login_driver import DEMO_USER, authorize
 from tests.e2e.servers import (
     BASE_ENV,
@@ -339,7 +339,7 @@ def authorization_code(
     scope defaults to every scope there is (notes:write included)."""
     state = secrets.token_urlsafe(12)
     if scope is None:
-        scope = " ".join(SUPPORTED_SCOPES)
+        scope = " ".join(CATALOGUE.names)
     query = {
         "response_type": "code",
         "client_id": client_id,

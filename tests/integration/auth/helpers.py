@@ -173,7 +173,7 @@ async def store_code(
     client: OAuthClient,
     *,
     settings: Settings,
-    scope: tuple[str, ...] = scopes.BASELINE_SCOPES,
+    scope: tuple[str, ...] = scopes.CATALOGUE.baseline,
     resource: str = RESOURCE,
     subject: str = "demo",
     challenge: str | None = None,

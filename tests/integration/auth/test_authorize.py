@@ -106,7 +106,7 @@ async def test_an_empty_parameter_counts_as_omitted(
     params = callback_dict(response.headers["location"])
     assert "state" not in params  # an empty state is no state
     token = await exchange_code(http, params["code"], client_id, pkce)
-    assert token.json()["scope"].split() == list(scopes.BASELINE_SCOPES)  # empty scope = none
+    assert token.json()["scope"].split() == list(scopes.CATALOGUE.baseline)  # empty scope = none
 
 
 async def test_post_to_authorize_works_like_get(http: httpx2.AsyncClient, client_id: str, pkce: Pkce) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from shared.scopes import SUPPORTED_SCOPES
+from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.helpers import EXTERNAL_ISSUER, ISSUER, path_of
@@ -75,7 +75,7 @@ async def test_the_document_has_the_required_fields_and_only_supported_values(
     }
     assert document["introspection_endpoint_auth_methods_supported"]
     assert document["revocation_endpoint_auth_methods_supported"]
-    assert document["scopes_supported"] == list(SUPPORTED_SCOPES)
+    assert document["scopes_supported"] == list(CATALOGUE.names)
     assert document["client_id_metadata_document_supported"] is True  # AS-06
     assert document["authorization_response_iss_parameter_supported"] is True  # AS-07
 

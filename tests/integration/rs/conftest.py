@@ -38,7 +38,7 @@ import pytest
 
 from auth_server.users import hash_password
 from mcp_server.app import create_app
-from shared.scopes import BASELINE_SCOPES
+from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from shared.validators.api_keys import api_key_digest
 from tests.e2e.oauth_flow import mint, refresh
@@ -57,7 +57,7 @@ API_KEYS = {
     "bob": "api-key-bob-0123456789",
     "nobody": "api-key-without-scopes-0123456789",
 }
-API_KEY_SCOPES = {"alice": list(BASELINE_SCOPES), "bob": list(BASELINE_SCOPES), "nobody": []}
+API_KEY_SCOPES = {"alice": list(CATALOGUE.baseline), "bob": list(CATALOGUE.baseline), "nobody": []}
 USERS = ("alice", "bob", "carol", "dana", "erin", *(f"user{n:02d}" for n in range(1, 31)))
 USER_PASSWORD = "correct horse battery staple"
 CALLBACK = "http://127.0.0.1:9/callback"
@@ -91,7 +91,7 @@ class Rs:
         return self.settings.mcp_resource_url
 
     async def token(
-        self, subject: str, scopes: list[str] | tuple[str, ...] = BASELINE_SCOPES, **claims: Any
+        self, subject: str, scopes: list[str] | tuple[str, ...] = CATALOGUE.baseline, **claims: Any
     ) -> str:
         """A token for `subject` from the AS, in the format this server is configured for.
 
@@ -135,7 +135,7 @@ class Rs:
         grant = await asyncio.to_thread(
             mint,
             self.mcp_url,
-            scope=" ".join(BASELINE_SCOPES),
+            scope=" ".join(CATALOGUE.baseline),
             user=(subject, USER_PASSWORD),
             redirect_uri=CALLBACK,
         )
@@ -169,6 +169,7 @@ def rs_settings(port: int, authority_url: str, token_kind: str, **overrides: Any
         "allowed_origins": [ALLOWED_ORIGIN],
         "allowed_hosts": [],
         "legacy_sse": True,
+        "showcase": True,  # the checks of resources and prompts use the showcase's
         "redis_url": None,
         "log_level": "WARNING",
         "api_keys": [

@@ -49,8 +49,10 @@ async def test_bad_note_input_is_a_tool_error_not_a_server_error(rs: Rs, mcp: Mc
     token = await rs.token("alice", WRITER)
     empty = await mcp.call_tool("notes_add", token, text="   ")
     assert empty["isError"] is True
+    assert "needs some text" in empty["content"][0]["text"]  # the reason, not "Error executing tool"
     too_long = await mcp.call_tool("notes_add", token, text="x" * 5000)
     assert too_long["isError"] is True
+    assert "at most 4000 characters" in too_long["content"][0]["text"]
 
 
 async def test_whoami_reports_the_principal_from_the_token(rs: Rs, mcp: Mcp) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from mcp.server.mcpserver import MCPServer
 
-from mcp_server.protection.scopes import ScopePolicy, requires_scopes
+from mcp_server.features.kit import WRITES, Tools
+from mcp_server.protection.scopes import ScopePolicy
 from shared.scopes import NOTES_READ, NOTES_WRITE, PROMPTS_READ, RESOURCES_READ, TOOLS_READ
 from tests.integration.rs.conftest import API_KEYS, FORGEABLE_KINDS, LEGACY, MODERN, Mcp, Rs, legacy_headers
 from tests.integration.rs.test_protected_resource_metadata import challenge_params
@@ -133,13 +135,14 @@ async def test_api_key_scopes_are_enforced_like_token_scopes(rs: Rs, mcp: Mcp) -
     assert write.status_code == 403
 
 
-def test_declaring_a_tool_scope_is_one_decorator_and_unknown_scopes_fail_early() -> None:
-    @requires_scopes(NOTES_WRITE, RESOURCES_READ)
-    def both() -> None: ...
+def test_a_tool_declares_its_scopes_where_it_is_registered_and_the_policy_asks_for_them() -> None:
+    tools = Tools(MCPServer("scopes"))
 
-    policy = ScopePolicy(
-        lambda name: getattr(both, "__mcp_required_scopes__", None) if name == "both" else None
-    )
+    @tools.add(scopes=[NOTES_WRITE, RESOURCES_READ], annotations=WRITES)
+    async def both() -> None:
+        """Needs two scopes."""
+
+    policy = ScopePolicy(tools.required_scopes)
     assert policy.required({"method": "tools/call", "params": {"name": "both"}}) == {
         NOTES_WRITE,
         RESOURCES_READ,
@@ -152,5 +155,3 @@ def test_declaring_a_tool_scope_is_one_decorator_and_unknown_scopes_fail_early()
         "params": {"notifications": {"resourceSubscriptions": ["test://x"]}},
     }
     assert policy.required(listen) == {RESOURCES_READ}
-    with pytest.raises(ValueError, match="known scopes"):
-        requires_scopes("files:admin")

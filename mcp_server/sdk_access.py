@@ -7,12 +7,10 @@ SDK upgrade that adds a public API (or renames the attribute) is a one-file chan
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
 
 
 def lowlevel_server(server: MCPServer) -> Server[Any]:
@@ -26,25 +24,16 @@ def lowlevel_server(server: MCPServer) -> Server[Any]:
     return server._lowlevel_server
 
 
-def add_tool_with_input_schema(
-    server: MCPServer,
-    fn: Callable[..., Any],
-    *,
-    name: str,
-    description: str,
-    annotations: ToolAnnotations,
-    input_schema: dict[str, Any],
-) -> None:
-    """Register `fn` as a tool that advertises a hand-written JSON Schema as its `inputSchema`.
+def replace_input_schema(server: MCPServer, name: str, input_schema: dict[str, Any]) -> None:
+    """Make the registered tool `name` advertise a hand-written JSON Schema as its `inputSchema`.
 
     MCPServer derives `inputSchema` from the function signature, which cannot express a JSON
     Schema 2020-12 document with `$schema`, `$anchor`, `allOf`/`anyOf` or `if`/`then`/`else`,
-    and it has no public setter; the registered tool lives in the private `_tool_manager`.
-    Arguments are still validated against the function signature before `fn` runs, so `fn`
-    must accept everything the schema allows and check the rest itself.
+    and it has no public setter; registered tools live in the private `_tool_manager`.
+    Arguments are still validated against the function signature before the tool runs, so the
+    function must accept everything the schema allows and check the rest itself.
     """
-    server.add_tool(fn, name=name, description=description, annotations=annotations)
     tool = server._tool_manager.get_tool(name)
-    if tool is None:  # pragma: no cover - add_tool just registered it
-        raise RuntimeError(f"tool {name!r} was not registered")
+    if tool is None:
+        raise LookupError(f"tool {name!r} is not registered")
     tool.parameters = input_schema

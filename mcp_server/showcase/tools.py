@@ -1,9 +1,10 @@
 """Tools that show each kind of tool result and in-flight notification.
 
-Content blocks (text, image, audio, embedded resource, a mix), an error result, log and progress
-notifications, a stream that closes mid-call and resumes (SSE polling), a hand-written JSON
-Schema 2020-12 input schema and a parameter mirrored into an HTTP header. Tool names are the
-fixtures the official MCP conformance suite calls.
+The two tools people try first (`echo`, `add`); content blocks (text, image, audio, embedded
+resource, a mix), an error result, log and progress notifications, a stream that closes mid-call
+and resumes (SSE polling), a hand-written JSON Schema 2020-12 input schema and a parameter
+mirrored into an HTTP header. The `test_*` names are the fixtures the official MCP conformance
+suite calls.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import base64
 from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp_types import (
     AudioContent,
     CallToolResult,
@@ -24,10 +25,9 @@ from mcp_types import (
 )
 from pydantic import BaseModel, Field
 
-from mcp_server.features.hints import PURE, tool
-from mcp_server.features.media import beep_wav, red_pixel_png
-from mcp_server.features.sdk_access import add_tool_with_input_schema
-from mcp_server.features.session_logging import SessionLogLevels
+from mcp_server.features.kit import READ_ONLY, Tools
+from mcp_server.showcase.media import beep_wav, red_pixel_png
+from mcp_server.showcase.session_logging import SessionLogLevels
 
 STEP_DELAY = 0.05
 """Pause between the notifications of one call, so a client sees them arrive over time."""
@@ -78,11 +78,11 @@ def save_contact(
     phone: str | None = None,
     email: str | None = None,
 ) -> CallToolResult:
-    """Check a contact against the rules of its JSON Schema 2020-12 input schema and echo it back.
-
-    The SDK validates argument types against this signature; the schema's conditional rules
-    (a phone or an email; the one `contactMethod` names) are checked here.
-    """
+    """Check a contact (name, address, how to reach them) against a JSON Schema 2020-12 input schema
+    that uses $defs/$anchor, allOf/anyOf, if/then/else and additionalProperties: false, and echo it
+    back."""
+    # The SDK validates argument types against this signature; the schema's conditional rules (a
+    # phone or an email; the one `contactMethod` names) are checked here.
     method = contactMethod or "email"  # the schema's `else`: without contactMethod "phone", email is required
     reach = phone if method == "phone" else email
     if not reach:
@@ -95,23 +95,35 @@ def save_contact(
     )
 
 
-def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
-    @tool(server, PURE)
+def register(tools: Tools, log_levels: SessionLogLevels) -> None:
+    # Coroutines on purpose: the SDK runs a plain `def` tool in a worker thread, a hand-off that
+    # costs more than these tools do (docs/performance.md).
+    @tools.add(annotations=READ_ONLY)
+    async def echo(message: str) -> str:
+        """Return the message unchanged."""
+        return message
+
+    @tools.add(annotations=READ_ONLY)
+    async def add(a: float, b: float) -> float:
+        """Add two numbers."""
+        return a + b
+
+    @tools.add(annotations=READ_ONLY)
     def test_simple_text() -> TextContent:
         """Return one text block."""
         return _text("This is a simple text response for testing.")
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     def test_image_content() -> ImageContent:
         """Return one image block: a 1x1 red PNG."""
         return _png()
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     def test_audio_content() -> AudioContent:
         """Return one audio block: a short WAV tone (audio/wav)."""
         return AudioContent(type="audio", data=base64.b64encode(beep_wav()).decode(), mime_type="audio/wav")
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     def test_embedded_resource() -> EmbeddedResource:
         """Return one embedded text resource (test://embedded-resource)."""
         return EmbeddedResource(
@@ -123,7 +135,7 @@ def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
             ),
         )
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     def test_multiple_content_types() -> list[ContentBlock]:
         """Return three blocks of different types: text, a PNG image and an embedded JSON resource."""
         return [
@@ -139,14 +151,14 @@ def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
             ),
         ]
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     def test_error_handling() -> CallToolResult:
         """Always fail the way a tool should: a result with isError true, not a protocol error."""
         return CallToolResult(
             content=[_text("This tool intentionally returns an error for testing")], is_error=True
         )
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     async def test_tool_with_logging(ctx: Context[Any, Any]) -> TextContent:
         """Send three info log notifications while running, 50 ms apart."""
         for message in ("Tool execution started", "Tool processing data", "Tool execution completed"):
@@ -155,7 +167,7 @@ def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
             await log_levels.log(ctx, "info", message)
         return _text("Tool with logging completed: sent 3 log notifications")
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     async def test_logging_tool(ctx: Context[Any, Any]) -> TextContent:
         """Send one log notification at each of debug, info and warning. On 2026-07-28 they are
         delivered only if the request opted in with a log level in its _meta."""
@@ -163,7 +175,7 @@ def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
             await log_levels.log(ctx, level, f"A {level} message from test_logging_tool")
         return _text("Logged at debug, info and warning")
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     async def test_tool_with_progress(ctx: Context[Any, Any]) -> TextContent:
         """Report progress 0, 50 and 100 of 100, 50 ms apart (when the request has a progress token)."""
         for step, progress in enumerate((0, 50, 100)):
@@ -172,7 +184,7 @@ def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
             await ctx.report_progress(progress, 100, f"Step {step + 1} of 3")
         return _text("Tool with progress completed: reported 0, 50 and 100 of 100")
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     async def test_reconnection(ctx: Context[Any, Any]) -> TextContent:
         """Close the response's SSE stream mid-call, then finish (SEP-1699 SSE polling): the client
         reconnects with Last-Event-ID and gets the result replayed from the server's event store.
@@ -181,7 +193,7 @@ def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
         await anyio.sleep(4 * STEP_DELAY)
         return _text("Reconnection test completed: the result arrived after the stream was closed")
 
-    @tool(server, PURE)
+    @tools.add(annotations=READ_ONLY)
     def test_custom_headers(
         region: Annotated[
             str, Field(description="Region to query", json_schema_extra={"x-mcp-header": "Region"})
@@ -192,15 +204,6 @@ def register(server: MCPServer, log_levels: SessionLogLevels) -> None:
         (2026-07-28), so proxies can route without reading the body; the server checks they match."""
         return _text(f"Region {region!r}, query {query!r}")
 
-    add_tool_with_input_schema(
-        server,
-        save_contact,
-        name="json_schema_2020_12_tool",
-        description=(
-            "Check a contact (name, address, how to reach them) against a JSON Schema 2020-12 input "
-            "schema that uses $defs/$anchor, allOf/anyOf, if/then/else and additionalProperties: false, "
-            "and echo it back."
-        ),
-        annotations=PURE,
-        input_schema=CONTACT_SCHEMA,
+    tools.add(annotations=READ_ONLY, name="json_schema_2020_12_tool", input_schema=CONTACT_SCHEMA)(
+        save_contact
     )

@@ -1,10 +1,11 @@
-"""The server's features, driven by the SDK's own client over real transports.
+"""The protocol showcase (mcp_server/showcase/), driven by the SDK's own client over real transports.
 
-One real uvicorn (the app `python -m mcp_server` serves, AUTH_MODE=none) listens on a free
-127.0.0.1 port for the whole module. Most tests run twice: once on a 2025-11-25 session
+One real uvicorn (the app `python -m mcp_server` serves, AUTH_MODE=none, SHOWCASE=true) listens on
+a free 127.0.0.1 port for the whole module. Most tests run twice: once on a 2025-11-25 session
 (initialize, `Mcp-Session-Id`, server-to-client requests over the session) and once on stateless
 2026-07-28 (per-request `_meta`, `InputRequiredResult` rounds). The last test launches
-`python -m mcp_server --transport stdio` the way a desktop client would.
+`python -m mcp_server --transport stdio` the way a desktop client would. With SHOWCASE=false
+only the app's own tools remain.
 """
 
 from __future__ import annotations
@@ -117,14 +118,25 @@ class ThreadedServer:
         self._thread.join(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def mcp_url() -> Iterator[str]:
+def serving(showcase: bool) -> Iterator[str]:
     # No .env, explicit values: nothing from the developer's shell reaches this server.
-    settings = Settings(_env_file=None, auth_mode="none", host="127.0.0.1", mcp_port=0, redis_url=None)
+    settings = Settings(
+        _env_file=None, auth_mode="none", host="127.0.0.1", mcp_port=0, redis_url=None, showcase=showcase
+    )
     server = ThreadedServer(settings)
     url = server.start()
     yield url
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def mcp_url() -> Iterator[str]:
+    yield from serving(showcase=True)
+
+
+@pytest.fixture(scope="module")
+def app_only_url() -> Iterator[str]:
+    yield from serving(showcase=False)
 
 
 # --- client-side callbacks: what a user or the client's LLM would answer ----------------------------
@@ -446,9 +458,9 @@ async def test_the_stdio_transport_serves_the_same_tools(tmp_path: Path) -> None
     env = {
         key: value
         for key, value in os.environ.items()
-        if key.upper() not in {"REDIS_URL", "HOST", "AUTH_MODE"}
+        if key.upper() not in {"REDIS_URL", "HOST", "AUTH_MODE", "SHOWCASE"}
     }
-    env.update(AUTH_MODE="none", PYTHONPATH=str(REPO_ROOT))
+    env.update(AUTH_MODE="none", SHOWCASE="true", PYTHONPATH=str(REPO_ROOT))
     server = StdioServerParameters(
         command=sys.executable, args=["-m", "mcp_server", "--transport", "stdio"], env=env, cwd=tmp_path
     )
@@ -459,3 +471,34 @@ async def test_the_stdio_transport_serves_the_same_tools(tmp_path: Path) -> None
 
     assert names >= FIXTURE_TOOLS
     assert only_text(result.content) == "This is a simple text response for testing."
+
+
+# --- SHOWCASE=false: what a fork serves -------------------------------------------------------------
+
+APP_TOOLS = {"whoami", "notes_list", "notes_add", "notes_delete"}
+
+
+@BOTH_REVISIONS
+async def test_without_the_showcase_only_the_apps_own_tools_are_served(app_only_url: str, mode: str) -> None:
+    async with Client(app_only_url, mode=mode) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        prompts = (await client.list_prompts()).prompts
+        resources = (await client.list_resources()).resources
+        echo = await client.call_tool("echo", {"message": "x"})
+        notes = await client.call_tool("notes_list", {})
+
+    assert tools == APP_TOOLS
+    assert prompts == []
+    assert resources == []
+    assert echo.is_error  # the showcase's tools are not there to call either
+    assert notes.is_error is False
+
+
+async def test_without_the_showcase_logging_is_not_offered_to_a_2025_session(app_only_url: str) -> None:
+    async with Client(app_only_url, mode=SESSION) as client:
+        capabilities = client.server_capabilities
+        with pytest.raises(MCPError):
+            await client.set_logging_level("warning")
+
+    assert capabilities.logging is None
+    assert capabilities.tools is not None

@@ -16,7 +16,6 @@ from mcp.server.mcpserver import (
     Context,
     Elicit,
     ElicitationResult,
-    MCPServer,
     Resolve,
     Sample,
 )
@@ -31,7 +30,8 @@ from mcp_types import (
 )
 from pydantic import BaseModel, Field
 
-from mcp_server.features.client_input import (
+from mcp_server.features.kit import ASKS_CLIENT, Tools
+from mcp_server.showcase.client_input import (
     answer_as,
     client_can,
     decode_state,
@@ -44,7 +44,6 @@ from mcp_server.features.client_input import (
     sampled_text,
     uses_input_required,
 )
-from mcp_server.features.hints import ASKS_CLIENT, tool
 
 NAME_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -148,15 +147,15 @@ def ask_user(message: str) -> Elicit[UserInfo]:
     return Elicit(message, UserInfo)
 
 
-def register(server: MCPServer) -> None:
-    @tool(server, ASKS_CLIENT)
+def register(tools: Tools) -> None:
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_sampling(
         prompt: str, reply: Annotated[CreateMessageResult, Resolve(ask_llm)]
     ) -> TextContent:
         """Ask the client's LLM to answer `prompt` (sampling/createMessage) and return its answer."""
         return _text(f"LLM response: {sampled_text(reply)}")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_elicitation(
         message: str, answer: Annotated[ElicitationResult[UserInfo], Resolve(ask_user)]
     ) -> TextContent:
@@ -173,13 +172,13 @@ def register(server: MCPServer) -> None:
             return answers
         return _text(_elicitation_outcome(answer_as(answers, "form", ElicitResult)))
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_elicitation_sep1034_defaults(ctx: Context[Any, Any]) -> TextContent | InputRequiredResult:
         """Ask the user for a profile whose every field (string, integer, number, enum, boolean)
         has a default value (SEP-1034)."""
         return await elicit_once(ctx, "Please review your profile (defaults are pre-filled)", SEP1034_SCHEMA)
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_elicitation_sep1330_enums(ctx: Context[Any, Any]) -> TextContent | InputRequiredResult:
         """Ask the user to pick from all five enum forms: untitled and titled single-select,
         legacy enumNames, untitled and titled multi-select (SEP-1330)."""
@@ -187,7 +186,7 @@ def register(server: MCPServer) -> None:
 
     # --- SEP-2322 multi-round-trip fixtures (keys fixed by the conformance suite) -------------------
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_elicitation(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
@@ -200,7 +199,7 @@ def register(server: MCPServer) -> None:
             return _text(f"No name given (action={answer.action}).")
         return _text(f"Hello, {answer.content.get('name')}!")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_sampling(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
@@ -213,7 +212,7 @@ def register(server: MCPServer) -> None:
             f"The model answered: {sampled_text(answer_as(answers, 'capital_question', CreateMessageResult))}"
         )
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_list_roots(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
@@ -242,14 +241,14 @@ def register(server: MCPServer) -> None:
             return _text(f"Confirmed: {ok} (state-ok: the echoed requestState verified)")
         return _text(f"Confirmed: {ok} (asked over the session; no requestState on this revision)")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_request_state(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
         """Ask for a confirmation and check that the echoed requestState round-trips ("state-ok")."""
         return await confirm_with_state(ctx, "request-state")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_tampered_state(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
@@ -257,7 +256,7 @@ def register(server: MCPServer) -> None:
         rejected with a JSON-RPC error."""
         return await confirm_with_state(ctx, "tamper-check")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_multiple_inputs(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
@@ -275,7 +274,7 @@ def register(server: MCPServer) -> None:
         roots = _describe_roots(answer_as(answers, "client_roots", ListRootsResult))
         return _text(f"Name: {name.get('name')}; greeting: {greeting}; {roots}")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_multi_round(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
@@ -296,7 +295,7 @@ def register(server: MCPServer) -> None:
         color = (answer_as(answers, "step2", ElicitResult).content or {}).get("color")
         return _text(f"{name}'s favorite color is {color}.")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_input_required_result_capabilities(
         ctx: Context[Any, Any],
     ) -> TextContent | InputRequiredResult:
@@ -317,7 +316,7 @@ def register(server: MCPServer) -> None:
 
     # --- SEP-2575 diagnostics -------------------------------------------------------------------
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_missing_capability(ctx: Context[Any, Any]) -> TextContent | InputRequiredResult:
         """Ask the client's LLM a one-word question. Needs the sampling capability: a client that
         did not declare it gets error -32021 (MissingRequiredClientCapability) instead."""
@@ -326,7 +325,7 @@ def register(server: MCPServer) -> None:
             return answers
         return _text(f"The model said: {sampled_text(answer_as(answers, 'ping', CreateMessageResult))}")
 
-    @tool(server, ASKS_CLIENT)
+    @tools.add(annotations=ASKS_CLIENT)
     async def test_streaming_elicitation(ctx: Context[Any, Any]) -> TextContent | InputRequiredResult:
         """Ask the user to confirm. On 2026-07-28 the question travels inside the InputRequiredResult
         on the response stream, never as a separate server-to-client request."""

@@ -16,8 +16,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
-from mcp_server.features.media import red_pixel_png
-from mcp_server.features.sdk_access import lowlevel_server
+from mcp_server.sdk_access import lowlevel_server
+from mcp_server.showcase.media import red_pixel_png
 
 WATCHED_URI = "test://watched-resource"
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 from mcp.server.mcpserver import Context, MCPServer, UserMessage
 from mcp_types import TextContent
 
-from mcp_server.features.hints import CHANGES_SERVER, PURE, tool
+from mcp_server.features.kit import READ_ONLY, WRITES, Tools
 
 EXTRA_TOOL: Final = "test_extra_tool"
 EXTRA_PROMPT: Final = "test_extra_prompt"
@@ -29,21 +29,21 @@ def extra_prompt() -> list[UserMessage]:
     return [UserMessage("The extra prompt is here.")]
 
 
-def register(server: MCPServer) -> None:
-    @tool(server, CHANGES_SERVER)
+def register(server: MCPServer, tools: Tools) -> None:
+    @tools.add(annotations=WRITES)
     async def test_trigger_tool_change(ctx: Context[Any, Any]) -> TextContent:
         """Add the tool 'test_extra_tool' if absent, remove it if present, and notify tools/list
         listeners."""
-        if any(tool.name == EXTRA_TOOL for tool in await server.list_tools()):
-            server.remove_tool(EXTRA_TOOL)
+        if EXTRA_TOOL in tools:  # checked and changed without an await between: no race
+            tools.remove(EXTRA_TOOL)
             change = "removed"
         else:
-            server.add_tool(extra_tool, name=EXTRA_TOOL, annotations=PURE)
+            tools.add(name=EXTRA_TOOL, annotations=READ_ONLY)(extra_tool)
             change = "added"
         await ctx.notify_tools_changed()
         return TextContent(type="text", text=f"Tool {EXTRA_TOOL!r} {change}; listeners notified.")
 
-    @tool(server, CHANGES_SERVER)
+    @tools.add(annotations=WRITES)
     async def test_trigger_prompt_change(ctx: Context[Any, Any]) -> TextContent:
         """Add the prompt 'test_extra_prompt' if absent, remove it if present, and notify
         prompts/list listeners."""

@@ -20,7 +20,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
 
-from mcp_server.features.sdk_access import lowlevel_server
+from mcp_server.sdk_access import lowlevel_server
 
 LEVELS: Final[tuple[LoggingLevel, ...]] = (
     "debug",

@@ -1,14 +1,11 @@
-"""The tools people try first: echo, add, whoami."""
+"""`whoami`: what the server knows about the caller, the first tool to call when auth misbehaves."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from mcp_server.features.hints import PURE
-from mcp_server.protection.principal import ANONYMOUS, current_principal
+from mcp_server.features.kit import ANONYMOUS, READ_ONLY, ToolContext, Tools, current_principal
+from shared.storage import Store
 
 
 class Identity(BaseModel):
@@ -23,21 +20,9 @@ class Identity(BaseModel):
     expires_at: int | None = Field(None, description="Unix time the access token expires")
 
 
-def register(server: MCPServer) -> None:
-    # Coroutines on purpose: the SDK runs a plain `def` tool in a worker thread, a hand-off that
-    # costs more than these tools do (docs/performance.md).
-    @server.tool(annotations=PURE)
-    async def echo(message: str) -> str:
-        """Return the message unchanged."""
-        return message
-
-    @server.tool(annotations=PURE)
-    async def add(a: float, b: float) -> float:
-        """Add two numbers."""
-        return a + b
-
-    @server.tool(annotations=PURE)
-    async def whoami(ctx: Context[Any, Any]) -> Identity:
+def register(tools: Tools, store: Store) -> None:
+    @tools.add(annotations=READ_ONLY)
+    async def whoami(ctx: ToolContext) -> Identity:
         """Who you are to this server: subject, client, scopes, audience, issuer and token expiry."""
         principal = current_principal(ctx)
         if principal is None:

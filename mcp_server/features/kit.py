@@ -1,0 +1,170 @@
+'''The kit for writing tools: one decorator, annotation presets, the caller, storage errors.
+
+A feature is a module in `mcp_server/features/` with a `register(tools, store)` function; the
+package finds it by itself. A whole feature, with a scope from `shared/scopes.py`:
+
+    from mcp_server.features.kit import READ_ONLY, ToolContext, Tools, caller_subject
+    from shared.storage import Store
+
+    def register(tools: Tools, store: Store) -> None:
+        @tools.add(scopes=["greetings:send"], annotations=READ_ONLY)
+        async def greet(person: str, ctx: ToolContext) -> str:
+            """Greet someone in your name."""
+            return f"Hello {person}, from {caller_subject(ctx)}"
+
+`Tools.add` is the one way to register a tool (docs/extending.md has the whole recipe):
+- `scopes`: what a token needs to call it, names from the scope catalogue; none means
+  `mcp:tools:read`. An unknown name stops start-up rather than producing a challenge no
+  authorization server can satisfy.
+- `annotations`: one of the presets below, telling clients what calling the tool does.
+- the docstring is the description clients see, sent as one line.
+Raise `ToolError("...")` for an error the caller should read (bad input, a limit reached): any
+other exception is a crash, logged with its traceback, and the caller sees only "Error executing
+tool". Tools are coroutines unless they block: the SDK runs a plain `def` in a worker thread.
+'''
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeAlias, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+
+from mcp_server.protection.principal import ANONYMOUS, current_principal
+from mcp_server.sdk_access import replace_input_schema
+from shared.scopes import CATALOGUE, ScopeCatalogue
+from shared.storage.base import StorageUnavailable
+
+__all__ = [
+    "ANONYMOUS",
+    "ASKS_CLIENT",
+    "DELETES",
+    "READ_ONLY",
+    "WRITES",
+    "ToolContext",
+    "ToolError",
+    "Tools",
+    "caller_subject",
+    "current_principal",
+    "storage_errors_as_tool_errors",
+]
+
+FnT = TypeVar("FnT", bound=Callable[..., Any])
+
+ToolContext: TypeAlias = Context[Any, Any]
+"""Annotate a parameter with it to receive the request's context (the SDK fills it in)."""
+
+# --- annotation presets: what calling a tool does ---------------------------------------------------
+# Read-only: changes nothing. Destructive: may lose something. Idempotent: repeating the call has
+# no further effect. Open world: reaches outside this server (asking the client or its user for
+# input is interaction with the caller, not the open world).
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+"""Changes nothing; calling it again gives the same answer unless something else changed."""
+
+ASKS_CLIENT = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+"""Changes nothing on the server, but the answer depends on what the client or its user replies."""
+
+WRITES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+"""Adds or changes something on this server; nothing is lost."""
+
+DELETES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+"""Removes something on this server; deleting it again changes nothing more."""
+
+
+class Tools:
+    """Registers tools on one MCPServer and remembers the scopes each needs.
+
+    `ScopeCheck` asks `required_scopes(name)` on every `tools/call`, before the SDK runs the tool.
+    """
+
+    def __init__(self, server: MCPServer, catalogue: ScopeCatalogue = CATALOGUE) -> None:
+        self.server = server
+        self._catalogue = catalogue
+        self._registered: set[str] = set()
+        self._scopes: dict[str, frozenset[str]] = {}
+
+    def add(
+        self,
+        *,
+        annotations: ToolAnnotations,
+        scopes: Iterable[str] = (),
+        title: str | None = None,
+        name: str | None = None,
+        input_schema: dict[str, Any] | None = None,
+    ) -> Callable[[FnT], FnT]:
+        """Register the decorated function as a tool (it is returned unchanged).
+
+        `title` is the name a client shows; `name` defaults to the function's. `input_schema`
+        replaces the JSON Schema the SDK derives from the signature, for what a signature cannot
+        express; arguments are still validated against the signature first.
+        """
+        required = frozenset(scopes)
+        unknown = self._catalogue.unknown(sorted(required))
+        if unknown:
+            raise ValueError(f"unknown scope(s) {unknown}: add a row to APP_SCOPES in shared/scopes.py")
+        hints = annotations if title is None else annotations.model_copy(update={"title": title})
+
+        def register(fn: FnT) -> FnT:
+            tool_name = name or fn.__name__
+            if tool_name in self._registered:
+                raise ValueError(f"a tool named {tool_name!r} is already registered")
+            # MCPServer sends a docstring verbatim: one wrapped over several source lines would
+            # reach clients with the code's line breaks and indentation in mid-sentence.
+            description = " ".join(inspect.cleandoc(fn.__doc__ or "").split())
+            if not description:
+                raise ValueError(f"tool {tool_name!r} needs a docstring: it is the description clients see")
+            self.server.add_tool(fn, name=tool_name, title=title, description=description, annotations=hints)
+            if input_schema is not None:
+                replace_input_schema(self.server, tool_name, input_schema)
+            self._registered.add(tool_name)
+            if required:
+                self._scopes[tool_name] = required
+            return fn
+
+        return register
+
+    def remove(self, name: str) -> None:
+        """Unregister a tool added with `add` (its scopes go with it)."""
+        self.server.remove_tool(name)
+        self._registered.discard(name)
+        self._scopes.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._registered
+
+    def required_scopes(self, name: str) -> frozenset[str] | None:
+        """The scopes the tool `name` declared; None when it declared none (or is unknown)."""
+        return self._scopes.get(name)
+
+
+def caller_subject(ctx: ToolContext) -> str:
+    """Who is calling: the authenticated subject, or "anonymous" without authentication (stdio,
+    AUTH_MODE=none). Take the owner of per-user data from here, never from an argument."""
+    principal = current_principal(ctx)
+    return principal.subject if principal is not None else ANONYMOUS
+
+
+STORAGE_UNAVAILABLE = "Storage is temporarily unavailable (the server cannot reach it); retry shortly"
+
+
+@contextlib.contextmanager
+def storage_errors_as_tool_errors() -> Iterator[None]:
+    """Answer a tool error that says the storage is down and invites a retry (Redis unreachable),
+    rather than the SDK's opaque "Error executing tool" and a logged traceback."""
+    try:
+        yield
+    except StorageUnavailable:
+        raise ToolError(STORAGE_UNAVAILABLE) from None

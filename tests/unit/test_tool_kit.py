@@ -1,0 +1,135 @@
+"""The kit for writing tools (mcp_server/features/kit.py), on a real MCPServer, without HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
+
+from mcp_server.features import feature_modules
+from mcp_server.features.kit import (
+    ANONYMOUS,
+    DELETES,
+    READ_ONLY,
+    STORAGE_UNAVAILABLE,
+    WRITES,
+    ToolContext,
+    Tools,
+    caller_subject,
+    storage_errors_as_tool_errors,
+)
+from shared.storage.base import StorageUnavailable
+
+
+@pytest.fixture
+def tools() -> Tools:
+    return Tools(MCPServer("kit"))
+
+
+async def test_the_docstring_becomes_a_one_line_description_and_the_preset_the_hints(tools: Tools) -> None:
+    @tools.add(annotations=DELETES, title="Forget something")
+    async def forget(what: str) -> str:
+        """Forget what you name,
+        and everything about it."""
+        return what
+
+    (listed,) = await tools.server.list_tools()
+
+    assert listed.name == "forget"
+    assert listed.description == "Forget what you name, and everything about it."
+    assert listed.title == "Forget something"
+    assert listed.annotations is not None
+    assert listed.annotations.title == "Forget something"
+    assert listed.annotations.destructive_hint is True
+    assert listed.annotations.idempotent_hint is True
+    assert DELETES.title is None  # the preset itself is left alone
+
+
+def test_a_tool_without_a_docstring_is_refused(tools: Tools) -> None:
+    with pytest.raises(ValueError, match="needs a docstring"):
+
+        @tools.add(annotations=READ_ONLY)
+        async def silent() -> None: ...
+
+
+def test_a_scope_missing_from_the_catalogue_is_refused_before_the_tool_exists(tools: Tools) -> None:
+    with pytest.raises(ValueError, match=r"unknown scope\(s\) \['files:admin'\].*APP_SCOPES"):
+        tools.add(scopes=["notes:read", "files:admin"], annotations=READ_ONLY)
+    assert "files:admin" not in str(tools.required_scopes("anything"))
+
+
+async def test_scopes_are_remembered_per_tool_and_leave_with_it(tools: Tools) -> None:
+    @tools.add(scopes=["notes:write"], annotations=WRITES)
+    async def scribble() -> str:
+        """Scribble."""
+        return "x"
+
+    @tools.add(annotations=READ_ONLY)
+    async def look() -> str:
+        """Look."""
+        return "x"
+
+    assert tools.required_scopes("scribble") == {"notes:write"}
+    assert tools.required_scopes("look") is None  # the policy's default, mcp:tools:read
+    assert "scribble" in tools
+    tools.remove("scribble")
+    assert "scribble" not in tools
+    assert tools.required_scopes("scribble") is None
+    assert [tool.name for tool in await tools.server.list_tools()] == ["look"]
+
+
+def test_a_second_tool_with_the_same_name_is_refused_rather_than_silently_ignored(tools: Tools) -> None:
+    async def first() -> str:
+        """First."""
+        return "1"
+
+    tools.add(scopes=["notes:read"], annotations=READ_ONLY, name="same")(first)
+    with pytest.raises(ValueError, match="already registered"):
+        tools.add(scopes=["notes:write"], annotations=WRITES, name="same")(first)
+    assert tools.required_scopes("same") == {"notes:read"}
+
+
+async def test_a_hand_written_input_schema_replaces_the_derived_one(tools: Tools) -> None:
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "additionalProperties": False}
+
+    @tools.add(annotations=READ_ONLY, input_schema=schema)
+    async def search(q: str = "") -> str:
+        """Search."""
+        return q
+
+    (listed,) = await tools.server.list_tools()
+    assert listed.input_schema == schema
+
+
+async def test_storage_errors_become_a_tool_error_that_invites_a_retry(tools: Tools) -> None:
+    @tools.add(annotations=READ_ONLY)
+    async def fetch() -> str:
+        """Fetch."""
+        with storage_errors_as_tool_errors():
+            raise StorageUnavailable("redis: connection refused")
+
+    # A deliberate ToolError (answered as an isError result), not an UnexpectedToolError (answered
+    # "Error executing tool" and logged with its traceback as a crash).
+    with pytest.raises(ToolError) as raised:
+        await tools.server.call_tool("fetch", {})
+
+    assert type(raised.value) is ToolError
+    assert str(raised.value) == f"Error executing tool fetch: {STORAGE_UNAVAILABLE}"
+    assert "redis" not in str(raised.value)  # nothing about the backend reaches the caller
+
+
+async def test_without_authentication_the_caller_is_anonymous(tools: Tools) -> None:
+    @tools.add(annotations=READ_ONLY)
+    async def who(ctx: ToolContext) -> str:
+        """Who."""
+        return caller_subject(ctx)
+
+    result = await tools.server.call_tool("who", {})
+
+    assert isinstance(result, CallToolResult)
+    assert result.structured_content == {"result": ANONYMOUS}
+
+
+def test_the_apps_features_are_the_modules_beside_the_kit() -> None:
+    assert feature_modules() == ["notes", "whoami"]
