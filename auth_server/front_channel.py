@@ -133,6 +133,19 @@ def redirects_automatically(client: Client, redirect_uri: str) -> bool:
     return client.source == "preregistered" or is_loopback_redirect(redirect_uri)
 
 
+def may_approve_silently(client: Client | None) -> bool:
+    """Whether a remembered consent may answer with a code without showing the user any page.
+
+    RFC 8252 section 8.6: a client that cannot authenticate (a public client, auth method none)
+    cannot prove it is the program the user approved. Any program on the machine can send the
+    user's browser to /authorize with that client_id, its own PKCE pair and its own loopback
+    port, and with the 8-hour sign-in it would get a code straight back. So such a request always
+    shows at least the one-click continue page (consent page, `login.consent_page`); only a
+    confidential client, whose code is useless without its secret, is approved silently.
+    """
+    return client is not None and not client.is_public
+
+
 def page_url(settings: Settings, page: Literal["login", "consent"], request_id: str, **extra: str) -> str:
     query = urlencode({"request": request_id, **extra})
     return f"{endpoint_path(settings, page)}?{query}"
@@ -146,11 +159,14 @@ async def next_step(
     *,
     after_post: bool,
 ) -> Response:
-    """Send the browser to sign-in, to consent, or (consent remembered) back with a code."""
+    """Send the browser to sign-in, to consent (or the continue page), or back with a code when a
+    confidential client's consent is remembered (`may_approve_silently`)."""
     if session.subject is None:
         return redirect(page_url(fc.settings, "login", request_id), after_post=after_post)
     remembered = await fc.consents.recall(session.subject, pending.client_id)
-    if fc.consents.covers(remembered, pending.scopes, pending.registered_redirect_uri):
+    if fc.consents.covers(
+        remembered, pending.scopes, pending.registered_redirect_uri
+    ) and may_approve_silently(await fc.registry.get(pending.client_id)):
         return redirect(await approve(fc, request_id, pending, session), after_post=after_post)
     return redirect(page_url(fc.settings, "consent", request_id), after_post=after_post)
 

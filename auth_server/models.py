@@ -63,6 +63,12 @@ class Client(BaseModel):
             return self.source == "preregistered" and not self.is_public and bool(self.scope)
         return True
 
+    @property
+    def name_is_verified(self) -> bool:
+        """Only a configured client's name is vouched for (by the operator); a registered or CIMD
+        client names itself, so pages mark its name as unverified."""
+        return self.source == "preregistered"
+
 
 class ClientRegistry(Protocol):
     """Finds clients by client_id: pre-registered, dynamically registered, or a CIMD URL."""

@@ -1,4 +1,4 @@
-"""Redirect URI rules: which URIs a client may register, and when a requested one matches.
+r"""Redirect URI rules: which URIs a client may register, and when a requested one matches.
 
 Redirect URIs are where codes go, so both checks are strict (OAuth 2.1 sections 2.3 and 4.1.1,
 RFC 9700 section 2.1, RFC 8252 section 7.3):
@@ -6,6 +6,13 @@ RFC 9700 section 2.1, RFC 8252 section 7.3):
 * a registrable URI is absolute, https (or plain http to a loopback address, which never leaves
   the machine), has no fragment and no userinfo; `javascript:`, `data:`, `file:`, custom schemes
   and other plain http are refused;
+* and it reads the same to a browser as to this server (`urlsplit`): ASCII only (an IRI's Unicode
+  is percent-encoded or punycode first), no backslash (WHATWG URL parsers take `\` for `/`, so
+  `https://good.example\@evil.example` is evil.example to a browser), no control characters, and
+  a host that is an LDH DNS name, a dotted-quad IPv4 address or a bracketed IPv6 address: no
+  percent-encoded hosts, no `0x7f.1` or `2130706433` numbers a browser turns into an address.
+  Pages show `display_host`, the host as parsed here (punycode stays punycode, so a look-alike
+  Unicode name cannot pass for the real one);
 * except a private-use scheme the operator allows for native apps (RFC 8252 section 7.1,
   NATIVE_REDIRECT_SCHEMES, e.g. Cursor's `cursor://anysphere.cursor-mcp/oauth/callback`): the
   settings refuse web and script schemes there, and client registration takes such URIs only
@@ -16,6 +23,8 @@ RFC 9700 section 2.1, RFC 8252 section 7.3):
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
@@ -23,10 +32,57 @@ from shared.settings import NEVER_NATIVE_SCHEMES
 
 LOOPBACK_REDIRECT_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
 MAX_REDIRECT_URI_LENGTH = 2000
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 class UnacceptableRedirectUri(ValueError):
     """The URI can never be a redirect URI; the message says why, for the error description."""
+
+
+class AmbiguousHost(ValueError):
+    """A URL host that parsers disagree on, or that is no host at all; the message says which."""
+
+
+def canonical_host(raw: str) -> str:
+    """The host of an authority (`split_host_port`'s host) in the one spelling every parser reads
+    alike: a lower-case LDH DNS name, a dotted-quad IPv4 address, or an IPv6 address (returned
+    without brackets); AmbiguousHost for anything else (percent-encoding, Unicode, `0x7f.1`,
+    `127.1`, `2130706433`, a zone id, an empty label)."""
+    if raw.startswith("[") and raw.endswith("]"):
+        if "%" in raw:
+            raise AmbiguousHost("the URL's IPv6 address must not carry a zone")
+        try:
+            return str(ipaddress.IPv6Address(raw[1:-1]))
+        except ValueError:
+            raise AmbiguousHost("the URL has an invalid IPv6 address") from None
+    host = raw.lower()
+    labels = host.split(".")
+    if not host.isascii() or not all(_LABEL.match(label) for label in labels):
+        raise AmbiguousHost("the URL's host is not a valid DNS name or IP address")
+    if _NUMERIC_LABEL.match(labels[-1]):
+        # WHATWG URL parsers read such hosts as IPv4 in many spellings; accept only dotted-quad.
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise AmbiguousHost("the URL's host is a non-canonical IP address") from None
+    return host
+
+
+def display_host(uri: str) -> str:
+    """What a page names as the destination of `uri`: its host (and port) as parsed here.
+
+    For a checked redirect URI this is the canonical host a browser would also connect to; for
+    anything that does not parse, the raw authority (never more convincing than the URI itself).
+    """
+    parts = urlsplit(uri)
+    host, port = split_host_port(parts.netloc)
+    try:
+        canonical = canonical_host(host)
+    except AmbiguousHost:
+        return parts.netloc
+    shown = f"[{canonical}]" if ":" in canonical else canonical
+    return f"{shown}:{port}" if port else shown
 
 
 def check_registrable(uri: str, native_schemes: Collection[str] = ()) -> None:
@@ -37,8 +93,12 @@ def check_registrable(uri: str, native_schemes: Collection[str] = ()) -> None:
     """
     if not uri or len(uri) > MAX_REDIRECT_URI_LENGTH:
         raise UnacceptableRedirectUri("a redirect URI must be a non-empty string of at most 2000 characters")
-    if any(ch <= " " or ch == "\x7f" for ch in uri):
-        raise UnacceptableRedirectUri("a redirect URI must not contain spaces or control characters")
+    if not uri.isascii() or any(ch <= " " or ch == "\x7f" for ch in uri):
+        raise UnacceptableRedirectUri(
+            "a redirect URI must be ASCII without spaces or control characters (percent-encode the rest)"
+        )
+    if "\\" in uri:
+        raise UnacceptableRedirectUri("a redirect URI must not contain a backslash (browsers read it as /)")
     if "#" in uri:
         raise UnacceptableRedirectUri("a redirect URI must not contain a fragment")
     parts = urlsplit(uri)
@@ -50,6 +110,11 @@ def check_registrable(uri: str, native_schemes: Collection[str] = ()) -> None:
         if "@" in parts.netloc:
             raise UnacceptableRedirectUri("a redirect URI must not contain userinfo")
         return
+    if parts.scheme not in ("http", "https", "") and parts.scheme not in NEVER_NATIVE_SCHEMES:
+        raise UnacceptableRedirectUri(
+            f"the redirect URI scheme {parts.scheme} is not allowed here; an operator lets native "
+            f"apps use it by adding {parts.scheme} to the NATIVE_REDIRECT_SCHEMES setting"
+        )
     if not parts.scheme or not parts.netloc:
         raise UnacceptableRedirectUri("a redirect URI must be absolute (scheme and host)")
     if "@" in parts.netloc:
@@ -57,6 +122,10 @@ def check_registrable(uri: str, native_schemes: Collection[str] = ()) -> None:
     host, port = split_host_port(parts.netloc)
     if port is not None and not _is_port(port):
         raise UnacceptableRedirectUri("a redirect URI has an invalid port")
+    try:
+        canonical_host(host)
+    except AmbiguousHost as exc:
+        raise UnacceptableRedirectUri(f"a redirect URI needs an unambiguous host: {exc}") from None
     if uri.startswith("https://"):
         return
     if uri.startswith("http://") and host.lower() in LOOPBACK_REDIRECT_HOSTS:

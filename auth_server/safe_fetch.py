@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,14 +31,12 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from auth_server.redirect_uris import split_host_port
+from auth_server.redirect_uris import AmbiguousHost, canonical_host, split_host_port
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 LOOPBACK_LITERALS = frozenset({"127.0.0.1", "::1", "localhost"})
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 USER_AGENT = "mcp-reference-server-authorization-server (client metadata fetcher)"
 
 
@@ -86,24 +83,10 @@ def parse_target(url: str) -> Target:
 
 
 def _canonical_host(raw: str) -> str:
-    if raw.startswith("[") and raw.endswith("]"):
-        if "%" in raw:
-            raise FetchRefused("the URL's IPv6 address must not carry a zone")
-        try:
-            return str(ipaddress.IPv6Address(raw[1:-1]))
-        except ValueError:
-            raise FetchRefused("the URL has an invalid IPv6 address") from None
-    host = raw.lower()
-    labels = host.split(".")
-    if not all(_LABEL.match(label) for label in labels):
-        raise FetchRefused("the URL's host is not a valid DNS name or IP address")
-    if _NUMERIC_LABEL.match(labels[-1]):
-        # WHATWG URL parsers read such hosts as IPv4 in many spellings; accept only dotted-quad.
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise FetchRefused("the URL's host is a non-canonical IP address") from None
-    return host
+    try:
+        return canonical_host(raw)
+    except AmbiguousHost as exc:
+        raise FetchRefused(str(exc)) from None
 
 
 def is_public_address(address: IPAddress) -> bool:

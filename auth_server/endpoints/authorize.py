@@ -18,10 +18,10 @@ sign in, to consent, or straight back with a code when consent is remembered (`f
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,6 +43,7 @@ from auth_server.pending import AuthorizationRequest
 from auth_server.redirect_uris import (
     UnacceptableRedirectUri,
     check_registrable,
+    display_host,
     find_match,
     is_private_use_redirect,
 )
@@ -53,6 +54,8 @@ from shared.settings import Settings
 PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 section 4.2
 MAX_CLIENT_ID_LENGTH = 2000
 REPEATABLE = frozenset({"resource"})
+
+logger = logging.getLogger(__name__)
 
 
 class RequestNotTrusted(Exception):
@@ -139,13 +142,21 @@ async def identify_client(params: AuthorizationParameters, registry: StoreClient
             )
         only = client.redirect_uris[0]
         return VerifiedRedirect(client, only, only, redirect_uri_in_request=False)
-    registered = find_match(requested, client.redirect_uris)
+    # The same rules as at registration, so a URI registered before a rule existed (or a scheme
+    # removed from NATIVE_REDIRECT_SCHEMES since) is refused too, and the page says why.
     try:
         check_registrable(requested, registry.native_schemes)
-    except UnacceptableRedirectUri:
-        registered = None
+    except UnacceptableRedirectUri as exc:
+        logger.info("authorization refused for %s: redirect_uri: %s", client.client_id[:200], exc)
+        description = f"The redirect_uri is not acceptable: {exc}."
+        raise RequestNotTrusted("Invalid redirect URI", description) from None
     if is_private_use_redirect(requested, registry.native_schemes) and client.application_type != "native":
-        registered = None  # private-use schemes are for native apps only (RFC 8252 section 7.1)
+        raise RequestNotTrusted(  # private-use schemes are for native apps only (RFC 8252 section 7.1)
+            "Invalid redirect URI",
+            f"The {requested.partition(':')[0]}: redirect_uri is only for native apps (application_type "
+            "native), and this application registered as a web application.",
+        )
+    registered = find_match(requested, client.redirect_uris)
     if registered is None:
         raise RequestNotTrusted(
             "Invalid redirect URI", "The redirect_uri is not one this application registered."
@@ -252,7 +263,7 @@ def error_for_client(
         f"{error.error}: {error.description}",
         details=params.details(),
         continue_url=url,
-        continue_host=urlsplit(target.redirect_uri).netloc,
+        continue_host=display_host(target.redirect_uri),
     )
 
 

@@ -19,7 +19,6 @@ such a client_id into a `Client`:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Collection
@@ -29,6 +28,7 @@ from auth_server import crypto
 from auth_server.client_validation import ClientMetadataRejected, parse_client_metadata
 from auth_server.models import Client
 from auth_server.safe_fetch import FetchRefused, Resolver, fetch_document, parse_target, system_resolver
+from shared import untrusted_json
 from shared.settings import Settings
 from shared.storage.base import Store
 
@@ -67,12 +67,14 @@ def check_client_id_url(url: str) -> None:
         raise ClientMetadataDocumentError("the client_id URL must not contain . or .. path segments")
 
 
-def client_from_document(url: str, body: bytes, native_schemes: Collection[str] = ()) -> Client:
-    """Validate a fetched document against its URL and turn it into a Client."""
+def client_from_document(
+    url: str, body: bytes, *, max_bytes: int, native_schemes: Collection[str] = ()
+) -> Client:
+    """Validate a fetched document (at most `max_bytes`) against its URL and turn it into a Client."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ClientMetadataDocumentError("the client metadata document is not valid JSON") from None
+        document = untrusted_json.parse(body, max_bytes=max_bytes)
+    except untrusted_json.UntrustedJsonError as exc:
+        raise ClientMetadataDocumentError(f"the client metadata document: {exc}") from None
     if not isinstance(document, dict):
         raise ClientMetadataDocumentError("the client metadata document must be a JSON object")
     if document.get("client_id") != url:
@@ -134,7 +136,12 @@ class ClientMetadataDocuments:
                 f"the client metadata document was not fetched: {exc}"
             ) from None
         try:
-            client = client_from_document(url, document.body, self._settings.native_redirect_schemes)
+            client = client_from_document(
+                url,
+                document.body,
+                max_bytes=self._settings.cimd_max_bytes,
+                native_schemes=self._settings.native_redirect_schemes,
+            )
         except ClientMetadataDocumentError as exc:
             logger.info("client metadata document %s invalid: %s", url[:200], exc)
             raise

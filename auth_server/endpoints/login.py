@@ -8,11 +8,16 @@ the browser that started the request, with the token of the page it was shown (s
 Sign-in posts are rate-limited per client IP (before the password is even looked at) and every
 outcome is audited; the audit line names the user only when the name is a real user, because
 an unknown "user name" is sometimes a password typed into the wrong box.
+
+A name a client gave itself (registration, metadata document) is shown marked as unverified
+(`AppLabel`): anyone can register "Claude Code". When the user's consent is already remembered
+but the client cannot authenticate (`front_channel.may_approve_silently`), the consent page is
+the one-click continue page instead: the app, where the code goes, Continue or Cancel.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -35,7 +40,7 @@ from auth_server.models import Client
 from auth_server.pages import render
 from auth_server.pending import PendingAuthorization, PendingRequestRejected
 from auth_server.rate_limit import client_ip
-from auth_server.redirect_uris import is_loopback_redirect, is_private_use_redirect
+from auth_server.redirect_uris import display_host, is_loopback_redirect, is_private_use_redirect
 from auth_server.urls import endpoint_path
 from shared import scopes as scope_model
 
@@ -50,7 +55,7 @@ def login_page(fc: FrontChannel) -> Page:
         client = await fc.registry.get(pending.client_id)
         return render(
             "login.html",
-            client_name=_client_name(client, pending),
+            app=app_label(client, pending),
             login_url=endpoint_path(fc.settings, "login"),
             request_id=request_id,
             csrf=await fc.pending.new_csrf_token(request_id, pending),
@@ -103,14 +108,12 @@ def consent_page(fc: FrontChannel) -> Page:
         client = await fc.registry.get(pending.client_id)
         remembered = await fc.consents.recall(session.subject, pending.client_id)
         already = scope_model.CATALOGUE.expand(remembered.scopes)
+        remembered_covers = fc.consents.covers(remembered, pending.scopes, pending.registered_redirect_uri)
         return render(
-            "consent.html",
-            client_name=_client_name(client, pending),
+            "continue.html" if remembered_covers else "consent.html",
+            app=app_label(client, pending),
             client_id=pending.client_id,
-            client_host=urlsplit(pending.client_id).netloc
-            if client and client.source == "metadata_document"
-            else None,
-            redirect_host=urlsplit(pending.redirect_uri).netloc,
+            redirect_host=display_host(pending.redirect_uri),
             # a private-use scheme names no host: show the whole link, and what it means
             app_link=pending.redirect_uri
             if is_private_use_redirect(pending.redirect_uri, fc.registry.native_schemes)
@@ -171,8 +174,23 @@ def consent_form(fc: FrontChannel) -> Page:
     return decide
 
 
-def _client_name(client: Client | None, pending: PendingAuthorization) -> str:
-    return (client.client_name if client else None) or pending.client_id
+@dataclass(frozen=True, slots=True)
+class AppLabel:
+    """How a page names the application (templates/app_label.html renders it)."""
+
+    name: str
+    verified: bool  # the operator vouches for the name (a configured client)
+    document_host: str | None  # a CIMD client: the host its metadata document came from
+
+
+def app_label(client: Client | None, pending: PendingAuthorization) -> AppLabel:
+    name = (client.client_name if client else None) or pending.client_id
+    from_document = client is not None and client.source == "metadata_document"
+    return AppLabel(
+        name=name,
+        verified=client is not None and client.name_is_verified,
+        document_host=display_host(pending.client_id) if from_document else None,
+    )
 
 
 def _localhost_only(client: Client | None, pending: PendingAuthorization) -> bool:

@@ -14,7 +14,7 @@ module adds what is specific to registration:
 
 from __future__ import annotations
 
-import json
+import logging
 import secrets
 import time
 from typing import Any
@@ -31,6 +31,9 @@ from auth_server.endpoints.forms import Endpoint, oauth_endpoint
 from auth_server.errors import NO_STORE
 from auth_server.models import Client
 from auth_server.rate_limit import RateLimiter, client_ip
+from shared import untrusted_json
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 CLIENT_ID_PREFIX = "mcp-client-"
@@ -47,9 +50,9 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         if len(body) > MAX_BODY_BYTES:
             raise ClientMetadataRejected("invalid_client_metadata", "the request body is too large")
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ClientMetadataRejected("invalid_client_metadata", "the request body must be JSON") from None
+        document = untrusted_json.parse(body, max_bytes=MAX_BODY_BYTES)
+    except untrusted_json.UntrustedJsonError as exc:
+        raise ClientMetadataRejected("invalid_client_metadata", f"the request body: {exc}") from None
     if not isinstance(document, dict):
         raise ClientMetadataRejected("invalid_client_metadata", "the request body must be a JSON object")
     return document
@@ -80,11 +83,15 @@ def registration_endpoint(registry: StoreClientRegistry, limiter: RateLimiter, a
     @oauth_endpoint
     async def register(request: Request) -> Response:
         await limiter.check("register", request)
-        metadata = parse_client_metadata(
-            await read_json_object(request),
-            default_auth_method="client_secret_basic",
-            native_schemes=registry.native_schemes,
-        )
+        try:
+            metadata = parse_client_metadata(
+                await read_json_object(request),
+                default_auth_method="client_secret_basic",
+                native_schemes=registry.native_schemes,
+            )
+        except ClientMetadataRejected as exc:  # the operator sees why (a scheme to allow, say)
+            logger.info("registration from %s refused: %s", client_ip(request), exc)
+            raise
         secret = None if metadata.is_public else crypto.new_credential()
         client = metadata.to_client(
             new_client_id(),

@@ -26,6 +26,9 @@ not lose what it had. Hierarchy is honoured through `CATALOGUE.expand`.
 
 The JSON-RPC body is authoritative (the 2026-07-28 `Mcp-Method`/`Mcp-Name` headers are only
 hints and the SDK rejects a mismatch with -32020 afterwards); it is read once, bounded, and replayed.
+A body this check cannot parse (`shared.untrusted_json`) is refused here with a JSON-RPC parse
+error, never passed on unchecked: the SDK parses with other parsers (json, pydantic-core), and
+anything one of them accepted that this check could not read would otherwise skip the scope check.
 
 tools/list is NOT filtered by scope: every tool is listed to every token with mcp:tools:read.
 Hiding tools would break step-up (a client cannot ask for `notes:write` to call a tool it never
@@ -36,15 +39,16 @@ would buy no security: the call itself is what is checked.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from mcp_types import PARSE_ERROR
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.protection._asgi import BufferedBody, CannedResponse, jsonrpc_error
 from mcp_server.protection.middleware import PRINCIPAL_STATE_KEY
+from shared import untrusted_json
 from shared.scopes import CATALOGUE, PROMPTS_READ, RESOURCES_READ, TOOLS_READ
 from shared.validation import Principal
 
@@ -120,6 +124,7 @@ class ScopeCheck:
         self._policy = policy
         self._metadata = resource_metadata_url
         self._too_large = CannedResponse(413, jsonrpc_error("Request body too large"))
+        self._unparseable = CannedResponse(400, jsonrpc_error("Parse error", code=PARSE_ERROR))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get("state", {}).get(PRINCIPAL_STATE_KEY) if scope["type"] == "http" else None
@@ -132,9 +137,12 @@ class ScopeCheck:
             await self._too_large.send(send)
             return
         try:
-            message = json.loads(body)
-        except (ValueError, RecursionError):
-            message = None  # the SDK answers the parse error
+            message = untrusted_json.parse(
+                body, max_bytes=MAX_BODY_BYTES, max_depth=untrusted_json.NATIVE_DEPTH_LIMIT
+            )
+        except untrusted_json.UntrustedJsonError:
+            await self._unparseable.send(send)
+            return
         needed = self._policy.required(message)
         if needed and not needed <= CATALOGUE.expand(principal.scopes):
             await self._forbidden(needed, principal).send(send)

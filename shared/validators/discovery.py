@@ -22,7 +22,6 @@ reaches the provider at another address (AUTH_ISSUER_URL differs from AUTH_SERVE
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+from shared import untrusted_json
 from shared.settings import Settings
 from shared.validation import ValidatorUnavailable
 
@@ -134,8 +134,8 @@ class ProviderMetadata:
                 logger.info("no metadata at %s (HTTP %d)", url, response.status_code)
                 continue
             try:
-                document = json.loads(response.content)
-            except ValueError:
+                document = untrusted_json.parse(response.content, max_bytes=_MAX_DOCUMENT_BYTES)
+            except untrusted_json.UntrustedJsonError:
                 document = None
             if not isinstance(document, dict):
                 logger.warning("metadata at %s is not a JSON object", url)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from urllib.parse import quote
 
 import httpx2
 
+from shared import untrusted_json
 from shared.logs import request_id_header
 from shared.settings import IntrospectionAuthMethod, Settings
 from shared.validation import FailureReason, Principal, TokenRejected, ValidatorUnavailable
@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 INTROSPECTION_PATH = "/introspect"
 _MAX_RETRY_AFTER = 300
+_MAX_RESPONSE_BYTES = 256 * 1024  # an introspection answer is a few hundred bytes; a provider's claims fit
 # RFC 7662 token_type values that are certainly not access tokens (RFC 6749 token types such as
 # "Bearer" and the RFC 7009 hint "access_token" are accepted).
 _NOT_ACCESS_TOKEN_TYPES = frozenset({"refresh_token", "id_token", "authorization_code"})
@@ -226,8 +227,8 @@ class IntrospectionValidator:
             logger.warning("introspection endpoint answered HTTP %d", response.status_code)
             raise ValidatorUnavailable(retry_after=self._retry_after_from(response))
         try:
-            body = json.loads(response.content)
-        except ValueError:
+            body = untrusted_json.parse(response.content, max_bytes=_MAX_RESPONSE_BYTES)
+        except untrusted_json.UntrustedJsonError:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("active"), bool):
             logger.warning("introspection endpoint answered something that is not RFC 7662 JSON")
@@ -286,8 +287,8 @@ class IntrospectionValidator:
 
 def _error_code(response: httpx2.Response) -> str | None:
     try:
-        body = json.loads(response.content)
-    except ValueError:
+        body = untrusted_json.parse(response.content, max_bytes=_MAX_RESPONSE_BYTES)
+    except untrusted_json.UntrustedJsonError:
         return None
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, str) else None

@@ -29,7 +29,6 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -40,6 +39,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
 
+from shared import untrusted_json
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
 from shared.validators.claims import audience_of, numeric_date, scope_values
@@ -252,8 +252,8 @@ class JwtValidator:
             logger.warning("JWKS endpoint answered HTTP %d", response.status_code)
             raise ValidatorUnavailable("signing keys unavailable")
         try:
-            document = json.loads(response.content)
-        except ValueError:
+            document = untrusted_json.parse(response.content, max_bytes=_MAX_JWKS_BYTES)
+        except untrusted_json.UntrustedJsonError:
             document = None
         entries = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(entries, list):
@@ -290,8 +290,8 @@ def _compact_jws_header(token: str) -> dict[str, Any]:
     encoded = token.split(".", 1)[0]
     try:
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        header = json.loads(raw)
-    except (binascii.Error, ValueError):
+        header = untrusted_json.parse(raw, max_bytes=_MAX_TOKEN_LENGTH)
+    except (binascii.Error, ValueError):  # UntrustedJsonError is a ValueError
         raise TokenRejected("malformed", "not a JWT") from None
     if not isinstance(header, dict) or "alg" not in header:
         raise TokenRejected("malformed", "not a JWT")

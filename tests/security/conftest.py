@@ -7,10 +7,62 @@ modules share live in this file, one section per concern; reuse the project's la
 fixture of tests/fixtures/redis_server.py) rather than writing new ones.
 """
 
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
 from tests.e2e.fixtures import deployment, e2e_redis, pytest_runtest_makereport, start_deployment
+from tests.fixtures.live_server import live_server
+from tests.integration.auth.conftest import (
+    DEPLOYMENTS,
+    AuthServers,
+    Backend,
+    Mode,
+    as_url,
+    configure,
+    http,
+    make_http,
+    servers,
+    settings,
+    store,
+)
+from tests.security.document_host import DocumentHost
 
 # --- real server processes ---------------------------------------------------------------------
 # `deployment`: module-scoped, over internal/external x memory/redis (tune with a module-level
 # DEPLOYMENT_ENV, narrow with indirect parametrization); `start_deployment(mode, store, env)`: an
 # extra one for one test. Both from tests/e2e/fixtures.py, failing tests get the servers' logs.
 __all__ = ["deployment", "e2e_redis", "pytest_runtest_makereport", "start_deployment"]
+
+
+# --- the authorization server in-process, in four deployments -----------------------------------
+# Real uvicorn on 127.0.0.1 in the test's loop, internal/external x memory/redis, each test client
+# from a loopback address of its own, and a handle on the Store the servers use: the fixtures of
+# tests/integration/auth (its conftest.py says how they share servers and Stores): `http`,
+# `make_http(**settings)`, `servers`, `store`, `settings`, `configure`, `as_url`. Here their matrix
+# is `as_deployment` (`deployment` above is the real processes').
+__all__ += ["as_url", "configure", "http", "make_http", "servers", "settings", "store"]
+
+
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def as_deployment(request: pytest.FixtureRequest) -> tuple[Mode, Backend, str | None]:
+    mode, backend = request.param
+    redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    return mode, backend, redis_url
+
+
+@pytest.fixture(scope="module")
+async def module_servers(as_deployment: tuple[Mode, Backend, str | None]) -> AsyncIterator[AuthServers]:
+    servers = AuthServers(*as_deployment)
+    yield servers
+    await servers.close()
+
+
+# --- a web host an attacker controls (client ID metadata documents) -----------------------------
+@pytest.fixture(scope="session")
+def document_host() -> Iterator[DocumentHost]:
+    host = DocumentHost()
+    with live_server(host.app):
+        yield host

@@ -341,9 +341,10 @@ async def test_a_form_post_with_another_content_type_is_rejected(http: httpx2.As
 # -- remembered consent (AZ-22) -------------------------------------------------------------------
 
 
-async def test_consent_is_remembered_for_the_same_client_and_scopes(
-    http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
+async def test_consent_is_remembered_for_the_same_confidential_client_and_scopes(
+    http: httpx2.AsyncClient, pkce: Pkce, settings: Settings
 ) -> None:
+    client_id = (await register(http, token_endpoint_auth_method="client_secret_basic"))["client_id"]
     await run_flow(http, authorize_params(client_id, pkce, scope="notes:read"))
     again = await http.get("/authorize", params=authorize_params(client_id, pkce, scope="notes:read"))
     assert again.status_code == 302
@@ -351,6 +352,18 @@ async def test_consent_is_remembered_for_the_same_client_and_scopes(
     params = callback_dict(again.headers["location"])
     assert params["code"]
     assert params["iss"] == settings.issuer
+
+
+async def test_a_remembered_consent_for_a_public_client_still_shows_the_continue_page(
+    http: httpx2.AsyncClient, client_id: str, pkce: Pkce
+) -> None:
+    # RFC 8252 section 8.6; the attack itself is tests/security/test_silent_authorization.py
+    await run_flow(http, authorize_params(client_id, pkce, scope="notes:read"))
+    again = await http.get("/authorize", params=authorize_params(client_id, pkce, scope="notes:read"))
+    assert urlsplit(again.headers["location"]).path == "/consent"
+    page = await http.get(again.headers["location"])
+    assert "Continue to" in page.text
+    assert "Read your notes" not in page.text  # nothing new to decide: no scope list
 
 
 async def test_a_new_scope_asks_again_and_marks_what_is_new(
