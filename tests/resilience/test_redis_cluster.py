@@ -1,4 +1,4 @@
-"""The whole service on a Redis Cluster (`REDIS_URL=redis+cluster://...`).
+"""The service on a Redis Cluster (`REDIS_URL=redis+cluster://...`), and a cluster failover.
 
 The contract suite (tests/integration/test_storage_contract.py) holds every Store operation to
 the same behaviour on a cluster; this runs the callers: a real `python -m mcp_server` (internal
@@ -6,10 +6,16 @@ mode) on a real three-primary cluster, through sign-in, tools, notes, refresh ro
 end of a grant on refresh-token reuse, which deletes tokens that live in several hash slots.
 Then it looks at the cluster itself: records spread over every primary, and a grant's own keys
 (`{grant id}` hash tag) share one slot.
+
+Last, a cluster primary with a replica is killed while a store reads its keys: the store only
+ever reports StorageUnavailable (the 503 of every caller) until the replica has taken over, then
+the same store, with no new client, reads every key that had been replicated.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +24,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from tests.fixtures.redis_topologies import RedisClusterDeployment
+from shared.storage.base import StorageUnavailable
+from shared.storage.redis import RedisStore
+from tests.fixtures.redis_topologies import RedisClusterDeployment, start_redis_cluster, wait_until
 from tests.resilience.cluster import (
     TIMEOUT,
     Cluster,
@@ -108,3 +116,61 @@ async def test_sign_in_tools_refresh_and_ending_a_grant_work_on_a_cluster_whose_
             },
         )
         assert again.status_code == 400, "the rotated refresh token outlived its grant"
+
+
+# As in test_redis_failover.py: no operation waits for the failover itself.
+ANSWER_BOUND = 4.0
+
+
+async def test_when_a_cluster_primary_dies_its_replica_takes_over_and_the_same_store_follows_it(
+    tmp_path: Path,
+) -> None:
+    deployment = await asyncio.to_thread(start_redis_cluster, tmp_path, node_timeout_ms=1000)
+    store = RedisStore.from_url(deployment.url, key_prefix="failover:")
+    try:
+        victim = deployment.nodes[0]
+        replica = await asyncio.to_thread(deployment.add_replica, victim)
+        keys = [f"record:{i}" for i in range(60)]
+        for key in keys:
+            await store.set(key, f"value of {key}")
+        with deployment.client_of(victim) as client:
+            on_victim = sorted(k.removeprefix("failover:") for k in client.scan_iter(match="failover:*"))
+        assert on_victim, "no key landed on the primary that will die"
+        await asyncio.to_thread(deployment.wait_replicated, victim)
+
+        outcomes: list[str] = []
+        promoted_at: list[int] = []  # filled in once the replica is primary
+        recovered = asyncio.Event()
+
+        async def keep_reading() -> None:
+            while not recovered.is_set():
+                key = on_victim[len(outcomes) % len(on_victim)]
+                started = time.monotonic()
+                try:
+                    assert await store.get(key) == f"value of {key}"
+                    outcomes.append("ok")
+                except StorageUnavailable:
+                    outcomes.append("unavailable")
+                assert time.monotonic() - started < ANSWER_BOUND
+                since = outcomes[promoted_at[0] :] if promoted_at else []
+                if since.count("ok") >= 10 and outcomes[-5:] == ["ok"] * 5:
+                    recovered.set()
+                await asyncio.sleep(0.01)
+
+        reader = asyncio.create_task(keep_reading())
+        victim.kill()
+        with deployment.client_of(replica) as client:
+            await asyncio.to_thread(
+                wait_until, lambda: client.info("replication")["role"] == "master", "the replica's promotion"
+            )
+        promoted_at.append(len(outcomes))
+        await asyncio.wait_for(reader, 15)  # it ends once reads succeed again
+
+        assert "unavailable" in outcomes, "the kill never reached the store: the test proved nothing"
+        for key in keys:  # every key, from every primary, through the store that saw the failover
+            assert await store.get(key) == f"value of {key}"
+        assert await store.set(on_victim[0], "written after") is True
+        assert await store.get(on_victim[0]) == "written after"
+    finally:
+        await store.close()
+        deployment.stop()
