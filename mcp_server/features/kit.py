@@ -111,6 +111,8 @@ class Tools:
         replaces the JSON Schema the SDK derives from the signature, for what a signature cannot
         express; arguments are still validated against the signature first.
         """
+        if isinstance(scopes, str):
+            raise TypeError(f"scopes is a list of scope names: scopes=[{scopes!r}]")
         required = frozenset(scopes)
         unknown = self._catalogue.unknown(sorted(required))
         if unknown:
