@@ -6,7 +6,8 @@ asks about each token it has not seen recently. The endpoint is the `introspecti
 the issuer's metadata (`discovery.py`), so the bundled AS and third-party providers are reached
 the same way; a provider that advertises none cannot vouch for opaque tokens, which are then
 refused (401). The claims naming the user and the scopes follow TOKEN_SUBJECT_CLAIM and
-TOKEN_SCOPE_CLAIM, as for JWTs.
+TOKEN_SCOPE_CLAIM, as for JWTs; an active answer without the subject claim is refused (401), as
+a JWT without one is: identity is never guessed from another claim.
 
 Why the cache looks the way it does:
 - Active results are kept for at most `cache_ttl` seconds and never past the token's `exp`, so a
@@ -269,14 +270,14 @@ class IntrospectionValidator:
         if self._resource not in audience:
             raise TokenRejected("wrong_audience")
         client_id = body.get("client_id")
-        client_id = client_id if isinstance(client_id, str) else ""
         subject = body.get(self._subject_claim)
-        subject = subject if isinstance(subject, str) and subject else client_id
-        if not subject:
-            raise TokenRejected("unknown", "introspection named no subject")
+        if not isinstance(subject, str) or not subject:
+            # Never guessed (from client_id, say): two users of one client would become one
+            # principal, sharing one notebook. The JWT path refuses the same way.
+            raise TokenRejected("not_an_access_token", "token has no subject")
         return Principal(
             subject=subject,
-            client_id=client_id,
+            client_id=client_id if isinstance(client_id, str) else "",
             scopes=frozenset(scope_values(body.get(self._scope_claim))),
             audience=audience,
             issuer=issuer if isinstance(issuer, str) else None,

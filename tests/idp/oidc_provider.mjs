@@ -8,7 +8,8 @@
 // Nothing here is product code: it only configures the library (see docs/identity-providers.md).
 // - Features: open dynamic client registration, introspection, revocation, resource indicators
 //   (each configured resource gets JWT access tokens, RFC 9068 `typ: at+jwt`, or opaque ones),
-//   PKCE required for every client (S256), refresh tokens whenever the client may use them.
+//   PKCE required for every client (S256), refresh tokens whenever the client may use them, the
+//   client credentials grant for clients registered with it.
 // - Custom scopes are listed twice, top-level and in each resource server's scope, as the library
 //   requires.
 // - Discovery: 9.13.3 serves the same document at /.well-known/openid-configuration and at
@@ -100,6 +101,8 @@ const configuration = {
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: false },
+    // For clients registered with the grant only (machine tokens: no `sub`, tests/security).
+    clientCredentials: { enabled: true },
     registration: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
