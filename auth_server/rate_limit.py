@@ -23,6 +23,10 @@ from auth_server.errors import OAuthError
 from shared.storage.base import Store
 
 LimitedEndpoint = Literal["token", "introspect", "revoke", "register", "login"]
+# Buckets counted per authenticated client rather than per IP, and buckets that count only
+# failures (checked before the work, counted after it fails).
+ClientBucket = Literal["introspect"]
+FailureBucket = Literal["introspect-auth-failed"]
 
 WINDOW_SECONDS = 60.0
 
@@ -69,12 +73,36 @@ class RateLimiter:
         await self.check_ip(endpoint, client_ip(request))
 
     async def check_ip(self, endpoint: LimitedEndpoint, ip: str) -> None:
-        key = f"auth:ratelimit:{endpoint}:{ip}"
+        count = await self._store.incr(_key(endpoint, ip), self._window)
+        if count > self._limit:
+            await self._refuse(_key(endpoint, ip), count == self._limit + 1, ip=ip, endpoint=endpoint)
+
+    async def check_client(self, bucket: ClientBucket, client_id: str, per_minute: int) -> None:
+        """Count one request of an authenticated client against its own limit `per_minute`."""
+        key = _key(bucket, f"client:{client_id}")
         count = await self._store.incr(key, self._window)
-        if count <= self._limit:
-            return
+        if count > per_minute:
+            await self._refuse(key, count == per_minute + 1, client_id=client_id, endpoint=bucket)
+
+    async def refuse_if_failed_too_often(self, bucket: FailureBucket, ip: str) -> None:
+        """RateLimited while `ip` has used up its failures in `bucket`; counts nothing itself."""
+        counted = await self._store.get(_key(bucket, ip))
+        if counted is not None and int(counted) >= self._limit:
+            await self._refuse(_key(bucket, ip), False, ip=ip, endpoint=bucket)
+
+    async def count_failure(self, bucket: FailureBucket, ip: str) -> None:
+        """One more failure of `ip` (a failed client authentication, say) in `bucket`."""
+        count = await self._store.incr(_key(bucket, ip), self._window)
+        if self._audit is not None and count == self._limit:  # once per window, not per request
+            self._audit.record("rate_limited", ip=ip, endpoint=bucket)
+
+    async def _refuse(self, key: str, first: bool, **audit: str) -> None:
         remaining = await self._store.ttl(key)
         retry_after = max(1, math.ceil(remaining if remaining is not None else self._window))
-        if self._audit is not None and count == self._limit + 1:  # once per window, not per request
-            self._audit.record("rate_limited", ip=ip, endpoint=endpoint)
+        if self._audit is not None and first:  # once per window, not per request
+            self._audit.record("rate_limited", **audit)
         raise RateLimited(retry_after)
+
+
+def _key(bucket: str, who: str) -> str:
+    return f"auth:ratelimit:{bucket}:{who}"

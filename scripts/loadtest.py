@@ -175,7 +175,12 @@ class Ready:
 
 def run_mode(mode: str, clients: int, calls: int, timeout: float) -> dict[str, Any]:
     users = bench_users(USERS)
-    env = {"AUTH_USERS": json.dumps(users), "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "10000000"}
+    env = {
+        "AUTH_USERS": json.dumps(users),
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "10000000",
+        "INTROSPECTION_RATE_LIMIT_PER_MINUTE": "10000000",
+    }
     with tempfile.TemporaryDirectory(prefix=f"loadtest-{mode}-") as tmp:
         deployment = build_deployment(mode, "memory", Path(tmp), env=env)  # type: ignore[arg-type]
         deployment.start()

@@ -70,6 +70,7 @@ AUTH_FAILURE_REASONS = (
     "missing",  # no credentials (the 401 without error=)
     "malformed_request",  # two credentials, a token in the body, a malformed Authorization header
     "unavailable",  # the validator could not decide (AS, JWKS or store unreachable): 503
+    "unknown_token_limit",  # UNKNOWN_TOKENS_PER_MINUTE used up by this address: 429, the AS not asked
     "malformed",
     "unknown",
     "expired",

@@ -174,7 +174,16 @@ class Settings(BaseSettings):
     cimd_timeout: float = Field(5.0, gt=0, description="Timeout fetching a client ID metadata document, s")
     cimd_cache_ttl: int = Field(300, ge=0, description="Longest a metadata document is cached, s")
     rate_limit_per_minute: int = Field(
-        60, gt=0, description="Requests per minute per client IP on login, token, register, introspect"
+        60,
+        gt=0,
+        description="Requests per minute per client IP on login, token, register, revoke; at introspect, "
+        "failed client authentications per client IP",
+    )
+    introspection_rate_limit_per_minute: int = Field(
+        30_000,
+        gt=0,
+        description="Introspection requests per minute per authenticated resource server (its own "
+        "limit, never per IP; see docs/oauth.md)",
     )
     audit_log: bool = Field(True, description="Write one structured audit line per security event")
     upstream_oidc_issuer: str | None = Field(
@@ -203,6 +212,13 @@ class Settings(BaseSettings):
         30, ge=0, description="Longest an active introspection result is cached, s"
     )
     introspection_negative_ttl: int = Field(5, ge=0, description="How long an inactive result is cached, s")
+    unknown_tokens_per_minute: int = Field(
+        60,
+        gt=0,
+        description="External mode: tokens per minute per client address (IPv6: per /64) the MCP server "
+        "may ask the AS about that turn out unknown or inactive; past it that address's uncached "
+        "tokens get 429 without a call",
+    )
     introspection_cache_size: int = Field(10_000, gt=0, description="Introspection cache entries")
     introspection_timeout: float = Field(3.0, gt=0, description="Introspection request timeout, s")
     introspection_auth_method: IntrospectionAuthMethod = Field(

@@ -2,11 +2,20 @@
 
 `mcp_server` depends only on this interface; which implementation answers (in-process store,
 RFC 7662 introspection, RFC 9068 JWT, static API keys) is decided by the composition root.
+
+One more thing crosses the seam, for validators that ask another server about a token they have
+not seen (introspection): what that costs is bounded per caller. The MCP server runs each
+validation inside `remote_lookups(budget)`, with the budget of the request's client address; such
+a validator spends from `current_lookup_budget()` before it asks, and raises `LookupRefused` when
+nothing is left, so junk tokens from one address never use up the authorization server for
+everyone else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -55,6 +64,43 @@ class ValidatorUnavailable(Exception):
         super().__init__(description)
         self.description = description
         self.retry_after = retry_after
+
+
+class LookupRefused(Exception):
+    """This caller may not make the validator ask the authorization server now (too many of its
+    tokens turned out unknown): answer 429 with Retry-After, without asking."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many unknown tokens")
+        self.retry_after = retry_after
+
+
+class LookupBudget(Protocol):
+    """How many remote lookups one caller may still cause (see the module docstring)."""
+
+    def spend(self) -> int:
+        """Take one lookup: 0 when granted, else the seconds until one will be (nothing taken)."""
+
+    def refund(self) -> None:
+        """Give a granted lookup back: the token was valid, or the server could not answer."""
+
+
+_lookup_budget: ContextVar[LookupBudget | None] = ContextVar("lookup_budget", default=None)
+
+
+@contextlib.contextmanager
+def remote_lookups(budget: LookupBudget | None) -> Iterator[None]:
+    """Validate, within this block, on behalf of a caller whose remote lookups `budget` bounds."""
+    reset = _lookup_budget.set(budget)
+    try:
+        yield
+    finally:
+        _lookup_budget.reset(reset)
+
+
+def current_lookup_budget() -> LookupBudget | None:
+    """The budget of the caller being validated for; None outside `remote_lookups` (no bound)."""
+    return _lookup_budget.get()
 
 
 @runtime_checkable

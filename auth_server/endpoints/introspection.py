@@ -2,7 +2,17 @@
 
 Only clients flagged `may_introspect` that authenticate with a secret may ask (the MCP server's
 own client in external mode); anyone else gets 401 `invalid_client`, so the endpoint cannot be
-used to test stolen or guessed tokens. The endpoint is rate-limited like /token.
+used to test stolen or guessed tokens.
+
+Limits, so that introspection cannot be rate-limited away. A resource server introspects for all
+of its users from one address, so nothing here counts requests per IP before authentication (at
+8e585b0 about 30 active users, or 60 junk tokens, used up the MCP server's 60 per minute and
+every uncached token got 503):
+* failed client authentications count per client IP (RATE_LIMIT_PER_MINUTE: secret guessing);
+  an address that used them up is refused (429) before its credentials are even checked;
+* an authenticated resource server counts against its own, generous limit per client_id
+  (INTROSPECTION_RATE_LIMIT_PER_MINUTE), on every instance together. What unknown tokens cost is
+  bounded where they arrive, at the MCP server (UNKNOWN_TOKENS_PER_MINUTE per client address).
 
 An inactive answer is exactly `{"active": false}`: unknown, expired, revoked, malformed and
 "not for a resource you serve" look the same, so the answer leaks nothing. The hint only
@@ -22,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth_server.endpoints.forms import Endpoint, json_response, oauth_endpoint, read_form
+from auth_server.errors import OAuthError
 from auth_server.rate_limit import client_ip
 from auth_server.resources import served_resources
 from auth_server.tokens import AccessTokenRecord, FoundToken
@@ -67,15 +78,23 @@ def describe(found: FoundToken, resources: tuple[str, ...]) -> dict[str, Any]:
 def introspection_endpoint(channel: BackChannel) -> Endpoint:
     resources = served_resources(channel.settings)
 
+    per_caller = channel.settings.introspection_rate_limit_per_minute
+
     @oauth_endpoint
     async def introspect(request: Request) -> Response:
         ip = client_ip(request)
-        await channel.limiter.check_ip("introspect", ip)
+        await channel.limiter.refuse_if_failed_too_often("introspect-auth-failed", ip)
         form = await read_form(request)
-        caller = await channel.clients.authenticate(request.headers, form)
-        if not caller.proved_identity or not caller.client.may_introspect:
-            channel.audit.record("introspection_denied", ip=ip, client_id=caller.client_id)
-            raise channel.clients.failure("this client may not introspect tokens")
+        try:
+            caller = await channel.clients.authenticate(request.headers, form)
+            if not caller.proved_identity or not caller.client.may_introspect:
+                channel.audit.record("introspection_denied", ip=ip, client_id=caller.client_id)
+                raise channel.clients.failure("this client may not introspect tokens")
+        except OAuthError as exc:
+            if exc.error == "invalid_client":
+                await channel.limiter.count_failure("introspect-auth-failed", ip)
+            raise
+        await channel.limiter.check_client("introspect", caller.client_id, per_caller)
         token = form.require("token")
         found = await channel.tokens.find_any(token, form.get("token_type_hint"))
         return json_response(INACTIVE if found is None else describe(found, resources))

@@ -2,7 +2,8 @@
 
 A request to /mcp (or the legacy /sse and its message endpoint) passes, outermost first:
 `origin.OriginGuard` (Host/Origin check, CORS) -> `middleware.BearerAuth` (one validator call,
-401/400/503) -> `scopes.ScopeCheck` (403 insufficient_scope per JSON-RPC method) -> the SDK.
+401/400/429/503; `unknown_tokens` bounds what junk tokens cost per client address) ->
+`scopes.ScopeCheck` (403 insufficient_scope per JSON-RPC method) -> the SDK.
 `metadata` serves RFC 9728 protected resource metadata, open to everyone.
 """
 
@@ -16,6 +17,7 @@ from mcp_server.protection.metadata import resource_metadata_url
 from mcp_server.protection.middleware import BearerAuth
 from mcp_server.protection.origin import OriginGuard, OriginPolicy
 from mcp_server.protection.scopes import ScopeCheck, ScopePolicy, ToolScopeLookup
+from mcp_server.protection.unknown_tokens import UnknownTokenLimit
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from shared.validation import TokenValidator
@@ -33,6 +35,7 @@ def endpoint_guard(
     policy = OriginPolicy(settings)
     metadata_url = resource_metadata_url(settings)
     scope_policy = ScopePolicy(tool_scopes)
+    unknown_tokens = UnknownTokenLimit.from_settings(settings)  # one for /mcp and /sse alike
 
     def guard(app: ASGIApp) -> ASGIApp:
         if validator is not None:
@@ -44,6 +47,7 @@ def endpoint_guard(
                 resource=settings.mcp_resource_url,
                 resource_metadata_url=metadata_url,
                 challenge_scopes=CATALOGUE.baseline,
+                unknown_tokens=unknown_tokens,
             )
         return OriginGuard(app, policy)
 

@@ -11,7 +11,9 @@ What the client sees (RFC 6750, OAuth 2.1 section 5, RFC 9728 section 5.1):
   same `resource_metadata` and baseline `scope`, so the client can re-authorize in one step);
 - a token sent two ways (two Authorization headers, Authorization plus X-API-Key, or a form-body
   `access_token`) or a malformed `Bearer` header -> 400 `invalid_request`;
-- the validator cannot decide (AS or JWKS unreachable) -> 503 with Retry-After, never 500.
+- the validator cannot decide (AS or JWKS unreachable) -> 503 with Retry-After, never 500;
+- the client's address has used up UNKNOWN_TOKENS_PER_MINUTE (`unknown_tokens.py`) and the token
+  would need a call to the AS -> 429 with Retry-After, without the call.
 Tokens in the query string are ignored (OAuth 2.1 removed that method): such a request counts as
 having no credentials. The scheme name is matched case-insensitively. Bodies never carry
 internals, and neither the token nor its digest is logged.
@@ -37,8 +39,17 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.protection._asgi import BufferedBody, CannedResponse
+from mcp_server.protection.unknown_tokens import UnknownTokenLimit
 from shared import metrics
-from shared.validation import FailureReason, Principal, TokenRejected, TokenValidator, ValidatorUnavailable
+from shared.validation import (
+    FailureReason,
+    LookupRefused,
+    Principal,
+    TokenRejected,
+    TokenValidator,
+    ValidatorUnavailable,
+    remote_lookups,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +85,12 @@ class BearerAuth:
         resource: str,
         resource_metadata_url: str,
         challenge_scopes: Iterable[str],
+        unknown_tokens: UnknownTokenLimit | None = None,
     ) -> None:
         self.app = app
         self._validator = validator
         self._api_keys = api_key_validator
+        self._unknown_tokens = unknown_tokens
         self._resource = resource
         # id(principal) -> (principal, its AuthenticatedUser): validators that hand out the same
         # Principal for the same token (the introspection cache, the in-process validator) get
@@ -180,11 +193,17 @@ class BearerAuth:
             return
 
         started = time.perf_counter()
+        budget = self._unknown_tokens.budget_for(scope) if self._unknown_tokens is not None else None
         try:
-            principal = await validator.validate(token)
+            with remote_lookups(budget):
+                principal = await validator.validate(token)
         except TokenRejected as rejected:
             logger.info("rejected a bearer credential: %s", rejected.reason)
             await self._rejected(rejected.reason).send(send)
+            return
+        except LookupRefused as refused:
+            metrics.auth_failure("unknown_token_limit")
+            await _too_many_unknown(refused.retry_after).send(send)
             return
         except ValidatorUnavailable as unavailable:
             metrics.auth_failure("unavailable")
@@ -247,6 +266,19 @@ def authenticated_user(principal: Principal, resource: str) -> AuthenticatedUser
 def _redact_query(query: bytes) -> bytes:
     return b"&".join(
         b"access_token=redacted" if part.startswith(b"access_token=") else part for part in query.split(b"&")
+    )
+
+
+def _too_many_unknown(retry_after: int) -> CannedResponse:
+    """429, not 401: the token was never looked at, so it may well be valid (RFC 6585 section 4).
+    The error value is the authorization server's for its own 429s (`auth_server.rate_limit`)."""
+    return CannedResponse(
+        429,
+        {
+            "error": "temporarily_unavailable",
+            "error_description": "Too many unknown tokens from this address; retry later",
+        },
+        [("Retry-After", str(max(1, retry_after)))],
     )
 
 

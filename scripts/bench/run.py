@@ -213,6 +213,7 @@ def started(setup: Setup, workdir: Path, pin: bool, users: dict[str, str]) -> It
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "10000000",
         "SHOWCASE": "true",  # the benchmark calls the showcase's echo
+        "INTROSPECTION_RATE_LIMIT_PER_MINUTE": "10000000",  # external-uncached: one call per request
         "AUTH_MODE": setup.mode,
         "MCP_PORT": str(port),
         "AUTH_USERS": json.dumps(users),

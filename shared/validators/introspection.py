@@ -18,6 +18,12 @@ Why the cache looks the way it does:
 - Entries are keyed by the token's SHA-256 digest, never the token, in an LRU bounded by
   `cache_size`: a heap dump or a cache bug cannot leak credentials, and memory stays bounded.
 - Concurrent requests carrying the same uncached token share one introspection call.
+- Each introspection call is spent from the budget of the caller that caused it
+  (`shared.validation.remote_lookups`: the MCP server's limit per client address on unknown
+  tokens, UNKNOWN_TOKENS_PER_MINUTE). A call that finds the token unknown or inactive stays spent;
+  once a caller has none left, its uncached tokens are refused (`LookupRefused`) without a call,
+  while cached answers, and every other caller, are served as before. Random junk tokens never
+  repeat, so the negative cache alone could not bound them.
 - The authorization server being down, slow, or answering nonsense is `ValidatorUnavailable`
   (503 + Retry-After at the middleware), bounded by `timeout` as a total deadline, never a hang or
   a 500. Such failures are not cached.
@@ -26,6 +32,7 @@ Why the cache looks the way it does:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -39,7 +46,15 @@ import httpx2
 from shared import untrusted_json
 from shared.logs import request_id_header
 from shared.settings import IntrospectionAuthMethod, Settings
-from shared.validation import FailureReason, Principal, TokenRejected, ValidatorUnavailable
+from shared.validation import (
+    FailureReason,
+    LookupBudget,
+    LookupRefused,
+    Principal,
+    TokenRejected,
+    ValidatorUnavailable,
+    current_lookup_budget,
+)
 from shared.validators.claims import audience_of, numeric_date, scope_values
 from shared.validators.discovery import ProviderMetadata
 
@@ -167,9 +182,16 @@ class IntrospectionValidator:
         self.cache_misses += 1
         pending = self._inflight.get(key)
         if pending is None:
+            budget = current_lookup_budget()
+            if budget is not None:
+                wait = budget.spend()
+                if wait:
+                    raise LookupRefused(wait)
             pending = asyncio.ensure_future(self._introspect_and_cache(key, token))
             self._inflight[key] = pending
             pending.add_done_callback(lambda done: self._forget_inflight(key, done))
+            if budget is not None:
+                pending.add_done_callback(functools.partial(_settle, budget))
         # Shielded: one caller giving up (client disconnect) must not cancel the others' answer.
         return await asyncio.shield(pending)
 
@@ -284,6 +306,13 @@ class IntrospectionValidator:
             expires_at=exp,
             claims=dict(body),
         )
+
+
+def _settle(budget: LookupBudget, done: asyncio.Future[Principal]) -> None:
+    """Only a lookup that found the token unknown or inactive stays spent: a valid token, or an
+    authorization server that could not answer, costs the caller nothing."""
+    if done.cancelled() or not isinstance(done.exception(), TokenRejected):
+        budget.refund()
 
 
 def _error_code(response: httpx2.Response) -> str | None:

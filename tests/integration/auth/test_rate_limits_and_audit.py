@@ -48,9 +48,11 @@ async def test_guessing_client_secrets_at_the_token_endpoint_hits_a_429(
     assert 1 <= int(response.headers["retry-after"]) <= 60
 
 
-async def test_introspection_and_revocation_are_rate_limited_too(make_http: HttpFactory) -> None:
-    http = await make_http(rate_limit_per_minute=3)
-    for _ in range(3):
+async def test_introspection_is_limited_per_resource_server_and_revocation_per_ip(
+    make_http: HttpFactory,
+) -> None:
+    http = await make_http(rate_limit_per_minute=3, introspection_rate_limit_per_minute=5)
+    for _ in range(5):  # more than the per-IP limit: a resource server has its own
         assert (await introspect(http, "guess")).status_code == 200
     limited = await introspect(http, "guess")
     assert limited.status_code == 429
