@@ -17,14 +17,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx2
 import pytest
 
 from tests.e2e.login_driver import authorize
 from tests.e2e.oauth_flow import Discovery, authorization_url, exchange_code, pkce_pair, register
-from tests.e2e.servers import BASE_ENV, PYTHON, Deployment, ServerProcess, clean_environ, free_port
+from tests.e2e.servers import Deployment, free_port
+from tests.idp.conftest import mcp_server_alone
 from tests.idp.flows import REDIRECT_URI
 from tests.idp.provider import IdentityProvider, start_provider
 from tests.resilience.cluster import modern_call, rpc_result, structured
@@ -41,22 +41,6 @@ class Setup:
     by_sub: Deployment  # TOKEN_SUBJECT_CLAIM=sub (the default)
     by_email: Deployment  # TOKEN_SUBJECT_CLAIM=email, a claim the provider's introspection lacks
     machine_secret: str
-
-
-def mcp_server_alone(workdir: Path, env: dict[str, str]) -> Deployment:
-    port = free_port()
-    settings_env = {**BASE_ENV, "AUTH_MODE": "external", "MCP_PORT": str(port), **env}
-    deployment = Deployment("external", "memory", port, None, settings_env, workdir)
-    deployment.processes.append(
-        ServerProcess(
-            "mcp_server",
-            [PYTHON, "-m", "mcp_server", "--port", str(port)],
-            clean_environ(settings_env),
-            f"http://127.0.0.1:{port}/healthz",
-            workdir,
-        )
-    )
-    return deployment
 
 
 @pytest.fixture(scope="module")
