@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from auth_server.backchannel import BackChannel, backchannel_routes
 from auth_server.clients import StoreClientRegistry
 from auth_server.cors import preflight
+from auth_server.endpoints.account import account_routes, account_sign_in_path, local_account_sign_in
 from auth_server.endpoints.authorize import authorize_endpoint
 from auth_server.endpoints.login import consent_form, consent_page, login_form, login_page
 from auth_server.endpoints.metadata import metadata_routes
@@ -46,11 +47,13 @@ def front_channel_routes(fc: FrontChannel) -> list[BaseRoute]:
         *sign_in_routes(fc),
         Route(endpoint_path(settings, "consent"), consent_page(fc), methods=["GET"]),
         Route(endpoint_path(settings, "consent"), consent_form(fc), methods=["POST"]),
+        *account_routes(fc),
     ]
 
 
 def sign_in_routes(fc: FrontChannel) -> list[BaseRoute]:
-    """The login step: local users' password form, or sign-in at UPSTREAM_OIDC_ISSUER."""
+    """The login step (of an authorization, and of the account page): local users' password
+    form, or sign-in at UPSTREAM_OIDC_ISSUER."""
     if fc.settings.upstream_oidc_issuer:
         from auth_server.endpoints.federated_login import federated_login_routes
 
@@ -58,6 +61,7 @@ def sign_in_routes(fc: FrontChannel) -> list[BaseRoute]:
     return [
         Route(endpoint_path(fc.settings, "login"), login_page(fc), methods=["GET"]),
         Route(endpoint_path(fc.settings, "login"), login_form(fc), methods=["POST"]),
+        Route(account_sign_in_path(fc), local_account_sign_in(fc), methods=["POST"]),
     ]
 
 

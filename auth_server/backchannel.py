@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from auth_server import urls
 from auth_server.audit import AuditLog
+from auth_server.authorized_apps import AuthorizedApps
 from auth_server.client_auth import ClientAuthenticator
 from auth_server.cors import preflight, with_cors
 from auth_server.endpoints.forms import Endpoint
@@ -34,6 +35,7 @@ class BackChannel:
     keys: SigningKeys
     tokens: TokenService
     grants: Grants
+    apps: AuthorizedApps
     clients: ClientAuthenticator
     audit: AuditLog
     limiter: RateLimiter
@@ -51,12 +53,14 @@ class BackChannel:
     ) -> BackChannel:
         audit = audit or AuditLog(settings.audit_log)
         keys = keys or SigningKeys(settings, store)
+        grants = Grants(store)
         return cls(
             settings=settings,
             store=store,
             keys=keys,
             tokens=TokenService(settings, store, keys),
-            grants=Grants(store),
+            grants=grants,
+            apps=AuthorizedApps(store, audit, grants=grants),
             clients=ClientAuthenticator(registry, realm=settings.issuer),
             audit=audit,
             limiter=limiter or RateLimiter(store, settings.rate_limit_per_minute, audit=audit),
@@ -64,7 +68,7 @@ class BackChannel:
 
     @property
     def grant_context(self) -> GrantContext:
-        return GrantContext(self.settings, self.store, self.tokens, self.grants, self.audit)
+        return GrantContext(self.settings, self.store, self.tokens, self.grants, self.audit, self.apps)
 
 
 def backchannel_routes(channel: BackChannel) -> list[Route]:

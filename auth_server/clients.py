@@ -68,6 +68,15 @@ class StoreClientRegistry:
         except UnknownClient:
             return None
 
+    async def known(self, client_id: str) -> Client | None:
+        """The client if it is known without fetching anything: configured, registered, or a
+        metadata document still cached (None otherwise, e.g. a document not fetched lately)."""
+        if client_id in self._preregistered:
+            return self._preregistered[client_id]
+        if looks_like_metadata_url(client_id):
+            return await self._documents.cached(client_id)
+        return await self._registered(client_id)
+
     async def resolve(self, client_id: str) -> Client:
         """The client, or UnknownClient explaining why there is none."""
         if client_id in self._preregistered:
@@ -77,9 +86,15 @@ class StoreClientRegistry:
                 return await self._documents.get(client_id)
             except ClientMetadataDocumentError as exc:
                 raise UnknownClient(str(exc)) from None
+        client = await self._registered(client_id)
+        if client is None:
+            raise UnknownClient("this client is not registered")
+        return client
+
+    async def _registered(self, client_id: str) -> Client | None:
         stored = await self._store.get(client_key(client_id))
         if stored is None:
-            raise UnknownClient("this client is not registered")
+            return None
         client = Client.model_validate_json(stored)
         if client.source != "dynamic" or client.may_introspect:
             # Only configuration makes a machine client or a resource server; a stored record

@@ -51,3 +51,7 @@ class ConsentMemory:
             redirect_uris=tuple(dict.fromkeys((*before.redirect_uris, redirect_uri))),
         )
         await self._store.set(consent_key(subject, client_id), after.model_dump_json(), ttl=CONSENT_TTL)
+
+    async def forget(self, subject: str, client_id: str) -> None:
+        """The user revoked the client: the next authorization asks again."""
+        await self._store.delete(consent_key(subject, client_id))

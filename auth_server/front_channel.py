@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from auth_server import crypto
 from auth_server.audit import AuditLog
+from auth_server.authorized_apps import AuthorizedApps
 from auth_server.clients import StoreClientRegistry
 from auth_server.consents import ConsentMemory
 from auth_server.error_text import error_description
@@ -56,6 +57,7 @@ class FrontChannel:
     sessions: BrowserSessions
     pending: PendingAuthorizations
     consents: ConsentMemory
+    apps: AuthorizedApps  # what each user authorized: consent goes through it, the account page reads it
     audit: AuditLog
     limiter: RateLimiter
     clock: Callable[[], float] = field(default=time.time)
@@ -63,6 +65,7 @@ class FrontChannel:
     @classmethod
     def create(cls, settings: Settings, store: Store, registry: StoreClientRegistry) -> FrontChannel:
         audit = AuditLog(settings.audit_log)
+        consents = ConsentMemory(store)
         return cls(
             settings=settings,
             store=store,
@@ -70,7 +73,8 @@ class FrontChannel:
             users=UserDirectory.from_settings(settings),
             sessions=BrowserSessions(settings, store),
             pending=PendingAuthorizations(store),
-            consents=ConsentMemory(store),
+            consents=consents,
+            apps=AuthorizedApps(store, audit, consents=consents),
             audit=audit,
             limiter=RateLimiter(store, settings.rate_limit_per_minute, audit=audit),
         )

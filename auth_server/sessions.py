@@ -58,7 +58,16 @@ class BrowserSessions:
         self._store = store
         self._login_ttl = settings.login_session_ttl
         self._secure = urlsplit(settings.issuer).scheme == "https"
-        self.cookie_name = "__Host-mcp_as_session" if self._secure else "mcp_as_session"
+        self.cookie_name = self.cookie("mcp_as_session")
+
+    @property
+    def secure(self) -> bool:
+        """Whether cookies are `Secure` (an https issuer)."""
+        return self._secure
+
+    def cookie(self, name: str) -> str:
+        """A cookie name of this server: `__Host-` prefixed on an https issuer."""
+        return f"__Host-{name}" if self._secure else name
 
     async def current(self, request: Request) -> BrowserSession | None:
         session_id = request.cookies.get(self.cookie_name)
@@ -81,6 +90,13 @@ class BrowserSessions:
         await self._store.delete(session_key(previous.session_id))
         record = SessionRecord(binding=previous.binding, subject=subject, auth_time=auth_time)
         return await self._save(record)
+
+    async def end(self, session: BrowserSession) -> None:
+        """Sign out: the session id stops working everywhere at once (the record is gone)."""
+        await self._store.delete(session_key(session.session_id))
+
+    def clear_cookie(self, response: Response) -> None:
+        response.delete_cookie(self.cookie_name, path="/", secure=self._secure, httponly=True, samesite="lax")
 
     def set_cookie(self, response: Response, session: BrowserSession) -> None:
         response.set_cookie(

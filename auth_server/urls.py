@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 from shared.settings import Settings
 
-Endpoint = Literal["authorize", "token", "register", "introspect", "revoke", "jwks", "login", "consent"]
+Endpoint = Literal[
+    "authorize", "token", "register", "introspect", "revoke", "jwks", "login", "consent", "account", "logout"
+]
 
 
 def issuer_path(settings: Settings) -> str:

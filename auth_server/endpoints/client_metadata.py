@@ -116,12 +116,17 @@ class ClientMetadataDocuments:
         self._store = store
         self._resolver = resolver
 
+    async def cached(self, url: str) -> Client | None:
+        """The client from a cached document, never fetching (for pages that list many apps)."""
+        cached = await self._store.get(cache_key(url))
+        return None if cached is None else Client.model_validate_json(cached)
+
     async def get(self, url: str) -> Client:
         """The client the document at `url` describes; raise ClientMetadataDocumentError."""
         check_client_id_url(url)
-        cached = await self._store.get(cache_key(url))
+        cached = await self.cached(url)
         if cached is not None:
-            return Client.model_validate_json(cached)
+            return cached
         try:
             document = await fetch_document(
                 parse_target(url),

@@ -9,6 +9,9 @@ is unchanged.
     GET /login/callback     the provider's answer: state checked first (exactly, single use,
                             same browser), then code + PKCE + ID token (`upstream.py`); the
                             browser is signed in as the upstream user and goes on to consent
+    POST /account/login     the account page's "sign in" button (CSRF-checked in `account.py`):
+                            the same upstream flow, with no pending request; its callback
+                            returns to the account page
 
 An error the provider sends back with a valid state (the user cancelled there) ends our request
 with `access_denied` to the MCP client; anything that cannot be trusted (no, unknown, replayed or
@@ -21,6 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from auth_server.endpoints.account import (
+    account_sign_in_path,
+    form_expired,
+    read_sign_in_form,
+    signed_in_to_account,
+)
 from auth_server.front_channel import FrontChannel, Page, deny, html_endpoint, next_step, redirect
 from auth_server.pages import error_page
 from auth_server.rate_limit import client_ip
@@ -33,12 +42,17 @@ from auth_server.upstream import (
 )
 from auth_server.urls import endpoint_path, issuer_path
 
+# What an upstream sign-in started from the account page carries instead of a pending request's
+# id (which is never empty), so that its callback returns to the account page.
+ACCOUNT_SIGN_IN = ""
+
 
 def federated_login_routes(fc: FrontChannel) -> list[BaseRoute]:
     upstream = UpstreamProvider(fc.settings, fc.store)
     return [
         Route(endpoint_path(fc.settings, "login"), upstream_login_page(fc, upstream), methods=["GET"]),
         Route(issuer_path(fc.settings) + CALLBACK_PATH, upstream_callback(fc, upstream), methods=["GET"]),
+        Route(account_sign_in_path(fc), upstream_account_sign_in(fc, upstream), methods=["POST"]),
     ]
 
 
@@ -68,6 +82,23 @@ def upstream_login_page(fc: FrontChannel, upstream: UpstreamProvider) -> Page:
     return login
 
 
+def upstream_account_sign_in(fc: FrontChannel, upstream: UpstreamProvider) -> Page:
+    @html_endpoint
+    async def sign_in(request: Request) -> Response:
+        if await read_sign_in_form(fc, request) is None:
+            return form_expired()
+        session, _ = await fc.sessions.current_or_new(request)
+        try:
+            url = await upstream.begin(ACCOUNT_SIGN_IN, session.binding)
+        except UpstreamUnavailable:
+            return _unavailable()
+        response = redirect(url, after_post=True)
+        fc.sessions.set_cookie(response, session)
+        return response
+
+    return sign_in
+
+
 def upstream_callback(fc: FrontChannel, upstream: UpstreamProvider) -> Page:
     @html_endpoint
     async def callback(request: Request) -> Response:
@@ -85,17 +116,21 @@ def upstream_callback(fc: FrontChannel, upstream: UpstreamProvider) -> Page:
                 "It has expired, was already used, or belongs to a sign-in started in another "
                 "browser. Go back to the application and start again.",
             )
-        pending, session = await fc.pending.load(record.request_id, session, csrf=None)
+        pending = None
+        if record.request_id != ACCOUNT_SIGN_IN:
+            pending, session = await fc.pending.load(record.request_id, session, csrf=None)
+        client_id = pending.client_id if pending is not None else None
 
         if params.get("error") and params.get("iss") in (None, upstream.issuer):
-            url = await deny(fc, record.request_id, pending)
             fc.audit.record(
                 "login_failed",
                 ip=client_ip(request),
-                client_id=pending.client_id,
+                client_id=client_id,
                 reason=f"upstream: {params['error'][:64]}",
             )
-            return redirect(url, after_post=False)
+            if pending is None:
+                return redirect(endpoint_path(fc.settings, "account"), after_post=False)
+            return redirect(await deny(fc, record.request_id, pending), after_post=False)
         try:
             identity = await upstream.finish(record, params.get("code"), params.get("iss"))
         except UpstreamUnavailable:
@@ -104,7 +139,7 @@ def upstream_callback(fc: FrontChannel, upstream: UpstreamProvider) -> Page:
             fc.audit.record(
                 "login_failed",
                 ip=client_ip(request),
-                client_id=pending.client_id,
+                client_id=client_id,
                 reason=f"upstream: {failed.reason}"[:200],
             )
             return error_page(
@@ -120,10 +155,12 @@ def upstream_callback(fc: FrontChannel, upstream: UpstreamProvider) -> Page:
         fc.audit.record(
             "login_succeeded",
             ip=client_ip(request),
-            client_id=pending.client_id,
+            client_id=client_id,
             subject=identity.subject,
             endpoint="upstream",
         )
+        if pending is None:
+            return signed_in_to_account(fc, signed_in)
         response = await next_step(fc, record.request_id, pending, signed_in, after_post=False)
         fc.sessions.set_cookie(response, signed_in)
         return response

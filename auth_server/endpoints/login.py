@@ -131,6 +131,8 @@ def consent_page(fc: FrontChannel) -> Page:
             subject=session.subject,
             resource=pending.resource,
             consent_url=endpoint_path(fc.settings, "consent"),
+            account_url=endpoint_path(fc.settings, "account"),
+            logout_url=endpoint_path(fc.settings, "logout"),
             request_id=request_id,
             csrf=await fc.pending.new_csrf_token(request_id, pending),
         )
@@ -150,7 +152,7 @@ def consent_form(fc: FrontChannel) -> Page:
             raise PendingRequestRejected
         decision = fields.get("decision")
         if decision == "approve":
-            await fc.consents.remember(
+            await fc.apps.remember_consent(
                 session.subject, pending.client_id, pending.scopes, pending.registered_redirect_uri
             )
             url = await approve(fc, request_id, pending, session)

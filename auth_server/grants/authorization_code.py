@@ -97,6 +97,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         scope=" ".join(record.scopes),
         resource=record.resource,
         created_at=int(ctx.clock()),
+        authorized_at=record.issued_at,
     )
     return await ctx.issue_in_grant(
         grant,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from auth_server.audit import AuditLog
+from auth_server.authorized_apps import AuthorizedApps
 from auth_server.endpoints.forms import quoted
 from auth_server.errors import OAuthError
 from auth_server.grants.grant import GrantRecord, Grants
@@ -24,6 +25,7 @@ class GrantContext:
     tokens: TokenService
     grants: Grants
     audit: AuditLog
+    apps: AuthorizedApps
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -41,9 +43,10 @@ class GrantContext:
         ip: str,
         revoked_meanwhile: str,
     ) -> IssuedTokens:
-        """Mint tokens into `grant`, (re)save it for `ttl` and audit the issue. If the grant was
-        revoked while this request was in flight, the fresh tokens are deleted again and the
-        answer is invalid_grant with `revoked_meanwhile`."""
+        """Mint tokens into `grant`, (re)save and index it for `ttl` (its last use: now) and audit
+        the issue. If the grant was revoked while this request was in flight, or its app was
+        revoked since the user approved it, the fresh tokens are deleted again and the answer is
+        invalid_grant with `revoked_meanwhile`."""
         issued = await self.tokens.issue(
             client_id=grant.client_id,
             subject=grant.subject,
@@ -54,7 +57,9 @@ class GrantContext:
         )
         if not await self.grants.attach(grant.grant_id, issued.store_keys, ttl):
             raise invalid_grant(revoked_meanwhile)
-        await self.grants.save(grant, ttl)
+        used = grant.model_copy(update={"last_used_at": self.clock()})
+        if not await self.apps.record_grant(used, ttl):
+            raise invalid_grant(revoked_meanwhile)
         self.audit.record(
             "token_issued",
             ip=ip,

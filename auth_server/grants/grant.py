@@ -13,6 +13,8 @@ own digests, in other slots, and are deleted slot by slot):
 * `auth:grant-revoked:{id}`: a short-lived tombstone. A refresh or code redemption that was
   already in flight when the grant ended checks it after writing its tokens and deletes them
   again, so a race cannot leave a live token behind in a revoked grant.
+
+Which grants a user or a client holds is indexed separately (`index.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
+from auth_server.grants.index import GrantIndex
 from shared.storage.base import Store, same_slot
 
 GRANT_PREFIX = "auth:grant:"
@@ -49,17 +52,25 @@ class GrantRecord(BaseModel):
     scope: str
     resource: str
     created_at: int
+    authorized_at: int = 0  # when the user approved it (its code was issued); 0: not recorded
+    last_used_at: float = 0  # when a token was last issued from it (code redemption or refresh)
 
 
 class Grants:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._index = GrantIndex(store)
 
-    async def save(self, record: GrantRecord, ttl: float) -> None:
-        """Create the grant, or renew its TTL (rotation). Called after `attach` succeeded, so a
-        grant revoked meanwhile is not written back; if a revocation slips in between, the
-        tombstone, not this record, still decides that no token may join."""
+    async def save(self, record: GrantRecord, ttl: float) -> bool:
+        """Create the grant, or renew its TTL (rotation). Called after `attach` succeeded; if a
+        revocation slipped in between, the record is deleted again and the answer is False (the
+        tombstone is written before a revocation deletes the record, so one of the two sees the
+        other)."""
         await self._store.set(grant_key(record.grant_id), record.model_dump_json(), ttl=ttl)
+        if await self._store.get(tombstone_key(record.grant_id)) is None:
+            return True
+        await self._store.delete(grant_key(record.grant_id))
+        return False
 
     async def get(self, grant_id: str) -> GrantRecord | None:
         raw = await self._store.get(grant_key(grant_id))
@@ -79,7 +90,10 @@ class Grants:
         """End the grant: every token in it stops working now. Returns how many tokens were
         still alive. Idempotent."""
         await self._store.set(tombstone_key(grant_id), "1", ttl=TOMBSTONE_TTL)
+        record = await self.get(grant_id)
         members = await self._store.smembers(members_key(grant_id))
         alive = await self._store.delete(*members) if members else 0
         await self._store.delete(grant_key(grant_id), members_key(grant_id))
+        if record is not None:
+            await self._index.remove_grant(record.subject, record.client_id, grant_id)
         return alive

@@ -2,10 +2,11 @@
 
 It knows nothing about OAuth or MCP: string keys, string values, TTLs in seconds (positive and
 finite; zero, negative or NaN raise ValueError), and the few atomic operations the callers need
-(take-once for single-use codes, counters for rate limits, hashes for per-user data and sets for
-grant membership). `memory.py` and `redis.py` implement it identically;
-`tests/integration/test_storage_contract.py` runs one suite against both, and against Redis
-behind Sentinel and on a Redis Cluster.
+(take-once for single-use codes, counters for rate limits, hashes for per-user data, sets for
+grant membership, and expiring indexes: members that each expire on their own, for "which grants
+does this user hold" lists that must shrink as the grants expire). `memory.py` and `redis.py`
+implement it identically; `tests/integration/test_storage_contract.py` runs one suite against
+both, and against Redis behind Sentinel and on a Redis Cluster.
 
 Every operation but `delete` touches one key, so each is valid on a Redis Cluster whatever the
 keys. `delete` of several keys is atomic only for keys in one hash slot: keys meant to be deleted
@@ -72,6 +73,19 @@ class Store(Protocol):
         """Add members; with ttl, (re)set the set's expiry to at least ttl seconds."""
 
     async def smembers(self, key: str) -> builtins.set[str]: ...
+
+    async def index_add(self, key: str, member: str, ttl: float, *, limit: int | None = None) -> list[str]:
+        """Keep `member` in the index at `key` for at least ttl more seconds (an existing
+        member's expiry is extended, never shortened). Members whose time is up are dropped
+        first; then, with `limit`, the members expiring soonest (never `member` itself) are
+        removed until at most `limit` remain, and returned so the caller can end what they stood
+        for. The key itself expires with its longest-lived member. Atomic."""
+
+    async def index_members(self, key: str) -> dict[str, float]:
+        """The index's live members, each with the seconds it has left."""
+
+    async def index_remove(self, key: str, *members: str) -> int:
+        """Remove members; returns how many were live. An emptied index disappears."""
 
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""

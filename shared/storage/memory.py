@@ -2,9 +2,10 @@
 
 It mirrors Redis semantics closely enough that the same contract suite passes against both:
 expired keys are absent on every read, `set` without a ttl clears an existing ttl, `incr` starts
-its window on the first increment, `hset`/`sadd` keep the key's ttl, and using a key as the wrong
-kind raises TypeError (Redis' WRONGTYPE). Nothing here awaits, so on one event loop every method
-is atomic; that is what makes `take` single-use without a lock.
+its window on the first increment, `hset`/`sadd` keep the key's ttl, an index expires with its
+last member, and using a key as the wrong kind raises TypeError (Redis' WRONGTYPE). Nothing here
+awaits, so on one event loop every method is atomic; that is what makes `take` single-use without
+a lock.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from collections.abc import Callable
 from itertools import islice
 from typing import TypeVar
 
-_Value = str | dict[str, str] | set[str]
-_T = TypeVar("_T", str, dict[str, str], set[str])
 
-_KIND_NAMES: dict[type, str] = {str: "string", dict: "hash", set: "set"}
+class _Index(dict[str, float]):
+    """An expiring index: member -> the clock reading at which it expires (Redis: a sorted set)."""
+
+
+_Value = str | dict[str, str] | set[str] | _Index
+_T = TypeVar("_T", str, dict[str, str], set[str], _Index)
+
+_KIND_NAMES: dict[type, str] = {str: "string", dict: "hash", set: "set", _Index: "index"}
 
 
 def _check_ttl(ttl: float) -> float:
@@ -160,6 +166,50 @@ class MemoryStore:
     async def smembers(self, key: str) -> builtins.set[str]:
         return set(self._lookup(key, set) or ())
 
+    # -- expiring indexes ------------------------------------------------------------------
+
+    async def index_add(self, key: str, member: str, ttl: float, *, limit: int | None = None) -> list[str]:
+        _check_ttl(ttl)
+        index = self._live_index(key) or _Index()
+        index[member] = max(index.get(member, 0.0), self._clock() + ttl)
+        evicted: list[str] = []
+        if limit is not None and len(index) > limit:
+            soonest = sorted((at, name) for name, at in index.items() if name != member)
+            evicted = [name for _, name in soonest[: len(index) - limit]]
+            for name in evicted:
+                del index[name]
+        self._data[key] = index
+        self._expires_at.pop(key, None)
+        self._expires_at[key] = max(index.values())
+        self._wrote()
+        return evicted
+
+    async def index_members(self, key: str) -> dict[str, float]:
+        now = self._clock()
+        return {name: at - now for name, at in (self._live_index(key) or {}).items()}
+
+    async def index_remove(self, key: str, *members: str) -> int:
+        index = self._live_index(key)
+        if index is None:
+            return 0
+        removed = sum(1 for name in members if index.pop(name, None) is not None)
+        if not index:
+            self._remove(key)
+        return removed
+
+    def _live_index(self, key: str) -> _Index | None:
+        """The index at key with its expired members dropped (None if nothing is left)."""
+        index = self._lookup(key, _Index)
+        if index is None:
+            return None
+        now = self._clock()
+        for name in [name for name, at in index.items() if at <= now]:
+            del index[name]
+        if not index:
+            self._remove(key)
+            return None
+        return index
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def ping(self) -> bool:
@@ -182,7 +232,7 @@ class MemoryStore:
         if not self._alive(key):
             return None
         value = self._data[key]
-        if not isinstance(value, kind):
+        if type(value) is not kind:
             raise TypeError(
                 f"{key!r} holds a {_KIND_NAMES[type(value)]}, not a {_KIND_NAMES[kind]} (WRONGTYPE)"
             )

@@ -8,10 +8,11 @@ are in `shared/storage/redis_url.py`; docs/operations.md covers running each.
 
 Key layout: the protocol's key is used verbatim after `key_prefix` (`<prefix><key>`); the prefix
 is not followed by an implicit separator, so pass e.g. "mcpref:" to share one Redis between
-deployments. Strings, hashes and sets are the native Redis types under that one key; nothing
-else is written. Every script touches one key, so it is valid on a cluster; `delete` of keys in
-several hash slots is sent slot by slot (atomic per slot, not across slots); keys that must go
-together carry one hash tag (`shared.storage.keys.same_slot`).
+deployments. Strings, hashes and sets are the native Redis types under that one key, expiring
+indexes sorted sets (Redis 6.2 or newer: ZADD GT, ZRANGE BYSCORE); nothing else is written.
+Every script touches one key, so it is valid on a cluster; `delete` of keys in several hash
+slots is sent slot by slot (atomic per slot, not across slots); keys that must go together carry
+one hash tag (`shared.storage.keys.same_slot`).
 
 Every Redis failure leaves this module as a project exception: connection problems, timeouts,
 "no primary known" during a failover and server-side refusals (LOADING, READONLY, CLUSTERDOWN,
@@ -77,6 +78,47 @@ end
 return 0
 """
 
+# Expiring indexes are sorted sets scored by expiry time in Unix milliseconds of the Redis server's
+# clock (TIME), so every instance agrees on "now" whatever its own clock says. One key per script
+# (valid on Redis Cluster). ZADD GT extends a member's expiry, never shortens it.
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+_INDEX_ADD = (
+    _NOW_MS
+    + """
+local member, limit = ARGV[2], tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[1]), member)
+local evicted = {}
+local excess = limit >= 0 and redis.call('ZCARD', KEYS[1]) - limit or 0
+if excess > 0 then
+  for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess)) do
+    if name ~= member and #evicted < excess then evicted[#evicted + 1] = name end
+  end
+  redis.call('ZREM', KEYS[1], unpack(evicted))
+end
+redis.call('PEXPIREAT', KEYS[1], redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+return evicted
+"""
+)
+_INDEX_REMOVE = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZREM', KEYS[1], unpack(ARGV))
+"""
+)
+_INDEX_MEMBERS = (
+    _NOW_MS
+    + """
+local found = redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE', 'WITHSCORES')
+for i = 2, #found, 2 do found[i] = tostring(tonumber(found[i]) - now) end
+return found
+"""
+)
+
 
 def _milliseconds(ttl: float) -> int:
     """Seconds (possibly fractional) to the whole milliseconds PX/PEXPIRE take; never 0."""
@@ -117,6 +159,9 @@ class RedisStore:
         self._sentinel = sentinel
         self._incr = client.register_script(_INCR)
         self._sadd_with_ttl = client.register_script(_SADD_WITH_TTL)
+        self._index_add = client.register_script(_INDEX_ADD)
+        self._index_members = client.register_script(_INDEX_MEMBERS)
+        self._index_remove = client.register_script(_INDEX_REMOVE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -239,6 +284,26 @@ class RedisStore:
         with _redis_errors():
             members = cast(builtins.set[str], await self._redis.smembers(self._k(key)))
         return members
+
+    # -- expiring indexes ------------------------------------------------------------------
+
+    async def index_add(self, key: str, member: str, ttl: float, *, limit: int | None = None) -> list[str]:
+        args: list[str | int] = [_milliseconds(ttl), member, -1 if limit is None else limit]
+        with _redis_errors():
+            evicted: Any = await self._index_add(keys=[self._k(key)], args=args)
+        return list(evicted)
+
+    async def index_members(self, key: str) -> dict[str, float]:
+        with _redis_errors():
+            found: Any = await self._index_members(keys=[self._k(key)])
+        return {found[i]: int(found[i + 1]) / 1000 for i in range(0, len(found), 2)}
+
+    async def index_remove(self, key: str, *members: str) -> int:
+        if not members:
+            return 0
+        with _redis_errors():
+            removed: Any = await self._index_remove(keys=[self._k(key)], args=list(members))
+        return int(removed)
 
     # -- lifecycle -------------------------------------------------------------------------
 

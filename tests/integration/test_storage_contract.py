@@ -124,7 +124,10 @@ async def test_non_positive_ttls_are_rejected(store: Store, ttl: float) -> None:
         await store.incr("n", ttl)
     with pytest.raises(ValueError, match="ttl"):
         await store.sadd("s", "m", ttl=ttl)
+    with pytest.raises(ValueError, match="ttl"):
+        await store.index_add("i", "m", ttl)
     assert await store.get("k") is None
+    assert await store.index_members("i") == {}
 
 
 async def test_delete_counts_only_the_keys_that_existed(store: Store) -> None:
@@ -270,6 +273,74 @@ async def test_sadd_with_ttl_leaves_a_set_without_expiry_without_expiry(store: S
     assert await store.ttl("grants") is None
 
 
+# -- expiring indexes ------------------------------------------------------------------------
+
+
+async def test_index_members_carry_the_seconds_they_have_left(store: Store) -> None:
+    assert await store.index_add("apps", "a", 10) == []
+    assert await store.index_add("apps", "b", 100) == []
+    members = await store.index_members("apps")
+    assert set(members) == {"a", "b"}
+    assert 9 < members["a"] <= 10
+    assert 99 < members["b"] <= 100
+    assert await store.index_members("nobody") == {}
+
+
+async def test_index_members_expire_one_by_one_and_the_key_with_the_last(store: Store) -> None:
+    await store.index_add("apps", "short", SHORT)
+    await store.index_add("apps", "long", 10)
+    await asyncio.sleep(PAST_SHORT)
+    assert set(await store.index_members("apps")) == {"long"}
+    left = await store.ttl("apps")
+    assert left is not None
+    assert 9 < left <= 10
+    await store.index_add("gone", "only", SHORT)
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.index_members("gone") == {}
+    assert await store.delete("gone") == 0
+
+
+async def test_index_add_extends_a_members_expiry_but_never_shortens_it(store: Store) -> None:
+    await store.index_add("apps", "a", SHORT)
+    await store.index_add("apps", "a", 10)
+    await store.index_add("apps", "a", SHORT)
+    await asyncio.sleep(PAST_SHORT)
+    assert 9 < (await store.index_members("apps"))["a"] <= 10
+
+
+async def test_index_add_over_the_limit_evicts_the_soonest_expiring_members_but_never_the_new_one(
+    store: Store,
+) -> None:
+    for name, ttl in (("old", 10), ("older", 5), ("recent", 30)):
+        assert await store.index_add("apps", name, ttl, limit=3) == []
+    assert await store.index_add("apps", "newest", 20, limit=2) == ["older", "old"]
+    assert set(await store.index_members("apps")) == {"recent", "newest"}
+    assert await store.index_add("apps", "brief", 1, limit=2) == ["newest"]  # brief stays: it was just added
+    assert set(await store.index_members("apps")) == {"recent", "brief"}
+    assert await store.index_add("apps", "recent", 40, limit=2) == []  # renewing a member evicts nothing
+
+
+async def test_index_add_drops_expired_members_before_counting_against_the_limit(store: Store) -> None:
+    await store.index_add("apps", "expired", SHORT)
+    await store.index_add("apps", "live", 10)
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.index_add("apps", "new", 10, limit=2) == []
+    assert set(await store.index_members("apps")) == {"live", "new"}
+
+
+async def test_index_remove_counts_live_members_and_an_emptied_index_disappears(store: Store) -> None:
+    await store.index_add("apps", "a", 10)
+    await store.index_add("apps", "b", 10)
+    await store.index_add("apps", "expired", SHORT)
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.index_remove("apps", "a", "expired", "unknown") == 1
+    assert await store.index_remove("apps") == 0
+    assert set(await store.index_members("apps")) == {"b"}
+    assert await store.index_remove("apps", "b") == 1
+    assert await store.delete("apps") == 0
+    assert await store.index_remove("nobody", "a") == 0
+
+
 # -- types and health ------------------------------------------------------------------------
 
 
@@ -277,6 +348,7 @@ async def test_using_a_key_as_the_wrong_kind_raises_type_error(store: Store) -> 
     await store.set("string", "v")
     await store.hset("hash", "f", "v")
     await store.sadd("set", "m")
+    await store.index_add("index", "m", 10)
     for wrong in (
         lambda: store.hget("string", "f"),
         lambda: store.hset("set", "f", "v"),
@@ -285,6 +357,11 @@ async def test_using_a_key_as_the_wrong_kind_raises_type_error(store: Store) -> 
         lambda: store.get("hash"),
         lambda: store.take("set"),
         lambda: store.incr("hash", 10),
+        lambda: store.index_add("hash", "m", 10),
+        lambda: store.index_members("set"),
+        lambda: store.index_remove("string", "m"),
+        lambda: store.hgetall("index"),
+        lambda: store.smembers("index"),
     ):
         with pytest.raises(TypeError):
             await wrong()

@@ -161,6 +161,7 @@ async def stored_text(store: Store) -> str:
             "string": redis.get,
             "hash": redis.hgetall,
             "set": redis.smembers,
+            "zset": lambda name: redis.zrange(name, 0, -1, withscores=True),  # expiring indexes
         }[kind](key)
         parts.append(f"{key!s}={await value!s}")
     return "\n".join(parts)
