@@ -34,7 +34,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -43,7 +42,7 @@ from starlette.routing import BaseRoute, Route
 
 from auth_server import crypto
 from auth_server.authorized_apps import AuthorizedApp
-from auth_server.endpoints.client_metadata import looks_like_metadata_url
+from auth_server.endpoints.login import AppLabel, app_label
 from auth_server.front_channel import (
     FrontChannel,
     Page,
@@ -55,7 +54,7 @@ from auth_server.front_channel import (
 from auth_server.models import Client
 from auth_server.pages import error_page, render
 from auth_server.rate_limit import client_ip
-from auth_server.redirect_uris import is_private_use_redirect
+from auth_server.redirect_uris import display_host, is_private_use_redirect
 from auth_server.sessions import BrowserSession
 from auth_server.urls import endpoint_path
 from shared import scopes as scope_model
@@ -100,59 +99,34 @@ def sign_in_cookie_name(fc: FrontChannel) -> str:
 
 # -- what the page shows about an app --------------------------------------------------------------
 
-Verification = Literal["configured", "verified", "unverified"]
-
 
 @dataclass(frozen=True, slots=True)
 class AppView:
     """One app as the account page shows it; every value is escaped by the template."""
 
     client_id: str
-    name: str
-    verification: Verification
-    verified_as: str | None  # the host that vouches for a metadata-document client
+    label: AppLabel  # its name, and whether anyone vouches for it (as on the consent page)
     redirect_hosts: tuple[str, ...]
     scopes: tuple[Mapping[str, str], ...]
     last_used: str | None
     grants: int
 
 
-def display_host(uri: str, native_schemes: frozenset[str]) -> str:
+def shown_redirect(uri: str, native_schemes: frozenset[str]) -> str:
     """Where a redirect URI sends the browser, as a person should read it: the parsed host (and
     port), or for an app link the scheme that opens an app."""
     if is_private_use_redirect(uri, native_schemes):
         return f"an app on your device ({uri.partition(':')[0]}:)"
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{host}:{port}" if port else host
-
-
-def verification_of(client: Client | None, client_id: str) -> tuple[Verification, str | None]:
-    """Whether the app's identity is established: configured by the operator, or a metadata
-    document at an https URL (its host vouches for it); a registered client's name is its own."""
-    if client is not None and client.source == "preregistered":
-        return "configured", None
-    if looks_like_metadata_url(client_id):
-        return "verified", urlsplit(client_id).hostname
-    return "unverified", None
+    return display_host(uri)
 
 
 def app_view(app: AuthorizedApp, client: Client | None, native_schemes: frozenset[str]) -> AppView:
-    verification, verified_as = verification_of(client, app.client_id)
-    name = (client.client_name if client else None) or verified_as or app.client_id
     uris = app.consent.redirect_uris or (client.redirect_uris if client else ())
     last_used = app.last_used_at
     return AppView(
         client_id=app.client_id,
-        name=name,
-        verification=verification,
-        verified_as=verified_as,
-        redirect_hosts=tuple(dict.fromkeys(display_host(uri, native_schemes) for uri in uris)),
+        label=app_label(client, app.client_id),
+        redirect_hosts=tuple(dict.fromkeys(shown_redirect(uri, native_schemes) for uri in uris)),
         scopes=tuple(
             {"name": scope, "description": scope_model.CATALOGUE.describe(scope)} for scope in app.scopes
         ),

@@ -23,6 +23,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from auth_server.endpoints.client_metadata import looks_like_metadata_url
 from auth_server.front_channel import (
     BadForm,
     FrontChannel,
@@ -55,7 +56,7 @@ def login_page(fc: FrontChannel) -> Page:
         client = await fc.registry.get(pending.client_id)
         return render(
             "login.html",
-            app=app_label(client, pending),
+            app=app_label(client, pending.client_id),
             login_url=endpoint_path(fc.settings, "login"),
             request_id=request_id,
             csrf=await fc.pending.new_csrf_token(request_id, pending),
@@ -111,7 +112,7 @@ def consent_page(fc: FrontChannel) -> Page:
         remembered_covers = fc.consents.covers(remembered, pending.scopes, pending.registered_redirect_uri)
         return render(
             "continue.html" if remembered_covers else "consent.html",
-            app=app_label(client, pending),
+            app=app_label(client, pending.client_id),
             client_id=pending.client_id,
             redirect_host=display_host(pending.redirect_uri),
             # a private-use scheme names no host: show the whole link, and what it means
@@ -185,13 +186,15 @@ class AppLabel:
     document_host: str | None  # a CIMD client: the host its metadata document came from
 
 
-def app_label(client: Client | None, pending: PendingAuthorization) -> AppLabel:
-    name = (client.client_name if client else None) or pending.client_id
-    from_document = client is not None and client.source == "metadata_document"
+def app_label(client: Client | None, client_id: str) -> AppLabel:
+    """`client` is None when it is not known right now (the account page lists apps without
+    fetching metadata documents): a URL client_id still names its document's host."""
+    name = (client.client_name if client else None) or client_id
+    from_document = client.source == "metadata_document" if client else looks_like_metadata_url(client_id)
     return AppLabel(
         name=name,
         verified=client is not None and client.name_is_verified,
-        document_host=display_host(pending.client_id) if from_document else None,
+        document_host=display_host(client_id) if from_document else None,
     )
 
 

@@ -9,10 +9,15 @@ import time
 
 import httpx2
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from auth_server import crypto
 from auth_server.grants.index import MAX_GRANTS_PER_APP
 from shared.storage.base import Store
+from tests.fixtures.local_server import LocalServer
 from tests.integration.auth.account_helpers import (
     PASSWORD,
     approved_code,
@@ -31,7 +36,7 @@ from tests.integration.auth.flow_helpers import (
     new_pkce,
     register,
 )
-from tests.integration.auth.helpers import OAuthClient, is_active, refresh
+from tests.integration.auth.helpers import REDIRECT_URI, OAuthClient, is_active, refresh
 
 # Every test signs in as the same users and lists all their apps: each gets a Store of its own.
 STORE_PER_TEST = True
@@ -65,6 +70,52 @@ async def test_the_account_page_lists_each_app_with_its_name_verification_redire
     shown = [time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) for t in (before, int(time.time()))]
     assert any(stamp in text for stamp in shown)
     assert await listed_apps(http) == [app.client_id]
+
+
+async def test_configured_and_metadata_document_apps_are_labelled_as_on_the_consent_page(
+    make_http: HttpFactory,
+) -> None:
+    configured = {
+        "client_id": "reporting-desk",
+        "client_name": "Reporting Desk",
+        "redirect_uris": [REDIRECT_URI],
+    }
+    http = await make_http(auth_clients=[configured])
+    documents = LocalServer.reserve()
+    fetches: list[str] = []
+
+    async def document(request: Request) -> JSONResponse:
+        fetches.append(request.url.path)
+        body = {
+            "client_id": f"{documents.url}{request.url.path}",
+            "client_name": "Fixture Client",
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "none",
+        }
+        cache = "max-age=60" if request.url.path == "/cached.json" else "no-store"
+        return JSONResponse(body, headers={"Cache-Control": cache})
+
+    await documents.start(Starlette(routes=[Route("/{name}.json", document)]))
+    try:
+        await authorize_app(http, client_id="reporting-desk")
+        await authorize_app(http, client_id=f"{documents.url}/cached.json")
+        await authorize_app(http, client_id=f"{documents.url}/uncached.json")
+        fetched_before = len(fetches)
+        page = (await http.get("/account")).text
+        assert len(fetches) == fetched_before  # listing apps fetches no document
+    finally:
+        await documents.stop()
+    sections = {name: page[page.index(name) :] for name in ("Reporting Desk", "Fixture Client")}
+    assert "unverified name" not in sections["Reporting Desk"].split("</section>")[0]  # the operator's
+    fixture = sections["Fixture Client"].split("</section>")[0]
+    assert "unverified name" in fixture  # a document names itself...
+    assert (
+        f'identifies itself as <span class="mono">127.0.0.1:{documents.port}</span>' in fixture
+    )  # ...at its host
+    # A document no longer cached is not fetched for the list: its URL names it, its host vouches.
+    uncached = page[page.index(f"<strong>{documents.url}/uncached.json") :].split("</section>")[0]
+    assert "Fixture Client" not in uncached
+    assert f'identifies itself as <span class="mono">127.0.0.1:{documents.port}</span>' in uncached
 
 
 async def test_the_account_page_shows_no_token_code_digest_or_grant_id(
@@ -122,6 +173,8 @@ async def test_revoking_an_app_ends_its_tokens_and_its_remembered_consent_at_onc
     http = await make_http(token_format=token_format)
     app = await authorize_app(http)
     again = await authorize_app(http, client_id=app.client_id)  # a second grant of the same app
+    remembered = await http.get("/authorize", params=authorize_params(app.client_id, new_pkce()))
+    assert "<title>Continue?</title>" in (await http.get(remembered.headers["location"])).text
     response = await revoke(http, app.client_id)
     assert response.status_code == 303
     assert response.headers["location"] == "/account?revoked=1"
@@ -133,10 +186,13 @@ async def test_revoking_an_app_ends_its_tokens_and_its_remembered_consent_at_onc
     refreshed = await refresh(http, again.refresh_token, OAuthClient(app.client_id))
     assert refreshed.status_code == 400
     assert refreshed.json()["error"] == "invalid_grant"
-    # The consent is forgotten: the next authorization asks again instead of answering with a code.
+    # The consent is forgotten: the next authorization asks the whole question again, not the
+    # one-click "continue" of a remembered consent.
     asked = await http.get("/authorize", params=authorize_params(app.client_id, new_pkce()))
     assert asked.status_code == 302
     assert asked.headers["location"].startswith("/consent?")
+    page = (await http.get(asked.headers["location"])).text
+    assert "<title>Allow access?</title>" in page
 
 
 async def test_revoking_one_app_leaves_the_users_other_apps_working(http: httpx2.AsyncClient) -> None:
@@ -260,11 +316,16 @@ async def test_logging_out_ends_the_session_server_side_and_clears_the_cookie(
     assert await is_active(http, app.refresh_token)
 
 
-async def test_the_consent_page_links_to_the_account_page_and_to_logout(http: httpx2.AsyncClient) -> None:
+async def test_the_consent_and_continue_pages_link_to_the_account_page_and_to_logout(
+    http: httpx2.AsyncClient,
+) -> None:
     client_id = (await register(http))["client_id"]
     assert (await sign_in_to_account(http)).status_code == 303
-    response = await http.get("/authorize", params=authorize_params(client_id, new_pkce()))
-    assert response.headers["location"].startswith("/consent?")
-    consent = (await http.get(response.headers["location"])).text
-    assert 'href="/account"' in consent
-    assert 'href="/logout"' in consent
+    for title in ("Allow access?", "Continue?"):  # first time; then remembered
+        response = await http.get("/authorize", params=authorize_params(client_id, new_pkce()))
+        assert response.headers["location"].startswith("/consent?")
+        page = (await http.get(response.headers["location"])).text
+        assert f"<title>{title}</title>" in page
+        assert 'href="/account"' in page
+        assert 'href="/logout"' in page
+        await authorize_app(http, client_id=client_id)
