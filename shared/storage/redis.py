@@ -12,7 +12,7 @@ deployments. Strings, hashes and sets are the native Redis types under that one 
 indexes sorted sets (Redis 6.2 or newer: ZADD GT, ZRANGE BYSCORE); nothing else is written.
 Every script touches one key, so it is valid on a cluster; `delete` of keys in several hash
 slots is sent slot by slot (atomic per slot, not across slots); keys that must go together carry
-one hash tag (`shared.storage.keys.same_slot`).
+one hash tag (`shared.storage.base.same_slot`).
 
 Every Redis failure leaves this module as a project exception: connection problems, timeouts,
 "no primary known" during a failover and server-side refusals (LOADING, READONLY, CLUSTERDOWN,
@@ -22,16 +22,19 @@ non-integer counter ValueError, matching `MemoryStore`.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import logging
 import math
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterCrossSlotError,
@@ -59,6 +62,12 @@ _HEALTH_CHECK_INTERVAL = 10  # seconds idle before a pooled connection is PINGed
 # Sentinels are asked in turn until one names a healthy primary: a hung one must not hold the
 # question for long (they answer from memory, in well under a millisecond).
 _SENTINEL_TIMEOUT = 0.5
+# How often a Sentinel store asks whether the primary has moved while nothing broke (see
+# _FollowingSentinelPool); also the longest it reads from a demoted primary after a switch-over.
+_FOLLOW_PRIMARY_EVERY = 1.0
+_CLIENT_NAME = "mcp-reference-server"  # in CLIENT LIST, so an operator sees whose connections they are
+
+logger = logging.getLogger(__name__)
 
 # Scripts make read-modify-write steps atomic on the server (redis-py reloads them on NOSCRIPT,
 # e.g. after a restart emptied the script cache).
@@ -148,6 +157,51 @@ def _redis_errors() -> Iterator[None]:
         raise _translate(exc) from exc  # did not wrap; RedisClusterException: no node answered
 
 
+class _FollowingSentinelPool(SentinelConnectionPool):
+    """A Sentinel connection pool that also follows a primary that moved without breaking anything.
+
+    redis-py asks the sentinels for the primary when it opens a connection; a crashed primary
+    breaks its connections, and on a switch-over the sentinels close the clients of the node they
+    demote, so both are followed at once. Not a network split: when the sentinels lose sight of
+    the primary but we do not, they promote a replica, our connections stay up and nobody tells
+    the old primary, so we would keep writing to it, and lose those writes when it rejoins as a
+    replica. So, at most every `_FOLLOW_PRIMARY_EVERY` seconds and in the background (no request
+    waits for it), the pool asks the sentinels; when the answer changed, idle connections are
+    closed and busy ones as they come back, never under a command in flight (it could run twice).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._primary: Any = None  # (host, port) the last check found
+        self._next_check = 0.0
+        self._check: asyncio.Task[None] | None = None
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now >= self._next_check and (self._check is None or self._check.done()):
+            self._next_check = now + _FOLLOW_PRIMARY_EVERY
+            self._check = asyncio.get_running_loop().create_task(self._check_primary())
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def _check_primary(self) -> None:
+        try:
+            primary = await self.sentinel_manager.discover_master(self.service_name)
+        except (RedisError, OSError):
+            return  # no sentinel knows a primary (a failover is under way): commands will say so
+        if self._primary is not None and primary != self._primary:
+            logger.warning("the Redis primary moved to %s:%s; reconnecting", *primary)
+            self.master_address = primary
+            await self.disconnect(inuse_connections=False)
+            await self.update_active_connections_for_reconnect()  # type: ignore[no-untyped-call]
+        self._primary = primary
+
+    async def stop_following(self) -> None:
+        if self._check is not None:
+            self._check.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._check
+
+
 class RedisStore:
     def __init__(
         self, client: Redis | RedisCluster, key_prefix: str = "", *, sentinel: Sentinel | None = None
@@ -195,12 +249,20 @@ class RedisStore:
                     "socket_connect_timeout": _SENTINEL_TIMEOUT,
                 },
             )
-            primary = sentinel.master_for(location.service_name, db=location.db, **credentials, **options)
+            primary = sentinel.master_for(
+                location.service_name,
+                connection_pool_class=_FollowingSentinelPool,
+                db=location.db,
+                client_name=_CLIENT_NAME,
+                **credentials,
+                **options,
+            )
             return cls(primary, key_prefix, sentinel=sentinel)
         if location.topology == "cluster":
             nodes = [ClusterNode(host, port) for host, port in location.nodes]
-            return cls(RedisCluster(startup_nodes=nodes, **credentials, **options), key_prefix)
-        return cls(Redis.from_url(url, **options), key_prefix)
+            cluster = RedisCluster(startup_nodes=nodes, client_name=_CLIENT_NAME, **credentials, **options)
+            return cls(cluster, key_prefix)
+        return cls(Redis.from_url(url, client_name=_CLIENT_NAME, **options), key_prefix)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -320,6 +382,8 @@ class RedisStore:
             if isinstance(self._redis, RedisCluster):
                 await self._redis.aclose()
             else:
+                if isinstance(self._redis.connection_pool, _FollowingSentinelPool):
+                    await self._redis.connection_pool.stop_following()
                 await self._redis.aclose(close_connection_pool=True)
             if self._sentinel is not None:
                 await self._sentinel.aclose()

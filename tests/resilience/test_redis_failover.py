@@ -1,7 +1,7 @@
 """Losing the Redis primary: Sentinel fails over, the servers follow without a restart.
 
 A real replicated Redis on loopback (`tests/fixtures/redis_topologies.py`): a primary, a replica
-and three `redis-sentinel`s (quorum two, a primary is down after 400 ms of silence), passwords on
+and three `redis-sentinel`s (quorum two, a primary is down after a second of silence), passwords on
 the data nodes and on the sentinels. Two `python -m mcp_server` instances (internal mode: every
 request reads the token store) take `REDIS_URL=redis+sentinel://...`.
 
@@ -14,9 +14,10 @@ fact, not a hope). What must hold:
   comes back by itself, in the same processes;
 - every access token, refresh token, client, grant and note written before the kill still works.
 
-The killed primary then comes back and the sentinels make it a replica of the new primary; a
-planned switch-over (`SENTINEL FAILOVER`) back to it under load has the same outcome, through the
-other path a client meets: its connections to the demoted primary answer READONLY.
+The killed primary then comes back as a replica of the new primary, and a planned switch-over
+(`SENTINEL FAILOVER`) makes it primary again under load. Nothing breaks this time (the demoted
+node still answers reads), so the servers must notice the move themselves: they leave the demoted
+node within seconds, with the same guarantees for clients.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.fixtures.redis_topologies import SERVICE, SentinelDeployment, start_sentinel_deployment
+from shared.storage.redis import RedisStore
+from tests.fixtures.redis_server import RedisServer
+from tests.fixtures.redis_topologies import SERVICE, SentinelDeployment, start_sentinel_deployment, wait_until
 from tests.resilience.cluster import (
     TIMEOUT,
     Cluster,
@@ -170,6 +173,12 @@ def assert_one_bounded_run_of_clean_503s(load: Load, mark: dict[int, int]) -> in
     return unavailable
 
 
+def app_connections(deployment: SentinelDeployment, server: RedisServer) -> int:
+    """How many connections the MCP servers hold to one data node (they name themselves)."""
+    with deployment.client_of(server) as client:
+        return sum(1 for c in client.client_list() if c["name"] == "mcp-reference-server")
+
+
 async def assert_still_valid(cluster: Cluster, minted: list[Minted], note_id: str) -> None:
     async with httpx2.AsyncClient(timeout=TIMEOUT, trust_env=False) as http:
         for index, token in enumerate(minted):
@@ -242,12 +251,60 @@ async def test_the_old_primary_returns_as_a_replica_and_a_planned_switch_over_ba
 
     async with under_load(cluster, [m.access_token for m in minted]) as load:
         mark = load.marks()
+        demoted = sentinel_redis.primary
+        assert app_connections(sentinel_redis, demoted) > 0
         with sentinel_redis.sentinels[0].client() as sentinel:
             assert sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
         promoted = await asyncio.to_thread(sentinel_redis.wait_for_failover)
         assert promoted.port == old.port
+        # The demoted node still answers reads, so nothing breaks: the servers must notice the move
+        # themselves (they ask the sentinels every second) and leave it.
+        await asyncio.to_thread(
+            wait_until,
+            lambda: app_connections(sentinel_redis, demoted) == 0,
+            "the servers to leave the demoted primary",
+            RECOVERY_BOUND,
+        )
         recovered = load.marks()
         await wait_for(load, lambda: all(load.oks_since(c, recovered[c]) >= 5 for c in recovered), "recovery")
+        assert app_connections(sentinel_redis, promoted) > 0
 
     assert_one_bounded_run_of_clean_503s(load, mark)
     await assert_still_valid(cluster, minted, note["id"])
+
+
+async def test_when_the_sentinels_name_another_primary_the_store_moves_to_it_though_nothing_broke(
+    tmp_path: Path,
+) -> None:
+    """The split brain Sentinel's own clean-up does not reach: the sentinels lose sight of the
+    primary (and promote the replica) while the servers still reach it, so no connection breaks
+    and nobody tells the old primary. The store must follow the sentinels, not the socket it holds:
+    writes that kept going to the old primary would be lost when it is made a replica."""
+    deployment = await asyncio.to_thread(start_sentinel_deployment, tmp_path, replicas=1, sentinels=1)
+    store = RedisStore.from_url(
+        deployment.url, key_prefix="moved:", sentinel_password=deployment.sentinel_password
+    )
+    try:
+        old, new = deployment.primary, deployment.replicas[0]
+        assert await store.set("before", "on the old primary") is True
+        assert app_connections(deployment, old) > 0
+        with deployment.client_of(new) as client:
+            client.execute_command("REPLICAOF", "NO", "ONE")
+        with deployment.sentinels[0].client() as sentinel:  # the sentinels change their minds
+            sentinel.execute_command("SENTINEL", "REMOVE", SERVICE)
+            sentinel.execute_command("SENTINEL", "MONITOR", SERVICE, "127.0.0.1", new.port, 1)
+            sentinel.execute_command("SENTINEL", "SET", SERVICE, "auth-pass", str(deployment.password))
+
+        written = 0
+        with deployment.client_of(new) as on_new:
+            async with asyncio.timeout(RECOVERY_BOUND):
+                while not on_new.exists(f"moved:written-{written}"):
+                    written += 1
+                    assert await store.set(f"written-{written}", "after the move") is True
+                    await asyncio.sleep(0.05)
+        assert app_connections(deployment, old) == 0, "a connection stayed on the old primary"
+        with deployment.client_of(old) as client:
+            assert client.info("replication")["role"] == "master", "nobody told it: a real split brain"
+    finally:
+        await store.close()
+        deployment.stop()
