@@ -52,6 +52,11 @@ def parse_redis_url(url: str) -> RedisLocation:
     """The location REDIS_URL names; ValueError with a readable reason for anything else."""
     scheme, separator, _ = url.partition("://")
     scheme = scheme.lower()
+    if scheme in ("rediss+sentinel", "rediss+cluster"):
+        raise ValueError(
+            "TLS to sentinels or cluster nodes is not supported: use redis+sentinel:// or "
+            "redis+cluster:// on a private network (rediss:// works for one server)"
+        )
     if not separator or scheme not in (*_STANDALONE_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME):
         raise ValueError(f"must be a Redis URL such as {_FORMS}")
     if scheme in _STANDALONE_SCHEMES:

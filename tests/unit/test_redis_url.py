@@ -65,6 +65,7 @@ def test_the_password_is_not_in_the_repr_of_a_location() -> None:
         ("redis+cluster://n1:70000", "1 to 65535"),
         ("redis+cluster://n1?ssl=true", "no query string"),
         ("redis://n1:6379,n2:6379", "several hosts need a topology"),
+        ("rediss+sentinel://s1/mymaster", "TLS to sentinels or cluster nodes is not supported"),
         # A password with an unencoded "/" splits the URL inside the password: still no echo.
         (f"redis+sentinel://app:{SECRET}/x@s1:26379/mymaster", "percent-encode"),
         (f"redis://app:{SECRET}/x@h:6379/0", "percent-encode"),
