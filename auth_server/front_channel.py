@@ -34,7 +34,7 @@ from auth_server.rate_limit import RateLimited, RateLimiter, client_ip
 from auth_server.redirect_uris import is_loopback_redirect
 from auth_server.sessions import BrowserSession, BrowserSessions
 from auth_server.urls import endpoint_path
-from auth_server.users import UserDirectory
+from auth_server.users import SignInBusy, UserDirectory
 from shared.settings import Settings
 from shared.storage.base import StorageUnavailable, Store
 
@@ -237,6 +237,13 @@ def html_endpoint(handler: Page) -> Page:
                 f"Wait {exc.retry_after} seconds, then try again.",
                 status_code=429,
                 headers={"Retry-After": str(exc.retry_after)},
+            )
+        except SignInBusy:
+            return error_page(
+                "Busy",
+                "Too many sign-ins are being checked right now. Try again in a few seconds.",
+                status_code=503,
+                headers={"Retry-After": "2"},
             )
         except StorageUnavailable:
             logger.warning("storage unavailable during %s from %s", request.url.path, client_ip(request))

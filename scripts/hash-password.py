@@ -4,8 +4,12 @@ Usage:
     .venv/bin/python scripts/hash-password.py            # asks for the password twice
     printf '%s' "$PASSWORD" | .venv/bin/python scripts/hash-password.py --stdin
 
-Then, for example: AUTH_USERS='{"alice": "<printed hash>"}'. The password is never echoed,
-logged or passed on the command line (where other users could read it from the process list).
+Then, for example: AUTH_USERS='{"alice": "<printed hash>"}'. The hash is argon2id with OWASP's
+parameters (19 MiB, 2 passes, 1 lane); --memory-kib and --time-cost raise them (never below
+OWASP's minimum). Use one cost for every user: the server checks unknown names at the cost most
+users have, so a user hashed at another cost can be told from an unknown name by timing. The
+password is never echoed, logged or passed on the command line (where other users could read it
+from the process list).
 """
 
 from __future__ import annotations
@@ -17,18 +21,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auth_server.users import DEFAULT_N, hash_password
+from auth_server.users import ARGON2_MEMORY_KIB, ARGON2_MIN_WORK, ARGON2_TIME_COST, hash_password
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Hash a password for AUTH_USERS.")
+    parser = argparse.ArgumentParser(description="Hash a password for AUTH_USERS (argon2id).")
     parser.add_argument("--stdin", action="store_true", help="read the password from standard input")
     parser.add_argument(
-        "--cost", type=int, default=DEFAULT_N, help=f"scrypt n (power of two, default {DEFAULT_N})"
+        "--memory-kib",
+        type=int,
+        default=ARGON2_MEMORY_KIB,
+        help=f"memory per hash, KiB (default {ARGON2_MEMORY_KIB})",
+    )
+    parser.add_argument(
+        "--time-cost", type=int, default=ARGON2_TIME_COST, help=f"passes (default {ARGON2_TIME_COST})"
     )
     args = parser.parse_args()
-    if args.cost < 2 or args.cost & (args.cost - 1):
-        parser.error("--cost must be a power of two")
+    if args.time_cost < 1 or args.memory_kib * args.time_cost < ARGON2_MIN_WORK:
+        parser.error(f"memory-kib x time-cost must be at least {ARGON2_MIN_WORK} (OWASP's minimum)")
 
     if args.stdin:
         password = sys.stdin.read().rstrip("\r\n")
@@ -40,7 +50,7 @@ def main() -> int:
     if not password:
         print("An empty password is not allowed.", file=sys.stderr)
         return 1
-    print(hash_password(password, n=args.cost))
+    print(hash_password(password, memory_kib=args.memory_kib, time_cost=args.time_cost))
     return 0
 
 

@@ -62,6 +62,11 @@ TOKENS_ISSUED = Counter("mcpref_tokens_issued_total", "Access tokens issued, by 
 AUDIT_EVENTS = Counter(
     "mcpref_audit_events_total", "Security events written to the audit log, by event", ["event"]
 )
+PASSWORD_HASHES = Counter(
+    "mcpref_password_hashes_total",
+    "Password hashes computed at sign-in (known and unknown names alike), by scheme and parameters",
+    ["scheme", "parameters"],
+)
 
 _METHODS = frozenset({"GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH"})
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -99,6 +104,12 @@ def observe_validation(seconds: float) -> None:
 def token_issued(grant_type: str | None) -> None:
     child = _TOKEN_CHILDREN.get(grant_type or OTHER) or _TOKEN_CHILDREN[OTHER]
     child.inc()
+
+
+def password_hashed(scheme: str, parameters: str) -> None:
+    """Count one password hash computation. The labels come from configured hashes only (an
+    unknown name is checked against a decoy with a configured hash's parameters): bounded."""
+    PASSWORD_HASHES.labels(scheme=scheme, parameters=parameters).inc()
 
 
 _audit_children: dict[str, Any] = {}

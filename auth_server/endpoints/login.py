@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -77,7 +76,7 @@ def login_form(fc: FrontChannel) -> Page:
         )
         username, password = fields.get("username", ""), fields.get("password", "")
 
-        subject = await anyio.to_thread.run_sync(fc.users.authenticate, username, password)
+        subject = await fc.users.authenticate(username, password)
         if subject is None:
             fc.audit.record(
                 "login_failed",

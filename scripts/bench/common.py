@@ -50,9 +50,9 @@ _ids = itertools.count(1)
 
 def bench_users(count: int) -> dict[str, str]:
     """AUTH_USERS for `count` users (bench-user-1...), hashed with a cheap scrypt cost."""
-    from auth_server.users import hash_password
+    from auth_server.users import scrypt_hash
 
-    return {f"bench-user-{n}": hash_password(USER_PASSWORD, n=2**10) for n in range(1, count + 1)}
+    return {f"bench-user-{n}": scrypt_hash(USER_PASSWORD, n=2**10) for n in range(1, count + 1)}
 
 
 @dataclass(frozen=True)

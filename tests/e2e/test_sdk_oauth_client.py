@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from auth_server.users import hash_password
+from auth_server.users import scrypt_hash
 from tests.e2e import oauth_flow
 from tests.e2e.fixtures import ALL_DEPLOYMENTS
 from tests.e2e.sdk_client import (
@@ -39,7 +39,7 @@ PASSWORDS = {"demo": "demo", "alice": "alice-password", "bob": "bob-password"}
 INTROSPECTION_CACHE_TTL = 2
 DEPLOYMENT_ENV = {
     # n=2**10 keeps logins fast in tests; the hash format is the production one.
-    "AUTH_USERS": json.dumps({name: hash_password(pw, n=2**10) for name, pw in PASSWORDS.items()}),
+    "AUTH_USERS": json.dumps({name: scrypt_hash(pw, n=2**10) for name, pw in PASSWORDS.items()}),
     "CIMD_ALLOW_LOOPBACK": "true",
     "INTROSPECTION_CACHE_TTL": str(INTROSPECTION_CACHE_TTL),
     "INTROSPECTION_NEGATIVE_TTL": "1",

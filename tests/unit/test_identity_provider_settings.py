@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from auth_server.upstream import callback_url, federated_subject
-from auth_server.users import UserDirectory, hash_password
+from auth_server.users import UserDirectory, scrypt_hash
 from shared.settings import Settings, SettingsError, load_settings
 from shared.validators.discovery import discovery_urls
 
@@ -87,7 +87,7 @@ def test_discovery_tries_rfc8414_path_inserted_then_openid_path_appended() -> No
 def test_federated_subjects_are_namespaced_and_local_names_cannot_look_like_them() -> None:
     assert federated_subject("https://idp.example", "248289761001") == "https://idp.example#248289761001"
     with pytest.raises(ValueError, match="://"):
-        UserDirectory.from_settings(settings(auth_users={"https://idp.example#1": hash_password("x", n=2)}))
+        UserDirectory.from_settings(settings(auth_users={"https://idp.example#1": scrypt_hash("x", n=2)}))
 
 
 def test_the_upstream_callback_is_under_our_issuer() -> None:

@@ -36,7 +36,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from auth_server.users import hash_password
+from auth_server.users import scrypt_hash
 from mcp_server.app import create_app
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
@@ -149,7 +149,7 @@ class Rs:
 @functools.cache
 def _user_hashes() -> dict[str, str]:
     """The login users of the real AS (internal mode), hashed once with a cheap scrypt cost."""
-    return {name: hash_password(USER_PASSWORD, n=2**10) for name in USERS}
+    return {name: scrypt_hash(USER_PASSWORD, n=2**10) for name in USERS}
 
 
 def rs_settings(port: int, authority_url: str, token_kind: str, **overrides: Any) -> Settings:
