@@ -35,7 +35,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -221,7 +220,7 @@ def local_account_sign_in(fc: FrontChannel) -> Page:
         if fields is None:
             return form_expired()
         username, password = fields.get("username", ""), fields.get("password", "")
-        subject = await anyio.to_thread.run_sync(fc.users.authenticate, username, password)
+        subject = await fc.users.authenticate(username, password)
         if subject is None:
             known = fc.users.knows(username)
             fc.audit.record(

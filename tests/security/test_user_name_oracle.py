@@ -95,6 +95,23 @@ def sign_in(
     return answer, work
 
 
+def sign_in_to_account(
+    deployment: Deployment, username: str, password: str
+) -> tuple[httpx2.Response, dict[Work, float]]:
+    """The same at the account page's own sign-in form."""
+    with httpx2.Client(base_url=deployment.issuer, timeout=30.0, trust_env=False) as browser:
+        page = browser.get("/account")
+        assert page.status_code == 200, page.text
+        before = hashes_computed(deployment)
+        answer = browser.post(
+            form_action(page.text),
+            data={**hidden_fields(page.text), "username": username, "password": password},
+        )
+        after = hashes_computed(deployment)
+    work = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
+    return answer, work
+
+
 def assert_refused(answer: httpx2.Response) -> None:
     assert answer.status_code == 303, answer.text
     assert "failed=1" in answer.headers["location"]
@@ -118,6 +135,10 @@ def test_an_unknown_name_costs_what_a_known_name_with_a_wrong_password_costs(dep
     assert_refused(known)
     assert_refused(unknown)
     assert known_work == unknown_work == {("argon2id", "m=19456,t=2,p=1"): 1}
+    for attempt in (sign_in_to_account(deployment, n, "not-her-password") for n in ("alice", "nobody")):
+        assert attempt[0].status_code == 303, attempt[0].text
+        assert "failed=1" in attempt[0].headers["location"]
+        assert attempt[1] == known_work  # the account page's sign-in form: the same
     right, right_work = sign_in(deployment, "alice", ALICE_PASSWORD)
     assert right.status_code == 303, right.text
     assert "failed=1" not in right.headers["location"]  # the script's hash really signs alice in

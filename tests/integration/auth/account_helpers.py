@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx2
 
-from auth_server.users import hash_password
+from auth_server.users import scrypt_hash
 from tests.integration.auth.flow_helpers import (
     Pkce,
     authorize_params,
@@ -33,7 +33,7 @@ _REVOKE_FORM = re.compile(
 @functools.cache
 def users(*names: str) -> dict[str, str]:
     """AUTH_USERS for `names`, all with PASSWORD (hashed at a cheap cost: tests only)."""
-    return {name: hash_password(PASSWORD, n=2**10) for name in names}
+    return {name: scrypt_hash(PASSWORD, n=2**10) for name in names}
 
 
 @dataclass(frozen=True)
