@@ -68,14 +68,7 @@ MAX_PASSWORD_BYTES = 1024
 MAX_CONCURRENCY = 8  # hashes computed at once, at most (one per core, up to this)
 WAITING_PER_SLOT = 16  # sign-ins that may queue for each of those before SignInBusy
 
-_ARGON2 = PasswordHasher(
-    time_cost=ARGON2_TIME_COST,
-    memory_cost=ARGON2_MEMORY_KIB,
-    parallelism=ARGON2_PARALLELISM,
-    hash_len=HASH_BYTES,
-    salt_len=SALT_BYTES,
-    type=Type.ID,
-)
+_VERIFIER = PasswordHasher()  # verify() takes every parameter from the hash it checks
 
 
 class BadPasswordHash(ValueError):
@@ -140,7 +133,7 @@ class Argon2idHash:
     def matches(self, password: str) -> bool:
         metrics.password_hashed(self.scheme, self.parameters)
         try:
-            return _ARGON2.verify(self.encoded, password)  # argon2's own constant-time compare
+            return _VERIFIER.verify(self.encoded, password)  # argon2's own constant-time compare
         except VerificationError:  # a mismatch (VerifyMismatchError) or a hash it cannot check
             return False
 
