@@ -316,6 +316,31 @@ async def test_a_code_the_app_held_back_is_refused_after_the_revocation(deployme
     assert app.client_id not in await listed_apps(alice)
 
 
+async def test_a_held_back_code_redeemed_while_the_user_revokes_leaves_nothing_alive(
+    deployment: Deployment,
+) -> None:
+    """The same attack, timed: the redemption and the revocation race; whichever order the Store
+    sees their steps in, no token of the app may work afterwards."""
+    alice = deployment.browser()
+    app = await authorize_app(alice, username="alice", password=PASSWORD)
+    pkce = new_pkce()
+    code = await approved_code(alice, app.client_id, pkce, username="alice", password=PASSWORD)
+    forms = revoke_forms((await alice.get("/account")).text)
+    thief = deployment.browser()
+    redeemed, revoked = await asyncio.gather(
+        exchange_code(thief, code, app.client_id, pkce),
+        alice.post("/account/revoke", data={"csrf": forms[app.client_id], "client_id": app.client_id}),
+    )
+    assert revoked.status_code == 303
+    checker = deployment.browser()
+    if redeemed.status_code == 200:
+        for token in (redeemed.json()["access_token"], redeemed.json()["refresh_token"]):
+            assert not await is_active(checker, token)
+    else:
+        assert redeemed.json()["error"] == "invalid_grant"
+    assert not await is_active(checker, app.refresh_token)
+
+
 # -- JWT access tokens and several instances ------------------------------------------------------
 
 

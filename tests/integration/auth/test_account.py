@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from auth_server import crypto
+from auth_server.audit import AuditLog
+from auth_server.authorized_apps import AuthorizedApps
 from auth_server.grants.index import MAX_GRANTS_PER_APP
 from shared.storage.base import Store
 from tests.fixtures.local_server import LocalServer
@@ -216,6 +218,24 @@ async def test_revoking_an_app_for_one_user_leaves_another_users_grant_of_it_alo
     assert not await is_active(alice, alices.access_token)
     assert await is_active(bob, bobs.access_token)
     assert await listed_apps(bob) == [client_id]
+
+
+async def test_the_per_client_index_names_every_user_of_an_app_until_they_revoke_it(
+    make_http: HttpFactory, store: Store
+) -> None:
+    """What an admin surface lists as "grants by client" (issue 13) reads this index."""
+    alice = await make_http(auth_users=users("alice", "bob"))
+    bob = await make_http(auth_users=users("alice", "bob"))
+    client_id = (await register(alice))["client_id"]
+    await authorize_app(alice, client_id=client_id, username="alice", password=PASSWORD)
+    bobs = await authorize_app(bob, client_id=client_id, username="bob", password=PASSWORD)
+    apps = AuthorizedApps(store, AuditLog(enabled=False))
+    assert await apps.users_of(client_id) == ["alice", "bob"]
+    assert [grant.subject for grant in await apps.grants_of("bob", client_id)] == ["bob"]
+    assert (await revoke(alice, client_id)).status_code == 303
+    assert await apps.users_of(client_id) == ["bob"]
+    assert await apps.grants_of("alice", client_id) == []
+    assert await is_active(bob, bobs.refresh_token)
 
 
 async def test_a_code_approved_before_the_revocation_is_refused_after_it(http: httpx2.AsyncClient) -> None:
