@@ -9,12 +9,13 @@ browser pages) and the back channel (token, introspection, revocation, JWKS).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from auth_server.audit import AuditLog
 from auth_server.backchannel import BackChannel, backchannel_routes
 from auth_server.clients import StoreClientRegistry
 from auth_server.cors import preflight
@@ -65,10 +66,14 @@ def sign_in_routes(fc: FrontChannel) -> list[BaseRoute]:
     ]
 
 
-def create_auth_routes(settings: Settings, store: Store) -> list[BaseRoute]:
-    """Every route of the authorization server, at the issuer's path (see `urls.py`)."""
+def create_auth_routes(
+    settings: Settings, store: Store, *, on_revoked: Callable[[str], None] | None = None
+) -> list[BaseRoute]:
+    """Every route of the authorization server, at the issuer's path (see `urls.py`).
+    `on_revoked(subject)` hears of every revocation (internal mode: the MCP server's caches)."""
     registry = StoreClientRegistry(settings, store)
-    front = FrontChannel.create(settings, store, registry)
+    audit = AuditLog(settings.audit_log, on_revoked=on_revoked)
+    front = FrontChannel.create(settings, store, registry, audit=audit)
     back = BackChannel.create(settings, store, registry, audit=front.audit, limiter=front.limiter)
     return [*metadata_routes(settings), *front_channel_routes(front), *backchannel_routes(back)]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from auth_server import crypto
@@ -36,6 +37,11 @@ AuditEvent = Literal[
     "rate_limited",
 ]
 
+# Events that end tokens of a user: each is also reported to `on_revoked` (the subject), so what
+# the MCP server caches per principal in this process can be dropped (shared/revocations.py).
+REVOKING_EVENTS: frozenset[AuditEvent] = frozenset(
+    {"revoked", "app_revoked", "grant_evicted", "code_replay", "refresh_reuse"}
+)
 LOGGER_NAME = "auth_server.audit"
 FINGERPRINT_CHARS = 12
 
@@ -46,11 +52,21 @@ def fingerprint(credential: str) -> str:
 
 
 class AuditLog:
-    """Writes audit lines; `enabled=False` (setting AUDIT_LOG) turns it into a no-op."""
+    """Writes audit lines; `enabled=False` (setting AUDIT_LOG) turns it into a no-op.
 
-    def __init__(self, enabled: bool = True, logger: logging.Logger | None = None) -> None:
+    Every event that ends a user's tokens also calls `on_revoked(subject)`, whatever AUDIT_LOG
+    says: in internal mode the composition root passes the process's revocation feed."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        logger: logging.Logger | None = None,
+        *,
+        on_revoked: Callable[[str], None] | None = None,
+    ) -> None:
         self._enabled = enabled
         self._logger = logger or logging.getLogger(LOGGER_NAME)
+        self._on_revoked = on_revoked
 
     def record(
         self,
@@ -76,6 +92,8 @@ class AuditLog:
         metrics.audit_event(event)
         if event == "token_issued":
             metrics.token_issued(grant_type)
+        if subject is not None and self._on_revoked is not None and event in REVOKING_EVENTS:
+            self._on_revoked(subject)
         if not self._enabled:
             return
         fields = {

@@ -63,8 +63,10 @@ class FrontChannel:
     clock: Callable[[], float] = field(default=time.time)
 
     @classmethod
-    def create(cls, settings: Settings, store: Store, registry: StoreClientRegistry) -> FrontChannel:
-        audit = AuditLog(settings.audit_log)
+    def create(
+        cls, settings: Settings, store: Store, registry: StoreClientRegistry, *, audit: AuditLog | None = None
+    ) -> FrontChannel:
+        audit = audit or AuditLog(settings.audit_log)
         consents = ConsentMemory(store)
         return cls(
             settings=settings,

@@ -18,11 +18,20 @@ from starlette.routing import BaseRoute, Route
 
 from mcp_server.event_store import InMemoryEventStore
 from mcp_server.protection import endpoint_guard
+from mcp_server.protection.enrichment import TenantCache, TenantLookup
 from mcp_server.protection.metadata import metadata_routes
 from mcp_server.server import build_mcp_server
+from mcp_server.tenants import look_up_tenant
 from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
-from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths, watch_introspection
+from shared.metrics import (
+    HttpMetricsMiddleware,
+    metrics_routes,
+    route_paths,
+    watch_introspection,
+    watch_tenants,
+)
+from shared.revocations import RevocationFeed
 from shared.settings import Settings
 from shared.storage import Store
 from shared.storage.factory import open_store
@@ -37,9 +46,12 @@ SSE_RETRY_INTERVAL_MS = 1000  # reconnection delay suggested to clients after we
 SDK_HOST_CHECK_OFF = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+def create_app(
+    settings: Settings, store: Store | None = None, *, tenant_lookup: TenantLookup = look_up_tenant
+) -> Starlette:
     """The MCP app for `settings`. `store` replaces the Store the settings name (embedding; tests
-    serving several apps over one in-memory Store); its caller then closes it."""
+    serving several apps over one in-memory Store); its caller then closes it. `tenant_lookup`
+    replaces `mcp_server.tenants.look_up_tenant` (tests, the benchmark); a fork edits that one."""
     owns_store = store is None
     store = open_store(settings) if store is None else store
     mcp, tools = build_mcp_server(settings, store)
@@ -59,9 +71,18 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         transport_security=SDK_HOST_CHECK_OFF,
     )
     session_manager = mcp.session_manager
-    validator, api_keys = _validators(settings, store)
+    # Who hears of revocations in this process (shared/revocations.py): the tenant cache.
+    revocations = RevocationFeed()
+    tenants = TenantCache.from_settings(settings, tenant_lookup)
+    revocations.subscribe(tenants.invalidate)
+    watch_tenants(tenants)
+    validator, api_keys = _validators(settings, store, revocations)
     guard = endpoint_guard(
-        settings, validator=validator, api_key_validator=api_keys, tool_scopes=tools.required_scopes
+        settings,
+        validator=validator,
+        api_key_validator=api_keys,
+        tool_scopes=tools.required_scopes,
+        tenants=tenants,
     )
 
     routes: list[BaseRoute] = [
@@ -71,7 +92,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     if validator is not None:
         routes += metadata_routes(settings)
     if settings.auth_mode == "internal":
-        routes += _auth_server_routes(settings, store)
+        routes += _auth_server_routes(settings, store, revocations)
     if settings.legacy_sse:
         # The deprecated HTTP+SSE transport behind the same guard; the SDK binds each SSE session
         # to the principal that opened it and answers 404 to messages from anyone else.
@@ -100,7 +121,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
-def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None, TokenValidator | None]:
+def _validators(
+    settings: Settings, store: Store, revocations: RevocationFeed
+) -> tuple[TokenValidator | None, TokenValidator | None]:
     """The bearer validator by AUTH_MODE, and the API-key validator (also chained in front of it).
 
     internal: the AS lives in this process, so tokens are looked up in the shared store (no HTTP).
@@ -121,7 +144,7 @@ def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None
 
         # One discovery (RFC 8414, else OpenID) of the trusted issuer, shared by both validators.
         metadata = ProviderMetadata.from_settings(settings)
-        primary = IntrospectionValidator.from_settings(settings, metadata=metadata)
+        primary = IntrospectionValidator.from_settings(settings, metadata=metadata, revocations=revocations)
         watch_introspection(primary)
         if settings.token_format == "jwt":  # noqa: S105 - a format name, not a secret
             from shared.validators.jwt import JwtValidator
@@ -133,8 +156,12 @@ def _validators(settings: Settings, store: Store) -> tuple[TokenValidator | None
     return ChainValidator([api_keys, primary]), api_keys
 
 
-def _auth_server_routes(settings: Settings, store: Store) -> list[BaseRoute]:
-    """Internal mode: the authorization server's endpoints, served by this same process."""
+def _auth_server_routes(settings: Settings, store: Store, revocations: RevocationFeed) -> list[BaseRoute]:
+    """Internal mode: the authorization server's endpoints, served by this same process. Its
+    revocations name our own issuer's subjects."""
     from auth_server.app import create_auth_routes
 
-    return create_auth_routes(settings, store)
+    def revoked(subject: str) -> None:
+        revocations.revoked(settings.issuer, subject)
+
+    return create_auth_routes(settings, store, on_revoked=revoked)

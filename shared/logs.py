@@ -6,10 +6,11 @@ every logger (ours, the MCP SDK's, uvicorn's access and error logs, which are st
 `log_config=None` so they propagate here) goes through the same two steps:
 
 1. `RedactingFilter` rewrites the message (and any traceback) so that no credential survives:
-   `Authorization`/`X-API-Key` header values, `Bearer <token>`, and `access_token=`,
-   `refresh_token=`, `code=`, `client_secret=`, `code_verifier=`, `password=`... in query strings,
-   form bodies, JSON and Python reprs. Redaction is a safety net: the code logs no credential on
-   purpose (the audit log has no parameter to pass one through).
+   `Authorization` and API-key header values (`X-API-Key`, `x-scope3-api-key`...), `Bearer
+   <token>`, and `access_token=`, `refresh_token=`, `code=`, `client_secret=`, `code_verifier=`,
+   `password=`... in query strings, form bodies, JSON and Python reprs. Redaction is a safety
+   net: the code logs no credential on purpose (the audit log has no parameter to pass one
+   through).
 2. `JsonFormatter` writes `{"ts", "level", "logger", "message", "request_id", ...}` on one line
    (`LOG_FORMAT=json`, the default), or `TextFormatter` a human-readable line (`LOG_FORMAT=text`).
    Audit lines (`auth_server.audit`, already JSON) are nested under `"audit"`, not re-escaped.
@@ -60,7 +61,8 @@ _SECRET_PARAMS = (
     "api_key",
 )
 _NAMES = "|".join(sorted(_SECRET_PARAMS, key=len, reverse=True))
-_HEADERS = r"(?:proxy-)?authorization|x-api-key"
+# Any header named like an API key (X-API-Key, or an API_KEY_HEADER such as x-scope3-api-key).
+_HEADERS = r"(?:proxy-)?authorization|[a-z0-9_-]*api[-_]?key"
 _COOKIES = r"(?:set-)?cookie"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Header lines: "Authorization: Bearer x", "x-api-key=x", "Cookie: a=b; c=d".
@@ -99,6 +101,7 @@ _TRIGGERS = (
     "password",
     "assertion",
     "api_key",
+    "apikey",
 )
 
 

@@ -8,8 +8,8 @@ and `python_gc_*` series.
 Kept cheap on the hot path: every label value comes from a closed set (routes the app declares,
 HTTP methods, status codes, failure reasons, grant types), so no request can create a new series,
 and label children are resolved once and cached, so a request costs a dict lookup and a couple
-of locked increments, not a `labels()` call. The introspection cache is not counted here at all:
-the validator keeps plain integer counters and a collector reads them at scrape time.
+of locked increments, not a `labels()` call. The introspection and tenant caches are not counted
+here at all: they keep plain integer counters and a collector reads them at scrape time.
 """
 
 from __future__ import annotations
@@ -177,7 +177,36 @@ def route_paths(routes: Iterable[BaseRoute]) -> list[str]:
     return [route.path for route in routes if isinstance(route, Route)]
 
 
-# --- the introspection cache ----------------------------------------------------------------
+# --- caches whose counters are read at scrape time ------------------------------------------
+
+
+class _ScrapedCounters(Collector):
+    """Families summed over weakly held objects' plain integer attributes, read only when
+    Prometheus scrapes (the objects count with `+= 1`, nothing else on the hot path). Objects
+    are held weakly: tests build many apps per process."""
+
+    def __init__(self, families: Iterable[tuple[str, str, str, str]]) -> None:
+        self.watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._families = tuple(families)  # (kind "counter" or "gauge", name, help, attribute)
+
+    def describe(self) -> Iterable[Any]:
+        return list(self._collect())
+
+    def collect(self) -> Iterable[Any]:
+        return list(self._collect())
+
+    def _collect(self) -> Iterator[Any]:
+        watched = list(self.watched)
+        for kind, name, documentation, attribute in self._families:
+            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            family = family_type(name, documentation)
+            family.add_metric([], sum(_read(obj, attribute) for obj in watched))
+            yield family
+
+
+def _read(obj: Any, attribute: str) -> int:
+    value = len(obj) if attribute == "len" else getattr(obj, attribute, 0)
+    return int(value)
 
 
 class IntrospectionCounters(Protocol):
@@ -191,51 +220,78 @@ class IntrospectionCounters(Protocol):
     def cache_len(self) -> int: ...
 
 
-class _IntrospectionCollector(Collector):
-    def __init__(self) -> None:
-        self.validators: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    def describe(self) -> Iterable[Any]:
-        return list(self._families())
-
-    def collect(self) -> Iterable[Any]:
-        return list(self._families())
-
-    def _families(self) -> Iterator[Any]:
-        validators = list(self.validators)
-        families: list[tuple[Any, str]] = [
-            (
-                CounterMetricFamily("mcpref_introspection_cache_hits", "Tokens answered from the cache"),
-                "cache_hits",
-            ),
-            (
-                CounterMetricFamily(
-                    "mcpref_introspection_cache_misses", "Tokens not in the cache (introspected)"
-                ),
-                "cache_misses",
-            ),
-            (
-                CounterMetricFamily("mcpref_introspection_requests", "Introspection requests sent to the AS"),
-                "calls",
-            ),
-        ]
-        for family, attribute in families:
-            family.add_metric([], sum(getattr(v, attribute, 0) for v in validators))
-            yield family
-        entries = GaugeMetricFamily(
-            "mcpref_introspection_cache_entries", "Entries in the introspection cache"
-        )
-        entries.add_metric([], sum(v.cache_len for v in validators))
-        yield entries
-
-
-_INTROSPECTION = _IntrospectionCollector()
+_INTROSPECTION = _ScrapedCounters(
+    [
+        ("counter", "mcpref_introspection_cache_hits", "Tokens answered from the cache", "cache_hits"),
+        (
+            "counter",
+            "mcpref_introspection_cache_misses",
+            "Tokens not in the cache (introspected)",
+            "cache_misses",
+        ),
+        ("counter", "mcpref_introspection_requests", "Introspection requests sent to the AS", "calls"),
+        ("gauge", "mcpref_introspection_cache_entries", "Entries in the introspection cache", "cache_len"),
+    ]
+)
 REGISTRY.register(_INTROSPECTION)
 
 
 def watch_introspection(validator: IntrospectionCounters) -> None:
     """Export this validator's cache counters (weakly held: tests build many apps per process)."""
-    _INTROSPECTION.validators.add(validator)
+    _INTROSPECTION.watched.add(validator)
+
+
+# --- per-request principal enrichment (the tenant cache) --------------------------------------
+
+TENANT_LOOKUP_OUTCOMES = ("ok", "unavailable", "timeout", "error")
+TENANT_LOOKUP_DURATION = Histogram(
+    "mcpref_tenant_lookup_duration_seconds",
+    "Time one tenant lookup took (cache misses only), by outcome: ok, unavailable (the lookup said "
+    "so), timeout (TENANT_LOOKUP_TIMEOUT), error (it raised); every outcome but ok answered 503",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+_TENANT_LOOKUP_CHILDREN = {o: TENANT_LOOKUP_DURATION.labels(outcome=o) for o in TENANT_LOOKUP_OUTCOMES}
+
+
+def tenant_lookup(outcome: str, seconds: float) -> None:
+    _TENANT_LOOKUP_CHILDREN.get(outcome, _TENANT_LOOKUP_CHILDREN["error"]).observe(seconds)
+
+
+class TenantCounters(Protocol):
+    """What `TenantCache` exposes: plain integers, read only at scrape time."""
+
+    hits: int
+    misses: int
+    invalidations: int
+
+    def __len__(self) -> int: ...
+
+
+_TENANTS = _ScrapedCounters(
+    [
+        ("counter", "mcpref_tenant_cache_hits", "Requests whose tenant came from the cache", "hits"),
+        (
+            "counter",
+            "mcpref_tenant_cache_misses",
+            "Tenant lookups started (concurrent ones share one)",
+            "misses",
+        ),
+        (
+            "counter",
+            "mcpref_tenant_cache_invalidations",
+            "Tenant records dropped because their principal's tokens were revoked",
+            "invalidations",
+        ),
+        ("gauge", "mcpref_tenant_cache_entries", "Tenant records cached", "len"),
+    ]
+)
+REGISTRY.register(_TENANTS)
+
+
+def watch_tenants(cache: TenantCounters) -> None:
+    """Export this tenant cache's counters (weakly held)."""
+    _TENANTS.watched.add(cache)
 
 
 # --- the endpoint -----------------------------------------------------------------------------

@@ -33,6 +33,8 @@ DEFAULT_JWT_ALGORITHMS = (
     *("ES256", "ES384", "ES512", "EdDSA"),
 )
 
+DEFAULT_API_KEY_HEADER = "X-API-Key"
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 # Schemes NATIVE_REDIRECT_SCHEMES may never name: web and script schemes, and ones browsers or
@@ -42,6 +44,14 @@ NEVER_NATIVE_SCHEMES = frozenset(
     | {"ws", "wss", "mailto", "tel", "sms", "intent", "content", "view-source", "jar"}
 )
 _URI_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+# Headers an API_KEY_HEADER may not be: credentials and cookies, what HTTP and the MCP transport
+# already mean by their own headers, and the request id and proxy headers.
+RESERVED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "host", "origin", "accept", "content-type"}
+    | {"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "expect"}
+    | {"last-event-id", "x-request-id", "forwarded", "x-forwarded-for", "x-forwarded-proto", "dpop"}
+)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -243,6 +253,33 @@ class Settings(BaseSettings):
         default_factory=list,
         description='Static API keys: JSON [{"sha256": "<hex>", "subject": "...", "scopes": [...]}]',
     )
+    api_key_header: str = Field(
+        DEFAULT_API_KEY_HEADER,
+        description="Header carrying a static API key besides Authorization: Bearer, e.g. "
+        "x-scope3-api-key (a key sent in both is 400)",
+    )
+    accepted_audiences: list[str] = Field(
+        default_factory=list,
+        description="External mode: audiences (aud) accepted besides this server's MCP URL, such as an "
+        "Entra application ID, a Scalekit resource ID or an Auth0 API identifier; tokens for any other "
+        "audience are refused, and the protected resource metadata still names the MCP URL",
+    )
+    accepted_issuers: list[str] = Field(
+        default_factory=list,
+        description="External mode: token issuers (iss) accepted besides AUTH_SERVER_URL's, checked "
+        "with its keys, such as a Scalekit environment URL (docs/identity-providers.md)",
+    )
+
+    # --- per-request principal enrichment (mcp_server/tenants.py) --------------------------------
+    tenant_cache_ttl: int = Field(
+        60, ge=0, description="Longest a principal's tenant record is cached, s (0: looked up every request)"
+    )
+    tenant_cache_size: int = Field(
+        10_000, gt=0, description="Tenant records cached (least recently used dropped)"
+    )
+    tenant_lookup_timeout: float = Field(
+        2.0, gt=0, description="Longest one tenant lookup may take before the request gets 503, s"
+    )
 
     @field_validator("native_redirect_schemes")
     @classmethod
@@ -278,6 +315,48 @@ class Settings(BaseSettings):
         # Another provider's issuer is compared byte for byte with what it publishes, so it is
         # kept exactly as given (Auth0's ends with "/"); our own URLs lose a trailing slash.
         return value if info.field_name in ("auth_server_url", "upstream_oidc_issuer") else value.rstrip("/")
+
+    @field_validator("api_key_header")
+    @classmethod
+    def _api_key_header_name(cls, value: str) -> str:
+        name = value.strip()
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{value!r} is not an HTTP header name (letters, digits and - . _ ...)")
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS or lowered.startswith("mcp-"):
+            raise ValueError(f"{name} already means something else in an MCP request; choose another name")
+        return name
+
+    @field_validator("accepted_audiences")
+    @classmethod
+    def _audience_values(cls, value: list[str]) -> list[str]:
+        for audience in value:
+            if not audience or audience != audience.strip() or any(c.isspace() for c in audience):
+                raise ValueError(f"{audience!r} is not an audience value (a non-empty string without spaces)")
+        return list(dict.fromkeys(value))
+
+    @field_validator("accepted_issuers")
+    @classmethod
+    def _issuer_values(cls, value: list[str]) -> list[str]:
+        for issuer in value:
+            parts = urlsplit(issuer)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError(
+                    f"{issuer!r} is not an issuer (an absolute http(s) URL without query or fragment, "
+                    "exactly as the provider's tokens spell it)"
+                )
+            if "{" in issuer or "}" in issuer:
+                raise ValueError(f"{issuer!r} is a template, not an issuer: name one tenant's issuer")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _check_accepted_claims(self) -> Settings:
+        if self.auth_mode != "external" and (self.accepted_audiences or self.accepted_issuers):
+            raise ValueError(
+                "ACCEPTED_AUDIENCES and ACCEPTED_ISSUERS are for AUTH_MODE=external (another provider's "
+                "tokens); the bundled authorization server only issues tokens naming the MCP URL"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_upstream(self) -> Settings:
@@ -335,6 +414,16 @@ class Settings(BaseSettings):
     def mcp_resource_url(self) -> str:
         """The canonical MCP URI: the RFC 8707 resource and the audience of every token."""
         return f"{self.mcp_base_url}/mcp"
+
+    @cached_property
+    def token_audiences(self) -> frozenset[str]:
+        """Every `aud` value a token may name to be for this server: the MCP URL first of all."""
+        return frozenset({self.mcp_resource_url, *self.accepted_audiences})
+
+    @cached_property
+    def token_issuers(self) -> frozenset[str]:
+        """Every `iss` value accepted on an access token: the trusted issuer, plus ACCEPTED_ISSUERS."""
+        return frozenset({self.issuer, *self.accepted_issuers})
 
     @cached_property
     def issuer(self) -> str:

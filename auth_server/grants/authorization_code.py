@@ -145,11 +145,13 @@ async def _on_replay(
             reason="replay without the client's proof; grant kept",
         )
         return
+    grant = await ctx.grants.get(redeemed.grant_id)
     alive = await ctx.grants.revoke(redeemed.grant_id)
     ctx.audit.record(
         "code_replay",
         ip=ip,
         client_id=caller.client_id,
+        subject=grant.subject if grant is not None else None,
         grant_id=redeemed.grant_id,
         reason=f"grant revoked ({alive} live tokens)",
     )

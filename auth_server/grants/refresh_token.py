@@ -101,11 +101,13 @@ async def _on_reuse(ctx: GrantContext, caller: AuthenticatedClient, digest: str,
         return
     if rotated.client_id != caller.client_id:
         return
+    grant = await ctx.grants.get(rotated.grant_id)
     alive = await ctx.grants.revoke(rotated.grant_id)
     ctx.audit.record(
         "refresh_reuse",
         ip=ip,
         client_id=caller.client_id,
+        subject=grant.subject if grant is not None else None,
         grant_id=rotated.grant_id,
         reason=f"grant revoked ({alive} live tokens)",
     )

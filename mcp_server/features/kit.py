@@ -34,8 +34,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
-from mcp_server.protection.principal import ANONYMOUS, current_principal
+from mcp_server.protection.principal import ANONYMOUS, current_principal, current_tenant
 from mcp_server.sdk_access import replace_input_schema
+from mcp_server.tenants import ANONYMOUS_TENANT, Tenant
 from shared.scopes import CATALOGUE, ScopeCatalogue
 from shared.storage.base import StorageUnavailable
 
@@ -45,10 +46,12 @@ __all__ = [
     "DELETES",
     "READ_ONLY",
     "WRITES",
+    "Tenant",
     "ToolContext",
     "ToolError",
     "Tools",
     "caller_subject",
+    "caller_tenant",
     "current_principal",
     "storage_errors_as_tool_errors",
 ]
@@ -157,6 +160,21 @@ def caller_subject(ctx: ToolContext) -> str:
     AUTH_MODE=none). Take the owner of per-user data from here, never from an argument."""
     principal = current_principal(ctx)
     return principal.subject if principal is not None else ANONYMOUS
+
+
+def caller_tenant(ctx: ToolContext) -> Tenant:
+    """The customer behind the caller: the record `look_up_tenant` (mcp_server/tenants.py) made
+    for this principal, looked up before the tool ran (cached). Without authentication (stdio,
+    AUTH_MODE=none) everyone shares `ANONYMOUS_TENANT`."""
+    tenant = current_tenant(ctx)
+    if tenant is not None:
+        return tenant
+    if current_principal(ctx) is not None:
+        # A principal always comes with its tenant behind the endpoint guard (mcp_server.protection).
+        raise RuntimeError(
+            "an authenticated request without a tenant: EnrichPrincipal is not in front of /mcp"
+        )
+    return ANONYMOUS_TENANT
 
 
 STORAGE_UNAVAILABLE = "Storage is temporarily unavailable (the server cannot reach it); retry shortly"

@@ -10,6 +10,10 @@ authentication (AUTH_MODE=none, stdio) everyone is "anonymous" and shares one no
 Reading needs `notes:read`; adding and deleting need `notes:write` (which implies `notes:read`,
 so a writer can also list).
 
+How many notes a user may keep is the customer's business, not the tool's: `notes_add` reads the
+limit from the caller's tenant record (`caller_tenant`, `mcp_server/tenants.py`), and `notes_list`
+says which tenant the notebook is under.
+
 When the Store cannot be reached (Redis down), the tools answer a tool error that says so and
 invites a retry (`storage_errors_as_tool_errors`).
 """
@@ -31,13 +35,13 @@ from mcp_server.features.kit import (
     ToolError,
     Tools,
     caller_subject,
+    caller_tenant,
     storage_errors_as_tool_errors,
 )
 from shared.scopes import NOTES_READ, NOTES_WRITE
 from shared.storage import Store
 
 MAX_NOTE_LENGTH = 4000
-MAX_NOTES_PER_USER = 500
 
 
 class Note(BaseModel):
@@ -48,6 +52,8 @@ class Note(BaseModel):
 
 class NoteList(BaseModel):
     owner: str = Field(description="The subject whose notes these are")
+    tenant: str = Field(description="The customer account the owner belongs to")
+    limit: int = Field(description="How many notes the owner may keep (the tenant's plan)")
     notes: list[Note]
 
 
@@ -70,7 +76,8 @@ def register(tools: Tools, store: Store) -> None:
         notes = sorted(
             (Note.model_validate_json(value) for value in raw.values()), key=lambda n: n.created_at
         )
-        return NoteList(owner=owner, notes=notes)
+        tenant = caller_tenant(ctx)
+        return NoteList(owner=owner, tenant=tenant.id, limit=tenant.note_limit, notes=notes)
 
     @tools.add(scopes=[NOTES_WRITE], annotations=WRITES, title="Add a note")
     async def notes_add(text: str, ctx: ToolContext) -> Note:
@@ -81,9 +88,10 @@ def register(tools: Tools, store: Store) -> None:
         if len(text) > MAX_NOTE_LENGTH:
             raise ToolError(f"A note is at most {MAX_NOTE_LENGTH} characters")
         key = notebook_key(caller_subject(ctx))
+        limit = caller_tenant(ctx).note_limit
         with storage_errors_as_tool_errors():
-            if len(await store.hgetall(key)) >= MAX_NOTES_PER_USER:
-                raise ToolError(f"You already have {MAX_NOTES_PER_USER} notes; delete some first")
+            if len(await store.hgetall(key)) >= limit:
+                raise ToolError(f"You already have {limit} notes, your plan's limit; delete some first")
             note = Note(id=secrets.token_hex(8), text=text, created_at=int(time.time()))
             await store.hset(key, note.id, json.dumps(note.model_dump()))
         return note

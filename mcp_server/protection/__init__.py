@@ -3,7 +3,8 @@
 A request to /mcp (or the legacy /sse and its message endpoint) passes, outermost first:
 `origin.OriginGuard` (Host/Origin check, CORS) -> `middleware.BearerAuth` (one validator call,
 401/400/429/503; `unknown_tokens` bounds what junk tokens cost per client address) ->
-`scopes.ScopeCheck` (403 insufficient_scope per JSON-RPC method) -> the SDK.
+`scopes.ScopeCheck` (403 insufficient_scope per JSON-RPC method) -> `enrichment.EnrichPrincipal`
+(the caller's tenant record, cached; 503 when it cannot be looked up) -> the SDK.
 `metadata` serves RFC 9728 protected resource metadata, open to everyone.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp
 
+from mcp_server.protection.enrichment import EnrichPrincipal, TenantCache
 from mcp_server.protection.metadata import resource_metadata_url
 from mcp_server.protection.middleware import BearerAuth
 from mcp_server.protection.origin import OriginGuard, OriginPolicy
@@ -29,9 +31,11 @@ def endpoint_guard(
     validator: TokenValidator | None,
     api_key_validator: TokenValidator | None,
     tool_scopes: ToolScopeLookup,
+    tenants: TenantCache | None = None,
 ) -> Callable[[ASGIApp], ASGIApp]:
     """Wrap an MCP endpoint in the whole chain; without a validator (AUTH_MODE=none) only the
-    Host/Origin guard and CORS remain."""
+    Host/Origin guard and CORS remain. Without `tenants` no request is enriched (tools then see
+    no tenant: the app always passes one)."""
     policy = OriginPolicy(settings)
     metadata_url = resource_metadata_url(settings)
     scope_policy = ScopePolicy(tool_scopes)
@@ -39,12 +43,16 @@ def endpoint_guard(
 
     def guard(app: ASGIApp) -> ASGIApp:
         if validator is not None:
+            if tenants is not None:
+                app = EnrichPrincipal(app, tenants)
             app = ScopeCheck(app, policy=scope_policy, resource_metadata_url=metadata_url)
             app = BearerAuth(
                 app,
                 validator=validator,
                 api_key_validator=api_key_validator,
                 resource=settings.mcp_resource_url,
+                audiences=settings.token_audiences,
+                api_key_header=settings.api_key_header,
                 resource_metadata_url=metadata_url,
                 challenge_scopes=CATALOGUE.baseline,
                 unknown_tokens=unknown_tokens,

@@ -8,9 +8,11 @@ What the client sees (RFC 6750, OAuth 2.1 section 5, RFC 9728 section 5.1):
 - no credentials -> 401 `WWW-Authenticate: Bearer resource_metadata="...", scope="<baseline>"`,
   deliberately without `error=` (RFC 6750 section 3.1: the client did not try, nothing failed);
 - a bad, expired, revoked or foreign-audience token -> 401 with `error="invalid_token"` (and the
-  same `resource_metadata` and baseline `scope`, so the client can re-authorize in one step);
-- a token sent two ways (two Authorization headers, Authorization plus X-API-Key, or a form-body
-  `access_token`) or a malformed `Bearer` header -> 400 `invalid_request`;
+  same `resource_metadata` and baseline `scope`, so the client can re-authorize in one step); a
+  token is for this server when its `aud` names the MCP URL or one of ACCEPTED_AUDIENCES;
+- a token sent two ways (two Authorization headers, Authorization plus the API-key header, which
+  is API_KEY_HEADER, X-API-Key by default, or a form-body `access_token`) or a malformed `Bearer`
+  header -> 400 `invalid_request`;
 - the validator cannot decide (AS or JWKS unreachable) -> 503 with Retry-After, never 500;
 - the client's address has used up UNKNOWN_TOKENS_PER_MINUTE (`unknown_tokens.py`) and the token
   would need a call to the AS -> 429 with Retry-After, without the call.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from urllib.parse import parse_qs
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -41,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_server.protection._asgi import BufferedBody, CannedResponse
 from mcp_server.protection.unknown_tokens import UnknownTokenLimit
 from shared import metrics
+from shared.settings import DEFAULT_API_KEY_HEADER
 from shared.validation import (
     FailureReason,
     LookupRefused,
@@ -50,6 +53,7 @@ from shared.validation import (
     ValidatorUnavailable,
     remote_lookups,
 )
+from shared.validators.claims import names_accepted_audience
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +89,17 @@ class BearerAuth:
         resource: str,
         resource_metadata_url: str,
         challenge_scopes: Iterable[str],
+        audiences: Collection[str] = (),
+        api_key_header: str = DEFAULT_API_KEY_HEADER,
         unknown_tokens: UnknownTokenLimit | None = None,
     ) -> None:
         self.app = app
         self._validator = validator
         self._api_keys = api_key_validator
+        self._api_key_header = api_key_header.lower().encode("latin-1")
         self._unknown_tokens = unknown_tokens
         self._resource = resource
+        self._audiences = frozenset({resource, *audiences})
         # id(principal) -> (principal, its AuthenticatedUser): validators that hand out the same
         # Principal for the same token (the introspection cache, the in-process validator) get
         # the SDK's user object built once. Holding the principal keeps its id from being reused.
@@ -141,88 +149,14 @@ class BearerAuth:
             # this same scope) ever writes a token a careless client put in the URL.
             scope["query_string"] = _redact_query(scope["query_string"])
 
-        authorization: list[bytes] = []
-        api_key: list[bytes] = []
-        form_body = False
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization.append(value)
-            elif name == b"x-api-key":
-                api_key.append(value)
-            elif name == b"content-type" and value.lower().startswith(b"application/x-www-form-urlencoded"):
-                form_body = True
-
-        if form_body:
-            buffered = BufferedBody(receive)
-            body = await buffered.read(_FORM_BODY_LIMIT)
-            receive = buffered.receive
-            if body is not None and "access_token" in parse_qs(body.decode("latin-1")):
-                metrics.auth_failure("malformed_request")
-                await self._in_body.send(send)
-                return
-
-        token: str | None = None
-        validator = self._validator
-        if len(authorization) + len(api_key) > 1:
-            metrics.auth_failure("malformed_request")
-            await self._two_ways.send(send)
+        read = await self._credential(scope, receive)
+        if isinstance(read, CannedResponse):
+            await read.send(send)
             return
-        if authorization:
-            scheme, _, credentials = authorization[0].decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer":
-                token = credentials.strip(" ")
-                if not _B64TOKEN.fullmatch(token):
-                    metrics.auth_failure("malformed_request")
-                    await self._malformed.send(send)
-                    return
-            # Another scheme (Basic, DPoP...) is not a bearer credential: treated as none.
-        elif api_key:
-            token = api_key[0].decode("latin-1").strip()
-            if not token:
-                metrics.auth_failure("malformed_request")
-                await self._malformed.send(send)
-                return
-            if self._api_keys is None:
-                await self._rejected("malformed").send(send)
-                return
-            validator = self._api_keys
-
-        if token is None:
-            metrics.auth_failure("missing")
-            await self._no_token.send(send)
-            return
-
-        started = time.perf_counter()
-        budget = self._unknown_tokens.budget_for(scope) if self._unknown_tokens is not None else None
-        try:
-            with remote_lookups(budget):
-                principal = await validator.validate(token)
-        except TokenRejected as rejected:
-            logger.info("rejected a bearer credential: %s", rejected.reason)
-            await self._rejected(rejected.reason).send(send)
-            return
-        except LookupRefused as refused:
-            metrics.auth_failure("unknown_token_limit")
-            await _too_many_unknown(refused.retry_after).send(send)
-            return
-        except ValidatorUnavailable as unavailable:
-            metrics.auth_failure("unavailable")
-            await _unavailable(unavailable.retry_after).send(send)
-            return
-        except Exception:
-            # A bug or an unreachable store inside a validator: still not a 500, and retryable.
-            logger.exception("token validation failed unexpectedly")
-            metrics.auth_failure("unavailable")
-            await _unavailable(5).send(send)
-            return
-        metrics.observe_validation(time.perf_counter() - started)
-
-        # Defence in depth: whatever the validator, the token must be meant for this server and live.
-        if self._resource not in principal.audience:
-            await self._rejected("wrong_audience").send(send)
-            return
-        if principal.expires_at is not None and principal.expires_at <= time.time():
-            await self._rejected("expired").send(send)
+        token, validator, receive = read
+        principal = await self._authenticate(scope, token, validator)
+        if isinstance(principal, CannedResponse):
+            await principal.send(send)
             return
 
         user = self._user_for(principal)
@@ -234,6 +168,87 @@ class BearerAuth:
             await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(reset)
+
+    async def _credential(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[str, TokenValidator, Receive] | CannedResponse:
+        """The one place the credential is read: from `Authorization: Bearer` or the API-key
+        header, exactly one of them, never from the body or the query. Returns the token, the
+        validator that answers for it, and the `receive` to pass on (a form body is replayed)."""
+        authorization: list[bytes] = []
+        api_key: list[bytes] = []
+        form_body = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value)
+            elif name == self._api_key_header:
+                api_key.append(value)
+            elif name == b"content-type" and value.lower().startswith(b"application/x-www-form-urlencoded"):
+                form_body = True
+
+        if form_body:
+            buffered = BufferedBody(receive)
+            body = await buffered.read(_FORM_BODY_LIMIT)
+            receive = buffered.receive
+            if body is not None and "access_token" in parse_qs(body.decode("latin-1")):
+                metrics.auth_failure("malformed_request")
+                return self._in_body
+
+        if len(authorization) + len(api_key) > 1:
+            metrics.auth_failure("malformed_request")
+            return self._two_ways
+        if authorization:
+            scheme, _, credentials = authorization[0].decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                token = credentials.strip(" ")
+                if not _B64TOKEN.fullmatch(token):
+                    metrics.auth_failure("malformed_request")
+                    return self._malformed
+                return token, self._validator, receive
+            # Another scheme (Basic, DPoP...) is not a bearer credential: treated as none.
+        elif api_key:
+            token = api_key[0].decode("latin-1").strip()
+            if not token:
+                metrics.auth_failure("malformed_request")
+                return self._malformed
+            if self._api_keys is None:
+                return self._rejected("malformed")
+            return token, self._api_keys, receive
+
+        metrics.auth_failure("missing")
+        return self._no_token
+
+    async def _authenticate(
+        self, scope: Scope, token: str, validator: TokenValidator
+    ) -> Principal | CannedResponse:
+        """One validator call, turned into a Principal meant for this server, or the refusal."""
+        started = time.perf_counter()
+        budget = self._unknown_tokens.budget_for(scope) if self._unknown_tokens is not None else None
+        try:
+            with remote_lookups(budget):
+                principal = await validator.validate(token)
+        except TokenRejected as rejected:
+            logger.info("rejected a bearer credential: %s", rejected.reason)
+            return self._rejected(rejected.reason)
+        except LookupRefused as refused:
+            metrics.auth_failure("unknown_token_limit")
+            return _too_many_unknown(refused.retry_after)
+        except ValidatorUnavailable as unavailable:
+            metrics.auth_failure("unavailable")
+            return unavailable_response(unavailable.retry_after)
+        except Exception:
+            # A bug or an unreachable store inside a validator: still not a 500, and retryable.
+            logger.exception("token validation failed unexpectedly")
+            metrics.auth_failure("unavailable")
+            return unavailable_response(5)
+        metrics.observe_validation(time.perf_counter() - started)
+
+        # Defence in depth: whatever the validator, the token must be meant for this server and live.
+        if not names_accepted_audience(principal.audience, self._audiences):
+            return self._rejected("wrong_audience")
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            return self._rejected("expired")
+        return principal
 
     def _user_for(self, principal: Principal) -> AuthenticatedUser:
         known = self._users.get(id(principal))
@@ -282,9 +297,13 @@ def _too_many_unknown(retry_after: int) -> CannedResponse:
     )
 
 
-def _unavailable(retry_after: int) -> CannedResponse:
+def unavailable_response(
+    retry_after: int, description: str = "Authorization is temporarily unavailable"
+) -> CannedResponse:
+    """The 503 of every layer that cannot decide about a request right now (the validator, the
+    tenant lookup): retryable, with Retry-After, and never a 500."""
     return CannedResponse(
         503,
-        {"error": "temporarily_unavailable", "error_description": "Authorization is temporarily unavailable"},
+        {"error": "temporarily_unavailable", "error_description": description},
         [("Retry-After", str(max(1, retry_after)))],
     )

@@ -40,10 +40,8 @@ ALLOWED_HEADERS = (
     "Mcp-Method",
     "Mcp-Name",
     "Last-Event-ID",
-    "X-API-Key",
-)
+)  # and the API-key header (API_KEY_HEADER, X-API-Key by default)
 EXPOSED_HEADERS = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, Retry-After"
-_ALLOWED_HEADER_SET = frozenset(name.lower() for name in ALLOWED_HEADERS)
 _PARAM_HEADER_PREFIX = "mcp-param-"  # 2026-07-28 per-argument headers, named by the tool schema
 
 
@@ -70,6 +68,7 @@ class OriginPolicy:
             | {_origin_of(settings.mcp_base_url)}
         )
         self._check_host = settings.binds_loopback or bool(settings.allowed_hosts)
+        self.allowed_headers = (*ALLOWED_HEADERS, settings.api_key_header)
         self._hosts = frozenset(
             {host.lower() for host in settings.allowed_hosts}
             | {public.netloc.lower(), (public.hostname or "")}
@@ -155,12 +154,11 @@ class OriginGuard:
 
         await self.app(scope, receive, send_with_cors)
 
-    @staticmethod
-    async def _preflight(send: Send, cors: list[tuple[bytes, bytes]], requested: str | None) -> None:
-        allowed = list(ALLOWED_HEADERS)
+    async def _preflight(self, send: Send, cors: list[tuple[bytes, bytes]], requested: str | None) -> None:
+        allowed = list(self._policy.allowed_headers)
         for name in (requested or "").split(","):
             name = name.strip()
-            if name.lower().startswith(_PARAM_HEADER_PREFIX) and name.lower() not in _ALLOWED_HEADER_SET:
+            if name.lower().startswith(_PARAM_HEADER_PREFIX):
                 allowed.append(name)
         headers = [
             *cors,

@@ -1,8 +1,9 @@
-"""The one way a tool learns who is calling.
+"""The one way a tool learns who is calling, and for which customer.
 
-`BearerAuth` put the Principal on the HTTP request that carried the message; the SDK hands
-that request to the handler as `ctx.request_context.request`. On stdio, with AUTH_MODE=none, or
-outside a request there is no principal and the caller is anonymous.
+`BearerAuth` put the Principal on the HTTP request that carried the message, and
+`EnrichPrincipal` its Tenant; the SDK hands that request to the handler as
+`ctx.request_context.request`. On stdio, with AUTH_MODE=none, or outside a request there is
+neither: the caller is anonymous.
 """
 
 from __future__ import annotations
@@ -11,20 +12,30 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
+from mcp_server.protection.enrichment import TENANT_STATE_KEY
 from mcp_server.protection.middleware import PRINCIPAL_STATE_KEY
+from mcp_server.tenants import Tenant
 from shared.validation import Principal
 
 ANONYMOUS = "anonymous"
 
 
 def current_principal(ctx: Context[Any, Any]) -> Principal | None:
+    principal = _request_state(ctx).get(PRINCIPAL_STATE_KEY)
+    return principal if isinstance(principal, Principal) else None
+
+
+def current_tenant(ctx: Context[Any, Any]) -> Tenant | None:
+    """The caller's tenant record (`mcp_server/tenants.py`), None without a principal."""
+    tenant = _request_state(ctx).get(TENANT_STATE_KEY)
+    return tenant if isinstance(tenant, Tenant) else None
+
+
+def _request_state(ctx: Context[Any, Any]) -> dict[str, Any]:
     try:
         request = ctx.request_context.request
     except ValueError:  # no request context: called outside a request
-        return None
+        return {}
     scope = getattr(request, "scope", None)
-    if not isinstance(scope, dict):
-        return None
-    state = scope.get("state")
-    principal = state.get(PRINCIPAL_STATE_KEY) if isinstance(state, dict) else None
-    return principal if isinstance(principal, Principal) else None
+    state = scope.get("state") if isinstance(scope, dict) else None
+    return state if isinstance(state, dict) else {}

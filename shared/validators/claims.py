@@ -1,5 +1,7 @@
 """Reading claims defensively, the same way whether they came from a JWT or an introspection answer.
 
+And deciding, in one place, whether the audience they name is one this server accepts.
+
 Claims are untrusted JSON: a wrong type means "absent", never an exception on the hot path.
 """
 
@@ -33,3 +35,10 @@ def scope_values(value: Any) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(dict.fromkeys(item for item in value if isinstance(item, str)))
     return ()
+
+
+def names_accepted_audience(audience: tuple[str, ...], accepted: frozenset[str]) -> bool:
+    """Whether a token whose `aud` is `audience` is meant for this server: it names at least one of
+    the audiences the server accepts (its MCP URL, plus ACCEPTED_AUDIENCES). The one rule the JWT
+    and introspection validators and the bearer middleware all apply."""
+    return not accepted.isdisjoint(audience)

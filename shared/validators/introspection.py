@@ -7,7 +7,10 @@ the issuer's metadata (`discovery.py`), so the bundled AS and third-party provid
 the same way; a provider that advertises none cannot vouch for opaque tokens, which are then
 refused (401). The claims naming the user and the scopes follow TOKEN_SUBJECT_CLAIM and
 TOKEN_SCOPE_CLAIM, as for JWTs; an active answer without the subject claim is refused (401), as
-a JWT without one is: identity is never guessed from another claim.
+a JWT without one is: identity is never guessed from another claim. An active answer counts only
+for an accepted audience (this server's MCP URL, or one of ACCEPTED_AUDIENCES) and, when it names
+an issuer, the trusted one (or one of ACCEPTED_ISSUERS): the same rules as for JWTs
+(`claims.names_accepted_audience`).
 
 Why the cache looks the way it does:
 - Active results are kept for at most `cache_ttl` seconds and never past the token's `exp`, so a
@@ -24,6 +27,9 @@ Why the cache looks the way it does:
   once a caller has none left, its uncached tokens are refused (`LookupRefused`) without a call,
   while cached answers, and every other caller, are served as before. Random junk tokens never
   repeat, so the negative cache alone could not bound them.
+- An answer of "inactive" for a token whose cached active result just lapsed, before its `exp`,
+  means the AS revoked it: the principal is reported to `revocations`
+  (`shared/revocations.py`), so what is cached per principal elsewhere can be dropped.
 - The authorization server being down, slow, or answering nonsense is `ValidatorUnavailable`
   (503 + Retry-After at the middleware), bounded by `timeout` as a total deadline, never a hang or
   a 500. Such failures are not cached.
@@ -37,7 +43,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +51,7 @@ import httpx2
 
 from shared import untrusted_json
 from shared.logs import request_id_header
+from shared.revocations import RevocationFeed
 from shared.settings import IntrospectionAuthMethod, Settings
 from shared.validation import (
     FailureReason,
@@ -55,7 +62,7 @@ from shared.validation import (
     ValidatorUnavailable,
     current_lookup_budget,
 )
-from shared.validators.claims import audience_of, numeric_date, scope_values
+from shared.validators.claims import audience_of, names_accepted_audience, numeric_date, scope_values
 from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
@@ -94,6 +101,9 @@ class IntrospectionValidator:
         client_secret: str,
         resource: str,
         issuer: str | None,
+        extra_audiences: Collection[str] = (),
+        extra_issuers: Collection[str] = (),
+        revocations: RevocationFeed | None = None,
         auth_method: IntrospectionAuthMethod = "client_secret_basic",
         scope_claim: str = "scope",
         subject_claim: str = "sub",
@@ -118,8 +128,10 @@ class IntrospectionValidator:
             self._post_credentials = {"client_id": client_id, "client_secret": client_secret}
         self._scope_claim = scope_claim
         self._subject_claim = subject_claim
-        self._resource = resource
+        self._audiences = frozenset({resource, *extra_audiences})
         self._issuer = issuer
+        self._issuers = frozenset({issuer, *extra_issuers}) if issuer is not None else frozenset()
+        self._revocations = revocations
         self._cache_ttl = max(0.0, float(cache_ttl))
         self._negative_ttl = max(0.0, float(negative_ttl))
         self._cache_size = max(1, int(cache_size))
@@ -141,6 +153,7 @@ class IntrospectionValidator:
         *,
         client: httpx2.AsyncClient | None = None,
         metadata: ProviderMetadata | None = None,
+        revocations: RevocationFeed | None = None,
     ) -> IntrospectionValidator:
         return cls(
             metadata=metadata or ProviderMetadata.from_settings(settings),
@@ -148,6 +161,9 @@ class IntrospectionValidator:
             client_secret=settings.introspection_client_secret,
             resource=settings.mcp_resource_url,
             issuer=settings.issuer,
+            extra_audiences=settings.accepted_audiences,
+            extra_issuers=settings.accepted_issuers,
+            revocations=revocations,
             auth_method=settings.introspection_auth_method,
             scope_claim=settings.token_scope_claim,
             subject_claim=settings.token_subject_claim,
@@ -170,6 +186,7 @@ class IntrospectionValidator:
     async def validate(self, token: str) -> Principal:
         key = hashlib.sha256(token.encode()).digest()
         entry = self._cache.get(key)
+        known: Principal | None = None  # who this token belonged to when last seen active
         if entry is not None:
             if entry.expires > self._clock():
                 self.cache_hits += 1
@@ -178,6 +195,7 @@ class IntrospectionValidator:
                     return entry.outcome
                 raise TokenRejected(*entry.outcome)
             del self._cache[key]
+            known = entry.outcome if isinstance(entry.outcome, Principal) else None
 
         self.cache_misses += 1
         pending = self._inflight.get(key)
@@ -187,7 +205,7 @@ class IntrospectionValidator:
                 wait = budget.spend()
                 if wait:
                     raise LookupRefused(wait)
-            pending = asyncio.ensure_future(self._introspect_and_cache(key, token))
+            pending = asyncio.ensure_future(self._introspect_and_cache(key, token, known))
             self._inflight[key] = pending
             pending.add_done_callback(lambda done: self._forget_inflight(key, done))
             if budget is not None:
@@ -200,13 +218,15 @@ class IntrospectionValidator:
         if not done.cancelled():
             done.exception()  # marks it retrieved even when every waiter went away
 
-    async def _introspect_and_cache(self, key: bytes, token: str) -> Principal:
+    async def _introspect_and_cache(self, key: bytes, token: str, known: Principal | None) -> Principal:
         body = await self._call(token)
         now = self._clock()
         try:
             principal = self._principal(body, now)
         except TokenRejected as rejected:
             self._remember(key, (rejected.reason, rejected.description), now + self._negative_ttl)
+            if self._revocations is not None and known is not None and _revoked_since(known, rejected, now):
+                self._revocations.revoked(known.issuer, known.subject)
             raise
         lifetime = self._cache_ttl
         if principal.expires_at is not None:
@@ -286,10 +306,10 @@ class IntrospectionValidator:
         if nbf is not None and nbf > now + 5:
             raise TokenRejected("expired", "token is not valid yet")
         issuer = body.get("iss")
-        if issuer is not None and issuer != self._issuer:
+        if issuer is not None and issuer not in self._issuers:
             raise TokenRejected("wrong_issuer")
         audience = audience_of(body.get("aud"))
-        if self._resource not in audience:
+        if not names_accepted_audience(audience, self._audiences):
             raise TokenRejected("wrong_audience")
         client_id = body.get("client_id")
         subject = body.get(self._subject_claim)
@@ -306,6 +326,14 @@ class IntrospectionValidator:
             expires_at=exp,
             claims=dict(body),
         )
+
+
+def _revoked_since(known: Principal, rejected: TokenRejected, now: float) -> bool:
+    """Active when last asked and not expired, inactive now: the AS revoked it. The one way a
+    revocation there reaches this server (shared/revocations.py)."""
+    if rejected.reason != "unknown":
+        return False
+    return known.expires_at is None or known.expires_at > now
 
 
 def _settle(budget: LookupBudget, done: asyncio.Future[Principal]) -> None:

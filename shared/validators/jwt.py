@@ -13,8 +13,10 @@ The checks, in the order RFC 9068 section 4 and RFC 8725 ask for them:
   metadata (RFC 8414, else OpenID discovery: `discovery.py`), cached, and refetched when an
   unknown `kid` appears (key rotation) at most once per `refresh_interval` seconds, so garbage
   `kid`s cannot make us hammer the AS;
-- after the signature: `iss` is the trusted issuer, `aud` contains this MCP server's URL, `exp`
-  is in the future and `nbf` (if any) in the past, both with a small leeway for clock skew.
+- after the signature: `iss` is the trusted issuer (or one of ACCEPTED_ISSUERS: another name the
+  same provider signs with the same keys, as Scalekit's environment URL), `aud` contains this MCP
+  server's URL or one of ACCEPTED_AUDIENCES (`claims.names_accepted_audience`), `exp` is in the
+  future and `nbf` (if any) in the past, both with a small leeway for clock skew.
 
 Which claims name the user and the scopes is configurable (TOKEN_SUBJECT_CLAIM, default `sub`;
 TOKEN_SCOPE_CLAIM, default `scope`, a space-separated string or a list such as Entra's `scp`).
@@ -42,7 +44,7 @@ from joserfc.jwk import Key, import_key
 from shared import untrusted_json
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
-from shared.validators.claims import audience_of, numeric_date, scope_values
+from shared.validators.claims import audience_of, names_accepted_audience, numeric_date, scope_values
 from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class JwtValidator:
         *,
         issuer: str,
         resource: str,
+        extra_audiences: Collection[str] = (),
+        extra_issuers: Collection[str] = (),
         jwks_uri: str | None = None,
         metadata_url: str | None = None,
         back_channel_base: str | None = None,
@@ -88,7 +92,8 @@ class JwtValidator:
         if unsafe:
             raise ValueError(f"algorithms must be asymmetric; refusing {unsafe}")
         self._issuer = issuer
-        self._resource = resource
+        self._issuers = frozenset({issuer, *extra_issuers})
+        self._audiences = frozenset({resource, *extra_audiences})
         self._jwks_uri = jwks_uri
         self._metadata = metadata
         self._algorithms = frozenset(algorithms)
@@ -124,6 +129,8 @@ class JwtValidator:
         return cls(
             issuer=settings.issuer,
             resource=settings.mcp_resource_url,
+            extra_audiences=settings.accepted_audiences,
+            extra_issuers=settings.accepted_issuers,
             metadata=metadata or ProviderMetadata.from_settings(settings),
             algorithms=settings.jwt_algorithms,
             token_types=settings.jwt_token_types,
@@ -165,10 +172,11 @@ class JwtValidator:
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         now = self._clock()
-        if claims.get("iss") != self._issuer:
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or issuer not in self._issuers:
             raise TokenRejected("wrong_issuer")
         audience = audience_of(claims.get("aud"))
-        if self._resource not in audience:
+        if not names_accepted_audience(audience, self._audiences):
             raise TokenRejected("wrong_audience")
         exp = numeric_date(claims.get("exp"))
         if exp is None:
@@ -191,7 +199,7 @@ class JwtValidator:
             client_id=client_id if isinstance(client_id, str) else "",
             scopes=frozenset(scopes),
             audience=audience,
-            issuer=self._issuer,
+            issuer=issuer,
             expires_at=int(exp),
             claims=dict(claims),
         )
