@@ -15,15 +15,27 @@ configured only through settings, as a user would:
 
 Ports are chosen first (the provider must know each resource and the federated callback before
 it starts), then everything starts; the provider and the servers always stop at the end.
+
+`path_world` is the same three deployments against issuers with a path, shaped like Scalekit
+(docs/identity-providers.md): one "environment" at http://127.0.0.1:PORT serving a provider per
+resource at /resources/<resource id>, each its own issuer, all signing with one key published at
+the environment's /keys. RFC 8414 metadata only (path-inserted and path-appended; OpenID discovery
+is 404 there, as at Scalekit), JWT access tokens whose `iss` is the environment URL and whose `aud`
+is only the resource ID (Scalekit with no Server URL set), so the MCP servers run with
+ACCEPTED_ISSUERS and ACCEPTED_AUDIENCES; opaque tokens for the resource ID by introspection at the
+resource's own path; federated login at a third path (with OpenID discovery, which our login
+step reads). A fourth resource of the same environment, `res_other`, is another deployment's.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,13 +49,19 @@ from tests.e2e.servers import (
     clean_environ,
     free_port,
 )
-from tests.idp.provider import IdentityProvider, start_provider
+from tests.idp.provider import IdentityProvider, Mount, start_provider
 
 OTHER_JWT_RESOURCE = "https://other.example/mcp"  # resources the provider knows, not ours
 OTHER_OPAQUE_RESOURCE = "https://other-opaque.example/mcp"
 FEDERATED_CLIENT_ID = "mcp-reference-as"
 RS_BASIC_CLIENT_ID = "rs-basic"
 RS_POST_CLIENT_ID = "rs-post"
+# The path world's resource IDs (Scalekit's look like res_92015146095).
+JWT_RESOURCE_ID = "res_100000000001"
+OPAQUE_RESOURCE_ID = "res_100000000002"
+LOGIN_RESOURCE_ID = "res_100000000003"
+OTHER_RESOURCE_ID = "res_100000000009"
+OTHER_DEPLOYMENT_URL = "https://other-deployment.example/mcp"
 
 
 @dataclass
@@ -181,6 +199,132 @@ def idp(world: World) -> IdentityProvider:
     return world.idp
 
 
+@dataclass
+class PathWorld:
+    idp: IdentityProvider  # its `issuer` is the environment's URL
+    jwt: Deployment
+    introspection: Deployment
+    federated: Deployment
+    rs_secret: str
+
+    def issuer_of(self, resource_id: str) -> str:
+        return f"{self.idp.issuer}/resources/{resource_id}"
+
+    def deployments(self) -> list[Deployment]:
+        return [self.jwt, self.introspection, self.federated]
+
+    def logs(self) -> str:
+        parts = [f"--- oidc-provider log ---\n{self.idp.log_tail()}"]
+        parts += [f"--- {d.label} ---\n{d.logs()}" for d in self.deployments()]
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def path_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathWorld]:
+    root = tmp_path_factory.mktemp("idp-path")
+    port = free_port()
+    environment = f"http://127.0.0.1:{port}"
+    rs_secret, upstream_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+
+    def resource_issuer(resource_id: str) -> str:
+        return f"{environment}/resources/{resource_id}"
+
+    jwt_mode = mcp_server_alone(
+        root / "jwt",
+        {
+            "AUTH_SERVER_URL": resource_issuer(JWT_RESOURCE_ID),
+            "TOKEN_FORMAT": "jwt",
+            "ACCEPTED_AUDIENCES": json.dumps([JWT_RESOURCE_ID]),
+            "ACCEPTED_ISSUERS": json.dumps([environment]),
+        },
+    )
+    introspection_mode = mcp_server_alone(
+        root / "introspection",
+        {
+            "AUTH_SERVER_URL": resource_issuer(OPAQUE_RESOURCE_ID),
+            "TOKEN_FORMAT": "opaque",
+            "ACCEPTED_AUDIENCES": json.dumps([OPAQUE_RESOURCE_ID]),
+            "INTROSPECTION_CLIENT_ID": RS_BASIC_CLIENT_ID,
+            "INTROSPECTION_CLIENT_SECRET": rs_secret,
+            "INTROSPECTION_CACHE_TTL": "1",  # a revocation at the provider shows within a second
+        },
+    )
+    federated = build_deployment(
+        "internal",
+        "memory",
+        root / "federated",
+        env={
+            "UPSTREAM_OIDC_ISSUER": resource_issuer(LOGIN_RESOURCE_ID),
+            "UPSTREAM_OIDC_CLIENT_ID": FEDERATED_CLIENT_ID,
+            "UPSTREAM_OIDC_CLIENT_SECRET": upstream_secret,
+        },
+    )
+
+    def scalekit_like(
+        resource_id: str, resources: dict[str, dict[str, Any]], *clients: dict[str, Any]
+    ) -> Mount:
+        """A resource as Scalekit serves one: issuer at /resources/<id>, RFC 8414 only, keys at the
+        environment's /keys, JWT access tokens naming the environment as `iss`."""
+        return Mount(
+            f"/resources/{resource_id}",
+            resources,
+            list(clients),
+            access_token_issuer=environment,
+            jwks_at_root=True,
+            openid_discovery=False,
+        )
+
+    other_audience = [OTHER_DEPLOYMENT_URL, OTHER_RESOURCE_ID]  # Scalekit with a Server URL set
+    idp = start_provider(
+        root / "provider",
+        port,
+        mounts=[
+            scalekit_like(
+                JWT_RESOURCE_ID, {jwt_mode.mcp_url: {"format": "jwt", "audience": JWT_RESOURCE_ID}}
+            ),
+            scalekit_like(
+                OPAQUE_RESOURCE_ID,
+                {introspection_mode.mcp_url: {"format": "opaque", "audience": OPAQUE_RESOURCE_ID}},
+                {
+                    "client_id": RS_BASIC_CLIENT_ID,
+                    "client_secret": rs_secret,
+                    "grant_types": [],
+                    "response_types": [],
+                    "redirect_uris": [],
+                    "token_endpoint_auth_method": "client_secret_basic",
+                },
+            ),
+            scalekit_like(
+                OTHER_RESOURCE_ID, {OTHER_DEPLOYMENT_URL: {"format": "jwt", "audience": other_audience}}
+            ),
+            Mount(
+                f"/resources/{LOGIN_RESOURCE_ID}",
+                {},
+                clients=[
+                    {
+                        "client_id": FEDERATED_CLIENT_ID,
+                        "client_secret": upstream_secret,
+                        "grant_types": ["authorization_code"],
+                        "response_types": ["code"],
+                        "redirect_uris": [federated.base_url + "/login/callback"],
+                        "token_endpoint_auth_method": "client_secret_basic",
+                    }
+                ],
+            ),
+        ],
+        rfc8414=True,
+    )
+    world = PathWorld(idp, jwt_mode, introspection_mode, federated, rs_secret)
+    try:
+        for deployment in world.deployments():
+            deployment.start()
+        yield world
+    finally:
+        for deployment in world.deployments():
+            deployment.stop()
+        idp.stop()
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -191,6 +335,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.when in ("call", "setup"):
-        running = getattr(item, "funcargs", {}).get("world")
-        if isinstance(running, World):
-            report.sections.append(("provider and server logs", running.logs()))
+        for name in ("world", "path_world"):
+            running = getattr(item, "funcargs", {}).get(name)
+            if isinstance(running, World | PathWorld):
+                report.sections.append((f"provider and server logs ({name})", running.logs()))

@@ -25,10 +25,21 @@
 //   the user's consent is the limit, as at our own authorization server.
 // - GET /_test/stats counts JWKS and introspection requests (tests check that the resource server
 //   refetches keys once per unknown `kid`, not per request).
+// - Issuers with a path ("mounts", shaped like Scalekit's `https://ENV/resources/RESOURCE_ID`): with
+//   `"mounts": [{"path": "/resources/res_a", ...}, ...]` the process is one "environment" at
+//   http://127.0.0.1:PORT serving one provider per mount, each with its own issuer
+//   (http://127.0.0.1:PORT/resources/res_a), clients and resources, all signing with the same keys.
+//   RFC 8414 metadata is served path-inserted (/.well-known/oauth-authorization-server/resources/
+//   res_a) and path-appended; `"openid_discovery": false` makes OpenID discovery 404 there (as at
+//   Scalekit). A mount's `"jwks_at_root": true` publishes the keys at /keys of the environment and
+//   names that jwks_uri, `"access_token_issuer"` the `iss` its JWT access tokens carry (Scalekit:
+//   the environment URL), and a resource's `"audience"` (a string or a list) the `aud` of its
+//   tokens instead of the resource URL (Scalekit: the resource ID, with or without the MCP URL).
 // On start it prints one JSON line, {"ready": true, "issuer": ...}, to stdout.
 
 import { readFileSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 
 const here = new URL('.', import.meta.url);
 const moduleUrl = process.env.OIDC_PROVIDER_MODULE
@@ -77,7 +88,10 @@ function defaults() {
 
 const config = process.env.IDP_CONFIG ? JSON.parse(readFileSync(process.env.IDP_CONFIG, 'utf8')) : defaults();
 const port = Number(config.port);
-const issuer = config.issuer || `http://127.0.0.1:${port}`;
+const root = `http://127.0.0.1:${port}`;
+const users = config.users;
+const jwks = signingKeys();
+const stats = { jwks: 0, introspection: 0 };
 
 function signingKeys() {
   if (config.jwks) return config.jwks;
@@ -85,69 +99,10 @@ function signingKeys() {
   return { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: 'idp-dev-key', alg: 'RS256', use: 'sig' }] };
 }
 
-const users = config.users;
-const resources = config.resources;
-
-const configuration = {
-  clients: config.clients,
-  jwks: signingKeys(),
-  cookies: { keys: [randomBytes(32).toString('base64url')] },
-  scopes: ['openid', 'offline_access', 'email', 'profile', ...MCP_SCOPES.split(' ')],
-  claims: {
-    openid: ['sub'],
-    email: ['email', 'email_verified'],
-    profile: ['name'],
-  },
-  pkce: { required: () => true },
-  features: {
-    devInteractions: { enabled: false },
-    // For clients registered with the grant only (machine tokens: no `sub`, tests/security).
-    clientCredentials: { enabled: true },
-    registration: { enabled: true },
-    introspection: { enabled: true },
-    revocation: { enabled: true },
-    resourceIndicators: {
-      enabled: true,
-      // One resource per request; a token request without `resource` reuses the granted one.
-      defaultResource: (_ctx, _client, oneOf) => oneOf,
-      useGrantedResource: () => true,
-      getResourceServerInfo(_ctx, resourceIndicator) {
-        const resource = resources[resourceIndicator];
-        if (!resource) throw new errors.InvalidTarget();
-        const info = {
-          scope: MCP_SCOPES,
-          audience: resourceIndicator,
-          accessTokenTTL: resource.ttl || 3600,
-          accessTokenFormat: resource.format === 'jwt' ? 'jwt' : 'opaque',
-        };
-        if (info.accessTokenFormat === 'jwt') info.jwt = { sign: { alg: 'RS256' } };
-        return info;
-      },
-    },
-  },
-  // Refresh tokens for every client allowed the grant (not only with offline_access + consent).
-  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
-  async findAccount(_ctx, id) {
-    const user = users[id];
-    if (!user) return undefined;
-    return {
-      accountId: id,
-      async claims() {
-        return { sub: id, email: user.email, email_verified: true, name: user.name };
-      },
-    };
-  },
-  renderError(ctx, out) {
-    ctx.type = 'html';
-    ctx.body = page('Error', `<p>${escape(out.error)}: ${escape(out.error_description || '')}</p>`);
-  },
-};
-
-const provider = new Provider(issuer, configuration);
-provider.proxy = false;
-
-const stats = { jwks: 0, introspection: 0 };
+// Without mounts, one provider at the root (its issuer may end with "/", as Auth0's does).
+const mounts = config.mounts || [{
+  path: '', issuer: config.issuer || root, resources: config.resources, clients: config.clients,
+}];
 
 function escape(value) {
   return String(value).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -173,11 +128,11 @@ async function readForm(req) {
   return new URLSearchParams((await readBody(req, 16384)).toString('utf8'));
 }
 
-function loginForm(uid, clientId, failed) {
+function loginForm(base, uid, clientId, failed) {
   return page('Sign in to the test identity provider', `
     <p>Application <code>${escape(clientId)}</code> asks you to sign in.</p>
     ${failed ? '<p role="alert">Wrong user name or password.</p>' : ''}
-    <form method="post" action="/interaction/${escape(uid)}/login">
+    <form method="post" action="${escape(base)}/interaction/${escape(uid)}/login">
       <input type="text" name="username" autocomplete="username">
       <input type="password" name="password" autocomplete="current-password">
       <button type="submit" name="decision" value="continue">Sign in and continue</button>
@@ -185,98 +140,220 @@ function loginForm(uid, clientId, failed) {
     </form>`);
 }
 
-function consentForm(uid, clientId, details) {
+function consentForm(base, uid, clientId, details) {
   const scopes = Object.entries(details.missingResourceScopes || {})
     .map(([resource, list]) => `<li>${escape(resource)}: ${escape(list.join(' '))}</li>`).join('');
   return page('Allow access?', `
     <p>Application <code>${escape(clientId)}</code> asks for:</p>
     <ul>${scopes}<li>${escape((details.missingOIDCScope || []).join(' '))}</li></ul>
-    <form method="post" action="/interaction/${escape(uid)}/confirm">
+    <form method="post" action="${escape(base)}/interaction/${escape(uid)}/confirm">
       <button type="submit" name="decision" value="allow">Allow</button>
       <button type="submit" name="decision" value="deny">Deny</button>
     </form>`);
 }
 
-provider.use(async (ctx, next) => {
-  if (ctx.path === '/jwks') stats.jwks += 1;
-  if (ctx.path === '/token/introspection') stats.introspection += 1;
-  if (ctx.method === 'GET' && ctx.path === '/_test/stats') {
-    ctx.body = stats;
-    return undefined;
-  }
-  if (config.rfc8414 === false && ctx.path === '/.well-known/oauth-authorization-server') {
-    ctx.status = 404;
-    ctx.body = { error: 'not_found' };
-    return undefined;
-  }
-  if (config.registered_scope_limits === false && ctx.method === 'POST' && ctx.path === '/reg'
-      && ctx.is('application/json')) {
-    const body = JSON.parse((await readBody(ctx.req, 56 * 1024)).toString('utf8'));
-    delete body.scope;
-    ctx.request.body = body; // oidc-provider reads an already parsed body from here
-  }
-  const match = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|confirm))?$/.exec(ctx.path);
-  if (!match) return next();
-  ctx.set('Cache-Control', 'no-store');
-  const [, uid, action] = match;
-  const details = await provider.interactionDetails(ctx.req, ctx.res);
-  if (details.uid !== uid) ctx.throw(400, 'interaction mismatch');
-  const clientId = details.params.client_id;
-  if (ctx.method === 'GET' && !action) {
-    ctx.type = 'html';
-    ctx.body = details.prompt.name === 'login'
-      ? loginForm(uid, clientId, false)
-      : consentForm(uid, clientId, details.prompt.details);
-    return undefined;
-  }
-  if (ctx.method !== 'POST') ctx.throw(405);
-  const form = await readForm(ctx.req);
-  if (form.get('decision') === 'cancel') {
-    await provider.interactionFinished(ctx.req, ctx.res, {
-      error: 'access_denied', error_description: 'the user cancelled the sign-in',
-    }, { mergeWithLastSubmission: false });
-    ctx.respond = false;
-    return undefined;
-  }
-  if (action === 'login') {
-    const user = users[form.get('username')];
-    if (details.prompt.name !== 'login' || !user || user.password !== form.get('password')) {
+function buildProvider(mount) {
+  const base = mount.path;
+  const resources = mount.resources || {};
+  const audienceOf = (indicator) => resources[indicator]?.audience || indicator;
+  const configuration = {
+    clients: mount.clients || [],
+    jwks,
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    scopes: ['openid', 'offline_access', 'email', 'profile', ...MCP_SCOPES.split(' ')],
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name'],
+    },
+    pkce: { required: () => true },
+    features: {
+      devInteractions: { enabled: false },
+      // For clients registered with the grant only (machine tokens: no `sub`, tests/security).
+      clientCredentials: { enabled: true },
+      registration: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // One resource per request; a token request without `resource` reuses the granted one.
+        defaultResource: (_ctx, _client, oneOf) => oneOf,
+        useGrantedResource: () => true,
+        getResourceServerInfo(_ctx, resourceIndicator) {
+          const resource = resources[resourceIndicator];
+          if (!resource) throw new errors.InvalidTarget();
+          const audience = audienceOf(resourceIndicator);
+          const info = {
+            scope: MCP_SCOPES,
+            audience: Array.isArray(audience) ? audience[0] : audience, // the library keeps one
+            accessTokenTTL: resource.ttl || 3600,
+            accessTokenFormat: resource.format === 'jwt' ? 'jwt' : 'opaque',
+          };
+          if (info.accessTokenFormat === 'jwt') info.jwt = { sign: { alg: 'RS256' } };
+          return info;
+        },
+      },
+    },
+    formats: {
+      customizers: {
+        // What the library cannot be told by configuration: a list as `aud`, another `iss`.
+        jwt(_ctx, token, jwt) {
+          const indicator = token.resourceServer?.identifier();
+          if (indicator && resources[indicator]) jwt.payload.aud = audienceOf(indicator);
+          if (mount.access_token_issuer) jwt.payload.iss = mount.access_token_issuer;
+        },
+      },
+    },
+    // Refresh tokens for every client allowed the grant (not only with offline_access + consent).
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    interactions: { url: (_ctx, interaction) => `${base}/interaction/${interaction.uid}` },
+    async findAccount(_ctx, id) {
+      const user = users[id];
+      if (!user) return undefined;
+      return {
+        accountId: id,
+        async claims() {
+          return { sub: id, email: user.email, email_verified: true, name: user.name };
+        },
+      };
+    },
+    renderError(ctx, out) {
       ctx.type = 'html';
-      ctx.body = loginForm(uid, clientId, true);
+      ctx.body = page('Error', `<p>${escape(out.error)}: ${escape(out.error_description || '')}</p>`);
+    },
+  };
+
+  const provider = new Provider(mount.issuer || root + base, configuration);
+  provider.proxy = false;
+
+  provider.use(async (ctx, next) => {
+    if (ctx.path === '/jwks') stats.jwks += 1;
+    if (ctx.path === '/token/introspection') stats.introspection += 1;
+    if (config.rfc8414 === false && ctx.path === '/.well-known/oauth-authorization-server') {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found' };
       return undefined;
     }
-    await provider.interactionFinished(ctx.req, ctx.res, { login: { accountId: form.get('username') } }, {
-      mergeWithLastSubmission: false,
+    if (mount.openid_discovery === false && ctx.path === '/.well-known/openid-configuration') {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found' };
+      return undefined;
+    }
+    if (config.registered_scope_limits === false && ctx.method === 'POST' && ctx.path === '/reg'
+        && ctx.is('application/json')) {
+      const body = JSON.parse((await readBody(ctx.req, 56 * 1024)).toString('utf8'));
+      delete body.scope;
+      ctx.request.body = body; // oidc-provider reads an already parsed body from here
+    }
+    const match = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|confirm))?$/.exec(ctx.path);
+    if (!match) {
+      await next();
+      if (mount.jwks_at_root && ctx.path.startsWith('/.well-known/') && ctx.body?.issuer) {
+        ctx.body.jwks_uri = `${root}/keys`;
+      }
+      return undefined;
+    }
+    ctx.set('Cache-Control', 'no-store');
+    const [, uid, action] = match;
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== uid) ctx.throw(400, 'interaction mismatch');
+    const clientId = details.params.client_id;
+    if (ctx.method === 'GET' && !action) {
+      ctx.type = 'html';
+      ctx.body = details.prompt.name === 'login'
+        ? loginForm(base, uid, clientId, false)
+        : consentForm(base, uid, clientId, details.prompt.details);
+      return undefined;
+    }
+    if (ctx.method !== 'POST') ctx.throw(405);
+    const form = await readForm(ctx.req);
+    if (form.get('decision') === 'cancel') {
+      await provider.interactionFinished(ctx.req, ctx.res, {
+        error: 'access_denied', error_description: 'the user cancelled the sign-in',
+      }, { mergeWithLastSubmission: false });
+      ctx.respond = false;
+      return undefined;
+    }
+    if (action === 'login') {
+      const user = users[form.get('username')];
+      if (details.prompt.name !== 'login' || !user || user.password !== form.get('password')) {
+        ctx.type = 'html';
+        ctx.body = loginForm(base, uid, clientId, true);
+        return undefined;
+      }
+      await provider.interactionFinished(ctx.req, ctx.res, { login: { accountId: form.get('username') } }, {
+        mergeWithLastSubmission: false,
+      });
+      ctx.respond = false;
+      return undefined;
+    }
+    if (details.prompt.name !== 'consent') ctx.throw(400, 'no consent pending');
+    if (form.get('decision') !== 'allow') {
+      await provider.interactionFinished(ctx.req, ctx.res, {
+        error: 'access_denied', error_description: 'the user denied the request',
+      }, { mergeWithLastSubmission: false });
+      ctx.respond = false;
+      return undefined;
+    }
+    const { prompt: { details: missing }, grantId, session, params } = details;
+    const grant = grantId
+      ? await provider.Grant.find(grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scope] of Object.entries(missing.missingResourceScopes || {})) {
+      grant.addResourceScope(indicator, scope.join(' '));
+    }
+    await provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId: await grant.save() } }, {
+      mergeWithLastSubmission: true,
     });
     ctx.respond = false;
     return undefined;
-  }
-  if (details.prompt.name !== 'consent') ctx.throw(400, 'no consent pending');
-  if (form.get('decision') !== 'allow') {
-    await provider.interactionFinished(ctx.req, ctx.res, {
-      error: 'access_denied', error_description: 'the user denied the request',
-    }, { mergeWithLastSubmission: false });
-    ctx.respond = false;
+  });
+  return { path: base, handle: provider.callback(), jwksAtRoot: Boolean(mount.jwks_at_root) };
+}
+
+const providers = mounts.map(buildProvider).sort((a, b) => b.path.length - a.path.length);
+const RFC8414 = '/.well-known/oauth-authorization-server';
+
+// Hand a request to the provider mounted at `mounted.path`, which sees the path below it (and
+// works out its mount path from `originalUrl`, as under Express).
+function dispatch(req, res, mounted, innerUrl) {
+  req.originalUrl = mounted.path + innerUrl;
+  req.url = innerUrl;
+  return mounted.handle(req, res);
+}
+
+function notFound(res) {
+  res.writeHead(404, { 'content-type': 'application/json' });
+  res.end('{"error":"not_found"}');
+}
+
+const server = createServer((req, res) => {
+  const url = req.url || '/';
+  const [path, query] = url.split(/\?(.*)/s, 2);
+  const suffix = query === undefined ? '' : `?${query}`;
+  if (req.method === 'GET' && path === '/_test/stats') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(stats));
     return undefined;
   }
-  const { prompt: { details: missing }, grantId, session, params } = details;
-  const grant = grantId
-    ? await provider.Grant.find(grantId)
-    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-  if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
-  if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
-  for (const [indicator, scope] of Object.entries(missing.missingResourceScopes || {})) {
-    grant.addResourceScope(indicator, scope.join(' '));
+  for (const mounted of providers) {
+    if (mounted.path === '') return mounted.handle(req, res);
+    if (path === mounted.path || path.startsWith(`${mounted.path}/`)) {
+      return dispatch(req, res, mounted, (path.slice(mounted.path.length) || '/') + suffix);
+    }
+    if (path === RFC8414 + mounted.path) return dispatch(req, res, mounted, RFC8414 + suffix);
+    if (path === '/keys' && mounted.jwksAtRoot) return dispatch(req, res, mounted, '/jwks' + suffix);
   }
-  await provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId: await grant.save() } }, {
-    mergeWithLastSubmission: true,
-  });
-  ctx.respond = false;
-  return undefined;
+  return notFound(res);
 });
 
-const server = provider.listen(port, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ ready: true, issuer, port: server.address().port })}\n`);
+server.listen(port, '127.0.0.1', () => {
+  const issuers = mounts.map((mount) => mount.issuer || root + mount.path);
+  process.stdout.write(`${JSON.stringify({
+    ready: true, issuer: issuers[0], issuers, port: server.address().port,
+  })}\n`);
 });
 
 function stop() {

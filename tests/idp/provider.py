@@ -8,6 +8,10 @@ then SIGKILL), and the kernel ends it if the test process dies (PR_SET_PDEATHSIG
 The test generates the provider's RSA signing key itself, so it can also forge tokens with the
 provider's *real* key and change one thing at a time (another `iss`, an `exp` in the past):
 each negative then fails for exactly one reason.
+
+`start_provider(..., mounts=[Mount(...), ...])` starts one "environment" with a provider per
+path instead, each its own issuer (`http://127.0.0.1:PORT/resources/<id>`, the shape of
+Scalekit's per-resource issuers), all signing with the one key.
 """
 
 from __future__ import annotations
@@ -138,32 +142,66 @@ class IdentityProvider:
         return pem
 
 
+@dataclass
+class Mount:
+    """One provider of an environment, at `path` (its issuer is the environment URL + path).
+
+    `access_token_issuer`: the `iss` its JWT access tokens carry instead of its issuer (Scalekit
+    puts the environment URL there). `jwks_at_root`: its metadata names the environment's /keys
+    as jwks_uri. `openid_discovery`: False answers 404 at <issuer>/.well-known/openid-configuration.
+    A resource's "audience" (string or list) is the `aud` of its tokens instead of the resource URL.
+    """
+
+    path: str
+    resources: dict[str, dict[str, Any]]
+    clients: list[dict[str, Any]] = field(default_factory=list)
+    access_token_issuer: str | None = None
+    jwks_at_root: bool = False
+    openid_discovery: bool = True
+
+    def issuer(self, environment: str) -> str:
+        return environment + self.path
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "resources": self.resources,
+            "clients": self.clients,
+            "access_token_issuer": self.access_token_issuer,
+            "jwks_at_root": self.jwks_at_root,
+            "openid_discovery": self.openid_discovery,
+        }
+
+
 def start_provider(
     workdir: Path,
     port: int,
     *,
-    resources: dict[str, dict[str, Any]],
-    clients: list[dict[str, Any]],
+    resources: dict[str, dict[str, Any]] | None = None,
+    clients: list[dict[str, Any]] | None = None,
+    mounts: list[Mount] | None = None,
     rfc8414: bool = True,
     key: RSAKey | None = None,
     issuer: str | None = None,
 ) -> IdentityProvider:
-    """Start oidc-provider on 127.0.0.1:port; returns once it printed its ready line."""
+    """Start oidc-provider on 127.0.0.1:port; returns once it printed its ready line. With
+    `mounts`, `issuer` is the environment's root URL and each mount has its own issuer."""
     require_installed()
     workdir.mkdir(parents=True, exist_ok=True)
     key = key or new_signing_key("idp-key-1")
     issuer = issuer or f"http://127.0.0.1:{port}"
     provider = IdentityProvider(issuer=issuer, port=port, key=key, workdir=workdir)
-    config = {
+    config: dict[str, Any] = {
         "port": port,
-        "issuer": provider.issuer,
         "rfc8414": rfc8414,
         "registered_scope_limits": False,
-        "resources": resources,
-        "clients": clients,
         "users": USERS,
         "jwks": {"keys": [key.as_dict(private=True)]},
     }
+    if mounts is None:
+        config.update(issuer=provider.issuer, resources=resources or {}, clients=clients or [])
+    else:
+        config["mounts"] = [mount.config() for mount in mounts]
     config_path = workdir / "oidc-provider.json"
     config_path.write_text(json.dumps(config))
     log = provider.log_path.open("ab")
