@@ -38,6 +38,8 @@ import pytest
 
 from auth_server.users import scrypt_hash
 from mcp_server.app import create_app
+from mcp_server.protection.enrichment import TenantLookup
+from mcp_server.tenants import look_up_tenant
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from shared.validators.api_keys import api_key_digest
@@ -184,14 +186,15 @@ def rs_settings(port: int, authority_url: str, token_kind: str, **overrides: Any
 StartRs = Callable[..., Awaitable[Rs]]
 
 
-async def launch(token_kind: str = "jwt", **overrides: Any) -> Rs:
-    """A fresh AS + MCP server pair (stop it with `shut_down`)."""
+async def launch(token_kind: str = "jwt", tenant_lookup: TenantLookup | None = None, **overrides: Any) -> Rs:
+    """A fresh AS + MCP server pair (stop it with `shut_down`); `tenant_lookup` replaces the app's
+    `look_up_tenant` (mcp_server/tenants.py), as a fork would."""
     authority_server = LocalServer.reserve()
     server = LocalServer.reserve()
     settings = rs_settings(server.port, authority_server.url, token_kind, **overrides)
     authority = MiniAuthorizationServer(authority_server.url, settings.mcp_resource_url)
     await authority_server.start(authority.app())
-    app = create_app(settings)
+    app = create_app(settings, tenant_lookup=tenant_lookup or look_up_tenant)
     await server.start(app)
     http = httpx2.AsyncClient(base_url=server.url, timeout=10)
     return Rs(server, authority, authority_server, settings, http, token_kind, app)
@@ -205,11 +208,14 @@ async def shut_down(pairs: list[Rs]) -> None:
 
 @pytest.fixture
 async def start_rs() -> AsyncIterator[StartRs]:
-    """`await start_rs(token_kind, **setting_overrides)`: a pair of this test's own."""
+    """`await start_rs(token_kind, tenant_lookup=None, **setting_overrides)`: a pair of this
+    test's own."""
     started: list[Rs] = []
 
-    async def start(token_kind: str = "jwt", **overrides: Any) -> Rs:
-        rs = await launch(token_kind, **overrides)
+    async def start(
+        token_kind: str = "jwt", tenant_lookup: TenantLookup | None = None, **overrides: Any
+    ) -> Rs:
+        rs = await launch(token_kind, tenant_lookup, **overrides)
         started.append(rs)
         return rs
 
