@@ -145,6 +145,20 @@ def test_past_its_limit_an_address_gets_429_without_a_call_and_only_that_address
 
 
 @pytest.mark.parametrize("deployment", EXTERNAL, indirect=True)
+def test_forged_forwarding_headers_do_not_buy_a_fresh_budget(
+    deployment: Deployment, attacker: httpx2.Client
+) -> None:
+    """No proxy is trusted by default (FORWARDED_ALLOW_IPS), so a client naming another address
+    in X-Forwarded-For or Forwarded on every request is still counted as itself."""
+    statuses = []
+    for n in range(UNKNOWN_LIMIT + 10):
+        body, headers = modern_call("whoami", {}, junk())
+        headers |= {"x-forwarded-for": f"203.0.113.{n}", "forwarded": f"for=198.51.100.{n}"}
+        statuses.append(attacker.post(deployment.mcp_url, json=body, headers=headers).status_code)
+    assert statuses == [401] * UNKNOWN_LIMIT + [429] * 10
+
+
+@pytest.mark.parametrize("deployment", EXTERNAL, indirect=True)
 def test_a_concurrent_burst_of_junk_costs_at_most_the_limit_in_calls(deployment: Deployment) -> None:
     address = client_address()
     before = introspection_calls(deployment)

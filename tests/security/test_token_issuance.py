@@ -211,10 +211,18 @@ def test_a_client_registered_for_client_credentials_before_the_fix_gets_no_token
     )
     # Even a record claiming to come from configuration (or to be a resource server) is held to
     # the rules of a registered client: only AUTH_CLIENTS makes machine clients.
-    _plant_client(deployment, legacy.model_copy(update={"source": "preregistered", "scope": EVERY_SCOPE}))
+    claims = {"source": "preregistered", "scope": EVERY_SCOPE, "may_introspect": True}
+    _plant_client(deployment, legacy.model_copy(update=claims))
     assert_oauth_error(
         token_request(deployment, form, (legacy.client_id, secret)), 400, "unauthorized_client"
     )
+    with http() as client:
+        probe = client.post(
+            f"{deployment.issuer}/introspect",
+            data={"token": "t"},
+            auth=httpx2.BasicAuth(legacy.client_id, secret),
+        )
+    assert_oauth_error(probe, 401, "invalid_client")
 
 
 def _plant_client(deployment: Deployment, client: Client) -> None:
