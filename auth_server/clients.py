@@ -77,13 +77,14 @@ class StoreClientRegistry:
             return await self._documents.cached(client_id)
         return await self._registered(client_id)
 
-    async def resolve(self, client_id: str) -> Client:
-        """The client, or UnknownClient explaining why there is none."""
+    async def resolve(self, client_id: str, *, requester: str | None = None) -> Client:
+        """The client, or UnknownClient explaining why there is none. `requester` is the client
+        address asking (for the per-address limit on metadata document fetches), if known."""
         if client_id in self._preregistered:
             return self._preregistered[client_id]
         if looks_like_metadata_url(client_id):
             try:
-                return await self._documents.get(client_id)
+                return await self._documents.get(client_id, requester=requester)
             except ClientMetadataDocumentError as exc:
                 raise UnknownClient(str(exc)) from None
         client = await self._registered(client_id)

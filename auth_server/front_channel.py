@@ -96,10 +96,17 @@ async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise BadForm("the request body is too large")
+    return parse_form(bytes(body))
+
+
+def parse_form(encoded: bytes) -> list[tuple[str, str]]:
+    """A urlencoded body or query string, held to the same limits (MAX_FORM_BYTES, MAX_FORM_FIELDS)."""
+    if len(encoded) > MAX_FORM_BYTES:
+        raise BadForm("the request is too large")
     try:
-        return parse_qsl(bytes(body).decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        return parse_qsl(encoded.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
     except (UnicodeDecodeError, ValueError):
-        raise BadForm("the request body is not valid form encoding") from None
+        raise BadForm("the request is not valid form encoding") from None
 
 
 def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:

@@ -7,6 +7,11 @@ redirect URI, the scopes or the PKCE challenge that were checked. The record is 
 the binding of the browser session that started it. A form post is accepted only from that
 browser (binding) with that token, both compared in constant time (OAuth 2.1 section 7.9), and
 the record is taken (read and deleted at once) when the request ends, so it cannot be replayed.
+
+Anyone can start an authorization, so what it keeps is bounded: a record lives PENDING_TTL (five
+minutes to sign in and decide), and one browser session holds at most MAX_PENDING_PER_SESSION of
+them in that time (counted under `auth:pending-count:{digest(binding)}`; beyond it, 429). The
+per-address limit and the parameter sizes are /authorize's (endpoints/authorize.py).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from auth_server import crypto
-from auth_server.sessions import BrowserSession
+from auth_server.rate_limit import RateLimited
+from auth_server.sessions import ANONYMOUS_SESSION_TTL, BrowserSession
 from shared.storage.base import Store
 
-PENDING_TTL = 600  # ten minutes to sign in and decide
+PENDING_TTL = ANONYMOUS_SESSION_TTL  # five minutes to sign in and decide
+MAX_PENDING_PER_SESSION = 20  # authorizations one browser may start within PENDING_TTL
 MAX_REQUEST_ID_LENGTH = 100
 
 
@@ -61,7 +68,12 @@ class PendingAuthorizations:
         """Store a pending request bound to `session`; returns its id and the record.
 
         It has no valid CSRF token yet: each page that shows a form asks `new_csrf_token`.
+        RateLimited when this browser session already started MAX_PENDING_PER_SESSION of them.
         """
+        counter = f"auth:pending-count:{crypto.digest(session.binding)}"
+        if await self._store.incr(counter, PENDING_TTL) > MAX_PENDING_PER_SESSION:
+            remaining = await self._store.ttl(counter)
+            raise RateLimited(max(1, int(remaining if remaining is not None else PENDING_TTL)))
         request_id = crypto.new_credential()
         pending = PendingAuthorization(**request.model_dump(), binding=session.binding, csrf_digest="")
         await self._store.set(pending_key(request_id), pending.model_dump_json(), ttl=PENDING_TTL)

@@ -22,7 +22,10 @@ from auth_server.audit import AuditLog
 from auth_server.errors import OAuthError
 from shared.storage.base import Store
 
-LimitedEndpoint = Literal["token", "introspect", "revoke", "register", "login"]
+# What is counted; `check_ip`'s key is a client address except for "cimd_url" (a URL's digest).
+LimitedEndpoint = Literal[
+    "token", "introspect", "revoke", "register", "login", "authorize", "cimd_fetch", "cimd_url"
+]
 # Buckets counted per authenticated client rather than per IP, and buckets that count only
 # failures (checked before the work, counted after it fails).
 ClientBucket = Literal["introspect"]

@@ -25,7 +25,7 @@ from auth_server import crypto
 from shared.settings import Settings
 from shared.storage.base import Store
 
-ANONYMOUS_SESSION_TTL = 600  # long enough to sign in; an abandoned one costs little
+ANONYMOUS_SESSION_TTL = 300  # five minutes to sign in, as long as a pending authorization lives
 SESSION_ID_BYTES = 32
 
 

@@ -48,12 +48,13 @@ from joserfc.errors import JoseError
 from pydantic import BaseModel, ValidationError
 
 from auth_server import crypto
+from auth_server.pending import PENDING_TTL
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.storage.base import Store
 
 logger = logging.getLogger(__name__)
 
-UPSTREAM_STATE_TTL = 600  # ten minutes, as long as the pending request itself may live
+UPSTREAM_STATE_TTL = PENDING_TTL  # as long as the pending request itself may live
 CALLBACK_PATH = "/login/callback"
 UPSTREAM_TIMEOUT = 10.0
 PROFILE_TTL = 90 * 24 * 3600

@@ -10,17 +10,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from mcp_server.event_store import InMemoryEventStore
 from mcp_server.protection import endpoint_guard
 from mcp_server.protection.enrichment import TenantCache, TenantLookup
 from mcp_server.protection.metadata import metadata_routes
 from mcp_server.server import build_mcp_server
+from mcp_server.sessions import SessionsEndpoint, streamable_http_sessions
 from mcp_server.tenants import look_up_tenant
 from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
@@ -39,8 +38,6 @@ from shared.validation import TokenValidator
 from shared.validators.api_keys import ApiKeyValidator
 from shared.validators.chain import ChainValidator
 
-SSE_RETRY_INTERVAL_MS = 1000  # reconnection delay suggested to clients after we close an SSE stream
-
 # Host/Origin are checked once, by mcp_server.protection.origin (with ALLOWED_HOSTS/ORIGINS), in
 # front of authentication; the SDK's own loopback-only check would refuse configured origins.
 SDK_HOST_CHECK_OFF = TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -55,22 +52,9 @@ def create_app(
     owns_store = store is None
     store = open_store(settings) if store is None else store
     mcp, tools = build_mcp_server(settings, store)
-    # The SDK builds its session manager here; we take the manager and mount it ourselves so that
-    # our own middleware (origin check, CORS, authentication) wraps /mcp.
-    # The event store makes 2025-11-25 SSE streams resumable (Last-Event-ID); the retry interval
-    # is the reconnection delay we suggest when we close a stream so the client polls (SEP-1699).
-    # MCP_SESSION_MODE=stateless keeps no 2025 session at all, so any instance serves any request
-    # (docs/operations.md); 2026-07-28 requests are stateless in either mode.
-    stateless = settings.mcp_session_mode == "stateless"
-    mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        host=settings.host,
-        stateless_http=stateless,
-        event_store=None if stateless else InMemoryEventStore(),
-        retry_interval=SSE_RETRY_INTERVAL_MS,
-        transport_security=SDK_HOST_CHECK_OFF,
-    )
-    session_manager = mcp.session_manager
+    # The session manager is mounted by us so that our own middleware (origin check, CORS,
+    # authentication) wraps /mcp; it adds a session quota per principal (mcp_server/sessions.py).
+    session_manager = streamable_http_sessions(mcp, settings, SDK_HOST_CHECK_OFF)
     # Who hears of revocations in this process (shared/revocations.py): the tenant cache.
     revocations = RevocationFeed()
     tenants = TenantCache.from_settings(settings, tenant_lookup)
@@ -87,7 +71,7 @@ def create_app(
 
     routes: list[BaseRoute] = [
         *health_routes(store),
-        Route("/mcp", guard(StreamableHTTPASGIApp(session_manager))),
+        Route("/mcp", guard(SessionsEndpoint(session_manager))),
     ]
     if validator is not None:
         routes += metadata_routes(settings)

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
         "routing on Mcp-Session-Id) or stateless (any instance serves any request; no server-to-client "
         "requests)",
     )
+    mcp_max_sessions: int = Field(
+        10_000, gt=0, description="2025-11-25 sessions one MCP server process keeps open at most (then 503)"
+    )
+    mcp_max_sessions_per_principal: int = Field(
+        100,
+        gt=0,
+        description="2025-11-25 sessions one user (token issuer and subject, any client) may hold open "
+        "at once (then 429)",
+    )
     request_state_keys: list[str] = Field(
         default_factory=list,
         description="Secrets sealing 2026-07-28 requestState (JSON list, each >= 32 characters, the "
@@ -183,6 +192,12 @@ class Settings(BaseSettings):
     cimd_max_bytes: int = Field(5120, gt=0, description="Largest client ID metadata document accepted")
     cimd_timeout: float = Field(5.0, gt=0, description="Timeout fetching a client ID metadata document, s")
     cimd_cache_ttl: int = Field(300, ge=0, description="Longest a metadata document is cached, s")
+    cimd_failure_ttl: int = Field(
+        30,
+        ge=0,
+        description="How long a client ID metadata document URL that failed is not fetched again, s "
+        "(0: refetch every time)",
+    )
     rate_limit_per_minute: int = Field(
         60,
         gt=0,

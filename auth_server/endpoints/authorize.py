@@ -14,6 +14,13 @@ Parameters: unknown ones are ignored, empty ones count as absent, and a repeated
 
 A valid request is kept server-side as a pending authorization and the browser is sent on to
 sign in, to consent, or straight back with a code when consent is remembered (`front_channel`).
+
+What an anonymous caller can make this endpoint keep is bounded (each number in one place):
+`RATE_LIMIT_PER_MINUTE` requests per client address (`rate_limit.client_ip`), counted before any
+work; a query or body of at most MAX_FORM_BYTES and MAX_FORM_FIELDS, and no parameter (`state`
+included) longer than MAX_PARAMETER_LENGTH, checked before anything is looked up; at most
+`pending.MAX_PENDING_PER_SESSION` pending requests per browser session; and each lives
+`pending.PENDING_TTL` (five minutes), its anonymous session as long.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from auth_server.front_channel import (
     client_redirect_url,
     html_endpoint,
     next_step,
+    parse_form,
     read_form_pairs,
     redirect,
     redirects_automatically,
@@ -40,6 +48,7 @@ from auth_server.front_channel import (
 from auth_server.models import Client
 from auth_server.pages import error_page
 from auth_server.pending import AuthorizationRequest
+from auth_server.rate_limit import client_ip
 from auth_server.redirect_uris import (
     UnacceptableRedirectUri,
     check_registrable,
@@ -52,7 +61,7 @@ from shared import scopes as scope_model
 from shared.settings import Settings
 
 PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 section 4.2
-MAX_CLIENT_ID_LENGTH = 2000
+MAX_PARAMETER_LENGTH = 2000  # state and every other parameter; a URI needs no more either
 REPEATABLE = frozenset({"resource"})
 
 logger = logging.getLogger(__name__)
@@ -84,6 +93,13 @@ class AuthorizationParameters:
         for name, value in pairs:
             self._values.setdefault(name, []).append(value)
 
+    def oversized(self) -> str | None:
+        """The first parameter with a value longer than MAX_PARAMETER_LENGTH, if any."""
+        for name, values in self._values.items():
+            if any(len(value) > MAX_PARAMETER_LENGTH for value in values):
+                return name
+        return None
+
     def is_repeated(self, name: str) -> bool:
         return len(self._values.get(name, ())) > 1
 
@@ -101,7 +117,8 @@ class AuthorizationParameters:
     def details(self) -> dict[str, str]:
         """What the error page shows a developer (escaped by the template)."""
         shown = ("client_id", "redirect_uri", "state", "response_type", "scope", "resource")
-        return {name: " | ".join(self._values[name])[:2000] for name in shown if name in self._values}
+        values = self._values
+        return {name: " | ".join(values[name])[:MAX_PARAMETER_LENGTH] for name in shown if name in values}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +136,17 @@ class CheckedRequest:
     resource: str
 
 
-async def identify_client(params: AuthorizationParameters, registry: StoreClientRegistry) -> VerifiedRedirect:
+async def identify_client(
+    params: AuthorizationParameters, registry: StoreClientRegistry, requester: str
+) -> VerifiedRedirect:
     for name in ("client_id", "redirect_uri"):
         if params.is_repeated(name):
             raise RequestNotTrusted("Invalid request", f"The parameter {name} is repeated.")
     client_id = params.one("client_id")
     if client_id is None:
         raise RequestNotTrusted("Invalid request", "The request has no client_id.")
-    if len(client_id) > MAX_CLIENT_ID_LENGTH:
-        raise RequestNotTrusted("Unknown application", "The client_id is too long.")
     try:
-        client = await registry.resolve(client_id)
+        client = await registry.resolve(client_id, requester=requester)
     except UnknownClient as exc:
         raise RequestNotTrusted("Unknown application", f"{exc}.") from None
 
@@ -270,11 +287,16 @@ def error_for_client(
 def authorize_endpoint(fc: FrontChannel) -> Page:
     @html_endpoint
     async def authorize(request: Request) -> Response:
+        await fc.limiter.check("authorize", request)
         after_post = request.method == "POST"
-        pairs = await read_form_pairs(request) if after_post else request.query_params.multi_items()
+        pairs = await read_form_pairs(request) if after_post else parse_form(request.scope["query_string"])
         params = AuthorizationParameters(pairs)
+        oversized = params.oversized()
+        if oversized is not None:
+            too_long = f"The parameter {oversized[:40]} is longer than {MAX_PARAMETER_LENGTH} characters."
+            return error_page("Invalid request", too_long)
         try:
-            target = await identify_client(params, fc.registry)
+            target = await identify_client(params, fc.registry, client_ip(request))
         except RequestNotTrusted as exc:
             return error_page(exc.title, exc.description, details=params.details())
 

@@ -14,7 +14,16 @@ such a client_id into a `Client`:
   same `parse_client_metadata` as registration.
 * Caching (CM-08): valid documents only, under `auth:cimd:{digest(url)}`, for the document's
   `Cache-Control: max-age` capped at CIMD_CACHE_TTL (no header: CIMD_CACHE_TTL; `no-store` or
-  `no-cache`: not cached). Failures are never cached, so a fixed document works on the next try.
+  `no-cache`: not cached). A failure's response or document is never cached (CIMD 4.4).
+
+Anyone can make this server fetch a URL of their choosing, so fetches are bounded: a failed URL
+is not fetched again for CIMD_FAILURE_TTL seconds (only the fact that it failed is remembered,
+under `auth:cimd-failed:{digest(url)}`), and fetches are limited per URL
+(FETCHES_PER_URL_PER_MINUTE: the AS is nobody's load generator) and per client address
+(FETCHES_PER_ADDRESS_PER_MINUTE). And the answer never tells the requester what the network
+said: every failure after the URL's own syntax (DNS, a refused or non-public address, a timeout,
+a status, a redirect, the size, invalid JSON or metadata) is the one FAILED message, so the error
+page is no port scanner (no "answered HTTP 404" next to "ConnectError"); the reason is logged.
 """
 
 from __future__ import annotations
@@ -27,7 +36,16 @@ from urllib.parse import unquote, urlsplit
 from auth_server import crypto
 from auth_server.client_validation import ClientMetadataRejected, parse_client_metadata
 from auth_server.models import Client
-from auth_server.safe_fetch import FetchRefused, Resolver, fetch_document, parse_target, system_resolver
+from auth_server.rate_limit import RateLimiter
+from auth_server.safe_fetch import (
+    LOOPBACK_LITERALS,
+    FetchRefused,
+    Resolver,
+    Target,
+    fetch_document,
+    parse_target,
+    system_resolver,
+)
 from shared import untrusted_json
 from shared.settings import Settings
 from shared.storage.base import Store
@@ -35,6 +53,12 @@ from shared.storage.base import Store
 logger = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2000
+FETCHES_PER_URL_PER_MINUTE = 12
+FETCHES_PER_ADDRESS_PER_MINUTE = 20
+FAILED = (
+    "the client metadata document could not be used: it could not be fetched, or it is not a "
+    "valid client metadata document (the authorization server's log says which)"
+)
 SHARED_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 
@@ -50,6 +74,10 @@ def looks_like_metadata_url(client_id: str) -> bool:
 
 def cache_key(url: str) -> str:
     return f"auth:cimd:{crypto.digest(url)}"
+
+
+def failure_key(url: str) -> str:
+    return f"auth:cimd-failed:{crypto.digest(url)}"
 
 
 def check_client_id_url(url: str) -> None:
@@ -115,41 +143,56 @@ class ClientMetadataDocuments:
         self._settings = settings
         self._store = store
         self._resolver = resolver
+        self._per_url = RateLimiter(store, FETCHES_PER_URL_PER_MINUTE)
+        self._per_address = RateLimiter(store, FETCHES_PER_ADDRESS_PER_MINUTE)
 
     async def cached(self, url: str) -> Client | None:
         """The client from a cached document, never fetching (for pages that list many apps)."""
         cached = await self._store.get(cache_key(url))
         return None if cached is None else Client.model_validate_json(cached)
 
-    async def get(self, url: str) -> Client:
-        """The client the document at `url` describes; raise ClientMetadataDocumentError."""
+    async def get(self, url: str, *, requester: str | None = None) -> Client:
+        """The client the document at `url` describes; raise ClientMetadataDocumentError, or
+        RateLimited when `requester` (a client address, when known) or the URL has had its fetches."""
         check_client_id_url(url)
+        try:
+            target = parse_target(url)
+        except FetchRefused as exc:  # the URL's own syntax: nothing was asked of the network
+            raise ClientMetadataDocumentError(f"the client_id URL is not acceptable: {exc}") from None
+        loopback_allowed = self._settings.cimd_allow_loopback and target.host in LOOPBACK_LITERALS
+        if target.scheme != "https" and not loopback_allowed:
+            raise ClientMetadataDocumentError("the client_id URL must use https")
         cached = await self.cached(url)
         if cached is not None:
             return cached
+        if await self._store.get(failure_key(url)) is not None:
+            raise ClientMetadataDocumentError(FAILED)
+        if requester is not None:
+            await self._per_address.check_ip("cimd_fetch", requester)
+        await self._per_url.check_ip("cimd_url", crypto.digest(url))
         try:
-            document = await fetch_document(
-                parse_target(url),
-                max_bytes=self._settings.cimd_max_bytes,
-                time_limit=self._settings.cimd_timeout,
-                allow_loopback=self._settings.cimd_allow_loopback,
-                resolver=self._resolver,
-            )
-        except FetchRefused as exc:
-            logger.info("client metadata document %s refused: %s", url[:200], exc)
-            raise ClientMetadataDocumentError(
-                f"the client metadata document was not fetched: {exc}"
-            ) from None
-        try:
-            client = client_from_document(
-                url,
-                document.body,
-                max_bytes=self._settings.cimd_max_bytes,
-                native_schemes=self._settings.native_redirect_schemes,
-            )
-        except ClientMetadataDocumentError as exc:
-            logger.info("client metadata document %s invalid: %s", url[:200], exc)
-            raise
+            client = await self._fetch(url, target)
+        except (FetchRefused, ClientMetadataDocumentError) as exc:
+            logger.info("client metadata document %s unusable: %s", url[:200], exc)
+            if self._settings.cimd_failure_ttl > 0:
+                await self._store.set(failure_key(url), "1", ttl=self._settings.cimd_failure_ttl)
+            raise ClientMetadataDocumentError(FAILED) from None
+        return client
+
+    async def _fetch(self, url: str, target: Target) -> Client:
+        document = await fetch_document(
+            target,
+            max_bytes=self._settings.cimd_max_bytes,
+            time_limit=self._settings.cimd_timeout,
+            allow_loopback=self._settings.cimd_allow_loopback,
+            resolver=self._resolver,
+        )
+        client = client_from_document(
+            url,
+            document.body,
+            max_bytes=self._settings.cimd_max_bytes,
+            native_schemes=self._settings.native_redirect_schemes,
+        )
         ttl = cache_seconds(document.cache_control, self._settings.cimd_cache_ttl)
         if ttl > 0:
             await self._store.set(cache_key(url), client.model_dump_json(), ttl=ttl)

@@ -29,19 +29,25 @@ class DocumentHost:
 
     def __init__(self) -> None:
         self.base_url = ""
-        self._documents: dict[str, tuple[int, bytes]] = {}
+        self._documents: dict[str, tuple[int, bytes, dict[str, str]]] = {}
         self._hits: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def serve(self, body: bytes | Callable[[str], bytes], *, status: int = 200) -> str:
+    def serve(
+        self,
+        body: bytes | Callable[[str], bytes],
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> str:
         """A new URL answering `body` (or `body(url)`, for documents that must name their own URL)."""
         path = f"/{uuid.uuid4().hex}/client.json"
         url = self.base_url + path
         with self._lock:
-            self._documents[path] = (status, body(url) if callable(body) else body)
+            self._documents[path] = (status, body(url) if callable(body) else body, headers or {})
         return url
 
-    def client_document(self, **overrides: Any) -> str:
+    def client_document(self, *, headers: dict[str, str] | None = None, **overrides: Any) -> str:
         """A new URL serving a valid public client's metadata document, with `overrides`."""
 
         def document(url: str) -> bytes:
@@ -54,7 +60,7 @@ class DocumentHost:
             }
             return json.dumps(fields).encode()
 
-        return self.serve(document)
+        return self.serve(document, headers=headers)
 
     def hits(self, url: str) -> int:
         with self._lock:
@@ -68,5 +74,5 @@ class DocumentHost:
         path = request.url.path
         with self._lock:
             self._hits[path] += 1
-            status, body = self._documents.get(path, (404, b'{"error": "not found"}'))
-        return Response(body, status_code=status, media_type="application/json")
+            status, body, headers = self._documents.get(path, (404, b'{"error": "not found"}', {}))
+        return Response(body, status_code=status, headers=headers, media_type="application/json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import threading
 import time
 import uuid
@@ -142,10 +143,24 @@ def documents() -> Iterator[DocumentServer]:
 
 def assert_error_page(response: httpx2.Response, *, mentions: str | None = None) -> None:
     assert response.status_code == 400, response.text
-    assert "location" not in response.headers
     assert response.headers["content-type"].startswith("text/html")
+    assert "location" not in response.headers
     if mentions:
         assert mentions in response.text
+
+
+@pytest.fixture
+def fetch_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """The authorization server's log of refused documents (it runs in this process)."""
+    caplog.set_level(logging.INFO, logger="auth_server.endpoints.client_metadata")
+    return caplog
+
+
+def assert_refused_because(response: httpx2.Response, log: pytest.LogCaptureFixture, reason: str) -> None:
+    """The page says only that the document could not be used; the reason is in the log alone."""
+    assert_error_page(response, mentions="could not be used")
+    assert reason not in response.text
+    assert reason in log.text
 
 
 async def authorize(http: httpx2.AsyncClient, client_id: str) -> httpx2.Response:
@@ -335,11 +350,13 @@ async def test_other_spellings_of_loopback_are_refused_even_with_loopback_allowe
         "https://224.0.0.1/client.json",
     ],
 )
-async def test_special_use_addresses_are_never_fetched(make_http: HttpFactory, url: str) -> None:
+async def test_special_use_addresses_are_never_fetched(
+    make_http: HttpFactory, fetch_log: pytest.LogCaptureFixture, url: str
+) -> None:
     http = await make_http(cimd_allow_loopback=False, cimd_timeout=1.0)
     started = time.monotonic()
     response = await authorize(http, url)
-    assert_error_page(response, mentions="non-public")  # refused before connecting, not timed out
+    assert_refused_because(response, fetch_log, "non-public")  # refused before connecting, not timed out
     assert time.monotonic() - started < 0.9
 
 
@@ -353,9 +370,11 @@ async def test_without_the_loopback_setting_loopback_documents_are_refused(
     assert documents.hits(url) == 0
 
 
-async def test_redirects_are_not_followed(http: httpx2.AsyncClient, documents: DocumentServer) -> None:
+async def test_redirects_are_not_followed(
+    http: httpx2.AsyncClient, documents: DocumentServer, fetch_log: pytest.LogCaptureFixture
+) -> None:
     url = documents.url("redirect")
-    assert_error_page(await authorize(http, url), mentions="redirect")
+    assert_refused_because(await authorize(http, url), fetch_log, "redirects are not followed")
     assert documents.hits(url) == 1
     assert documents.hits(url.replace("/redirect.json", "/client.json")) == 0  # the target: no hit
 
@@ -365,14 +384,14 @@ async def test_redirects_are_not_followed(http: httpx2.AsyncClient, documents: D
 
 @pytest.mark.parametrize("kind", ["big", "chunked-big"])
 async def test_an_oversized_document_is_refused(
-    http: httpx2.AsyncClient, documents: DocumentServer, kind: str
+    http: httpx2.AsyncClient, documents: DocumentServer, fetch_log: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    assert_error_page(await authorize(http, documents.url(kind)), mentions="larger than")
+    assert_refused_because(await authorize(http, documents.url(kind)), fetch_log, "larger than")
 
 
 @pytest.mark.parametrize("kind", ["slow", "drip"])
 async def test_a_slow_document_is_refused_within_the_timeout_and_the_server_stays_responsive(
-    make_http: HttpFactory, documents: DocumentServer, kind: str
+    make_http: HttpFactory, documents: DocumentServer, fetch_log: pytest.LogCaptureFixture, kind: str
 ) -> None:
     http = await make_http(cimd_timeout=1.0)
     started = time.monotonic()
@@ -381,7 +400,7 @@ async def test_a_slow_document_is_refused_within_the_timeout_and_the_server_stay
     metadata_started = time.monotonic()
     assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 200
     assert time.monotonic() - metadata_started < 0.5
-    assert_error_page(await slow, mentions="longer than")
+    assert_refused_because(await slow, fetch_log, "longer than")
     assert time.monotonic() - started < 2.5
 
 
@@ -416,13 +435,19 @@ async def test_the_cache_ttl_setting_caps_the_documents_max_age(
     assert documents.hits(url) == 2
 
 
-async def test_an_invalid_document_is_not_cached_so_a_fixed_one_works_next_time(
-    http: httpx2.AsyncClient, documents: DocumentServer
+async def test_an_invalid_document_is_not_cached_so_a_fixed_one_works_once_the_failure_is_forgotten(
+    make_http: HttpFactory, documents: DocumentServer
 ) -> None:
+    http = await make_http(cimd_failure_ttl=1)
     url = documents.url("flaky")
     assert_error_page(await authorize(http, url))
-    assert (await authorize(http, url)).status_code == 302
-    assert documents.hits(url) == 2
+    assert_error_page(await authorize(http, url))  # the failure is remembered: no refetch...
+    assert documents.hits(url) == 1
+    deadline = time.monotonic() + 5
+    while (response := await authorize(http, url)).status_code != 302:  # ...for CIMD_FAILURE_TTL
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(0.1)
+    assert documents.hits(url) == 2  # the document itself was never cached (CIMD section 4.4)
 
 
 # -- CM-09: the document's server is down ------------------------------------------------------------
@@ -434,4 +459,4 @@ async def test_an_unreachable_document_aborts_the_request_with_an_error_page(
     with bound_socket() as sock:  # bound but not listening: connection refused
         port = sock.getsockname()[1]
         response = await authorize(http, f"http://127.0.0.1:{port}/client.json")
-    assert_error_page(response, mentions="not fetched")
+    assert_error_page(response, mentions="could not be used")
