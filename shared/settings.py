@@ -201,8 +201,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         60,
         gt=0,
-        description="Requests per minute per client IP on login, token, register, revoke; at introspect, "
-        "failed client authentications per client IP",
+        description="Requests per minute per client IP on authorize, login, token, register, revoke; "
+        "at introspect, failed client authentications per client IP",
     )
     introspection_rate_limit_per_minute: int = Field(
         30_000,
