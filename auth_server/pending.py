@@ -9,12 +9,17 @@ browser (binding) with that token, both compared in constant time (OAuth 2.1 sec
 the record is taken (read and deleted at once) when the request ends, so it cannot be replayed.
 
 Anyone can start an authorization, so what it keeps is bounded: a record lives PENDING_TTL (five
-minutes to sign in and decide), and one browser session holds at most MAX_PENDING_PER_SESSION of
-them in that time (counted under `auth:pending-count:{digest(binding)}`; beyond it, 429). The
-per-address limit and the parameter sizes are /authorize's (endpoints/authorize.py).
+minutes to sign in and decide), and one browser session holds at most MAX_PENDING_PER_SESSION open
+at once (listed, with their expiry, in the hash `auth:pending-open:{digest(binding)}`; a request
+leaves it when it is answered or expires; one more is 429). The per-address limit and the
+parameter sizes are /authorize's (endpoints/authorize.py).
 """
 
 from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,7 +29,7 @@ from auth_server.sessions import ANONYMOUS_SESSION_TTL, BrowserSession
 from shared.storage.base import Store
 
 PENDING_TTL = ANONYMOUS_SESSION_TTL  # five minutes to sign in and decide
-MAX_PENDING_PER_SESSION = 20  # authorizations one browser may start within PENDING_TTL
+MAX_PENDING_PER_SESSION = 20  # authorizations one browser session may have open at once
 MAX_REQUEST_ID_LENGTH = 100
 
 
@@ -58,9 +63,14 @@ def pending_key(request_id: str) -> str:
     return f"auth:pending:{crypto.digest(request_id)}"
 
 
+def open_requests_key(binding: str) -> str:
+    return f"auth:pending-open:{crypto.digest(binding)}"
+
+
 class PendingAuthorizations:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
+        self._clock = clock
 
     async def create(
         self, request: AuthorizationRequest, session: BrowserSession
@@ -68,16 +78,26 @@ class PendingAuthorizations:
         """Store a pending request bound to `session`; returns its id and the record.
 
         It has no valid CSRF token yet: each page that shows a form asks `new_csrf_token`.
-        RateLimited when this browser session already started MAX_PENDING_PER_SESSION of them.
+        RateLimited while this browser session has MAX_PENDING_PER_SESSION requests open.
         """
-        counter = f"auth:pending-count:{crypto.digest(session.binding)}"
-        if await self._store.incr(counter, PENDING_TTL) > MAX_PENDING_PER_SESSION:
-            remaining = await self._store.ttl(counter)
-            raise RateLimited(max(1, int(remaining if remaining is not None else PENDING_TTL)))
+        await self._make_room(session.binding)
         request_id = crypto.new_credential()
         pending = PendingAuthorization(**request.model_dump(), binding=session.binding, csrf_digest="")
         await self._store.set(pending_key(request_id), pending.model_dump_json(), ttl=PENDING_TTL)
+        opened = open_requests_key(session.binding)
+        await self._store.hset(opened, crypto.digest(request_id), str(self._clock() + PENDING_TTL))
+        await self._store.expire(opened, PENDING_TTL)
         return request_id, pending
+
+    async def _make_room(self, binding: str) -> None:
+        """Forget this session's expired requests; RateLimited if it still has too many open."""
+        key, now = open_requests_key(binding), self._clock()
+        open_until = {field: float(until) for field, until in (await self._store.hgetall(key)).items()}
+        for field in [field for field, until in open_until.items() if until <= now]:
+            await self._store.hdel(key, field)
+            del open_until[field]
+        if len(open_until) >= MAX_PENDING_PER_SESSION:
+            raise RateLimited(max(1, math.ceil(min(open_until.values()) - now)))
 
     async def load(
         self, request_id: str, session: BrowserSession | None, csrf: str | None
@@ -98,7 +118,12 @@ class PendingAuthorizations:
 
     async def finish(self, request_id: str) -> bool:
         """End the request; False if another submission already ended it (double click, replay)."""
-        return await self._store.take(pending_key(request_id)) is not None
+        taken = await self._store.take(pending_key(request_id))
+        if taken is None:
+            return False
+        binding = PendingAuthorization.model_validate_json(taken).binding
+        await self._store.hdel(open_requests_key(binding), crypto.digest(request_id))
+        return True
 
     async def new_csrf_token(self, request_id: str, pending: PendingAuthorization) -> str:
         """A fresh CSRF token for a form of this request; earlier tokens stop working.

@@ -20,7 +20,15 @@ from auth_server.pending import MAX_PENDING_PER_SESSION, PENDING_TTL, pending_ke
 from auth_server.sessions import session_key
 from shared.storage.base import Store
 from tests.integration.auth.conftest import HttpFactory
-from tests.integration.auth.flow_helpers import authorize_params, callback_dict, new_pkce, register, run_flow
+from tests.integration.auth.flow_helpers import (
+    authorize_params,
+    callback_dict,
+    decide,
+    new_pkce,
+    register,
+    run_flow,
+    sign_in,
+)
 from tests.security.store_view import stored_keys
 
 ATTACK_REQUESTS = 2_000
@@ -100,16 +108,31 @@ async def test_a_query_with_thousands_of_parameters_is_refused(http: httpx2.Asyn
     assert "location" not in response.headers
 
 
-async def test_one_browser_session_holds_at_most_20_pending_requests(http: httpx2.AsyncClient) -> None:
+async def test_one_browser_session_holds_at_most_20_open_requests(http: httpx2.AsyncClient) -> None:
     client_id = (await register(http))["client_id"]
+    logins = []
     for _ in range(MAX_PENDING_PER_SESSION):  # one browser: the cookie jar keeps its session
-        assert (
-            await http.get("/authorize", params=authorize_params(client_id, new_pkce()))
-        ).status_code == 302
+        started = await http.get("/authorize", params=authorize_params(client_id, new_pkce()))
+        assert started.status_code == 302
+        logins.append(started.headers["location"])
     refused = await http.get("/authorize", params=authorize_params(client_id, new_pkce()))
     assert refused.status_code == 429
     assert 0 < int(refused.headers["retry-after"]) <= PENDING_TTL
     assert "location" not in refused.headers
+
+    # Answering one of them gives its place back.
+    consent = await sign_in(http, logins[0])
+    answered = await decide(http, consent.headers["location"])
+    assert "code" in callback_dict(answered.headers["location"])
+    again = await http.get("/authorize", params=authorize_params(client_id, new_pkce()))
+    assert again.status_code == 302
+
+
+async def test_a_browser_that_finishes_its_authorizations_is_never_limited(http: httpx2.AsyncClient) -> None:
+    client_id = (await register(http))["client_id"]
+    for _ in range(MAX_PENDING_PER_SESSION + 5):
+        done = await run_flow(http, authorize_params(client_id, new_pkce()))
+        assert "code" in callback_dict(done.headers["location"])
 
 
 async def test_a_pending_request_and_its_anonymous_session_live_five_minutes(
