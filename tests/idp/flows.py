@@ -31,9 +31,11 @@ def provider_tokens(
     *,
     scope: str = MCP_SCOPE,
     user: tuple[str, str] = ("alice", "alice-password"),
+    issuer: str | None = None,
 ) -> tuple[Discovery, RegisteredClient, Tokens]:
-    """A fresh public client's tokens for `resource` (plus an ID token when scope has openid)."""
-    discovery = Discovery(prm={}, metadata=idp.metadata())
+    """A fresh public client's tokens for `resource` (plus an ID token when scope has openid),
+    from the provider at `issuer` (one of an environment's mounts; default: the provider's own)."""
+    discovery = Discovery(prm={}, metadata=idp.metadata(issuer))
     client = register(discovery, REDIRECT_URI, name="tests/idp raw client")
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)

@@ -73,9 +73,15 @@ class IdentityProvider:
     def __post_init__(self) -> None:
         self.log_path = self.workdir / "oidc-provider.log"
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, issuer: str | None = None) -> dict[str, Any]:
+        """The provider's OpenID discovery document; for a mount's `issuer`, its RFC 8414 document
+        (path-inserted: mounts shaped like Scalekit serve no OpenID discovery)."""
         with httpx2.Client(timeout=5.0, trust_env=False) as http:
-            url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            if issuer is None:
+                url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            else:
+                path = issuer.removeprefix(self.issuer)
+                url = f"{self.issuer}/.well-known/oauth-authorization-server{path}"
             document: dict[str, Any] = http.get(url).json()
         return document
 
