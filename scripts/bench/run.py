@@ -8,6 +8,9 @@ Scenarios (each at 16 and 64 connections; `scripts/bench/tools_call.lua` posts `
                       cache (INTROSPECTION_CACHE_TTL=30 s), both revisions
 - external-uncached:  the same with INTROSPECTION_CACHE_TTL=0: one introspection call per request
 - jwt:                AUTH_MODE=external, TOKEN_FORMAT=jwt (RFC 9068, local signature checks), both
+- internal-tenant:    internal, with a tenant lookup (mcp_server/tenants.py) that takes 40 ms, as a
+                      customer database would: what the cache (TENANT_CACHE_TTL) leaves of that cost;
+                      the server's own count of lookups and their mean time come from /metrics
 
 All servers are started first and stay up; the cells are then measured in interleaved rounds
 (`--rounds`, default 5, of `--duration` = 3 seconds each), cells compared with each other back to
@@ -63,7 +66,8 @@ from tests.e2e.servers import PYTHON, REPO_ROOT, ServerProcess, clean_environ, f
 RESULTS_DIR = REPO_ROOT / "bench-results"
 LUA = Path(__file__).resolve().parent / "tools_call.lua"
 CONNECTIONS = (16, 64)
-SETUP_ORDER = ("bare", "none", "internal", "external-cached", "external-uncached", "jwt")
+SETUP_ORDER = ("bare", "none", "internal", "internal-tenant", "external-cached", "external-uncached", "jwt")
+TENANT_LOOKUP_MS = 40  # what a customer lookup costs in a real deployment: 30-60 ms
 USERS, CLIENTS_PER_USER, TOKENS_PER_CLIENT = 4, 2, 4
 SERVER_CPU, LOAD_CPU = "1", "0"
 WRK_TIMEOUT = "5s"
@@ -71,6 +75,7 @@ VALIDATION_METRIC = "mcpref_token_validation_duration_seconds"
 
 TARGETS = {
     "internal_vs_none": 0.90,
+    "tenant_vs_internal": 0.90,
     "external_cached_vs_none": 0.85,
     "modern_vs_bare": 0.30,
     "legacy_vs_bare": 0.20,
@@ -90,6 +95,7 @@ class Setup:
     revisions: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     stack: str = "fast"  # fast: asyncio + httptools (what the project runs); pure: asyncio + h11
+    serve_args: tuple[str, ...] = ()  # extra arguments to scripts/bench/serve.py
 
 
 def setups(compare_pure: bool) -> list[Setup]:
@@ -98,6 +104,13 @@ def setups(compare_pure: bool) -> list[Setup]:
         Setup("bare", "bare", "none", ("bare",)),
         Setup("none", "mcp", "none", both),
         Setup("internal", "mcp", "internal", both),
+        Setup(
+            "internal-tenant",
+            "mcp",
+            "internal",
+            both,
+            serve_args=("--tenant-lookup-ms", str(TENANT_LOOKUP_MS)),
+        ),
         Setup("external-cached", "mcp", "external", both),
         Setup(
             "external-uncached",
@@ -236,6 +249,7 @@ def started(setup: Setup, workdir: Path, pin: bool, users: dict[str, str]) -> It
         loop,
         "--http",
         http,
+        *setup.serve_args,
     ]
     workdir.mkdir(parents=True, exist_ok=True)
     mcp = ServerProcess(
@@ -319,6 +333,33 @@ def validation_histogram(mcp_url: str) -> dict[str, Any] | None:
     }
 
 
+def tenant_lookups(mcp_url: str) -> dict[str, Any] | None:
+    """The server's own tenant numbers (GET /metrics): lookups made, their mean time, and the
+    share of requests answered from the cache."""
+    try:
+        with httpx2.Client(timeout=5.0, trust_env=False) as client:
+            response = client.get(mcp_url.removesuffix("/mcp") + "/metrics")
+    except httpx2.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    samples: dict[str, float] = {}
+    for line in response.text.splitlines():
+        if line.startswith("mcpref_tenant_"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    lookups = samples.get('mcpref_tenant_lookup_duration_seconds_count{outcome="ok"}', 0.0)
+    hits = samples.get("mcpref_tenant_cache_hits_total", 0.0)
+    if not lookups:
+        return None
+    seconds = samples.get('mcpref_tenant_lookup_duration_seconds_sum{outcome="ok"}', 0.0)
+    return {
+        "lookups": int(lookups),
+        "mean_lookup_ms": round(seconds / lookups * 1000, 1),
+        "requests_from_cache": round(hits / (hits + lookups), 5),
+    }
+
+
 # --- the run -----------------------------------------------------------------------------------------
 @dataclass
 class Cell:
@@ -381,12 +422,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 if result["errors"]:
                     raise SystemExit(f"bench: errors in {cell.setup.name} {cell.revision}: {result}")
         rows = [row_of(cell) for cell in cells]
+        tenants: dict[str, Any] = {}
         for setup, running in runnings:
             if setup.mode != "none" and setup.stack == "fast":
                 histogram = validation_histogram(running.mcp_url)
                 if histogram is not None:
                     in_server[setup.name] = histogram
-    return {"rows": rows, "validation_in_server": in_server, "rounds": args.rounds}
+                lookups = tenant_lookups(running.mcp_url)
+                if lookups is not None:
+                    tenants[setup.name] = lookups
+    return {"rows": rows, "validation_in_server": in_server, "tenant_lookups": tenants, "rounds": args.rounds}
 
 
 def run_wrk_for(cell: Cell, seconds: float, pin: bool) -> dict[str, Any]:
@@ -464,6 +509,13 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     TARGETS["internal_vs_none"],
                     find(rows, "internal", revision, connections, stack),
                     none,
+                    **labels,
+                )
+                add(
+                    "internal-tenant / internal",
+                    TARGETS["tenant_vs_internal"],
+                    find(rows, "internal-tenant", revision, connections, stack),
+                    find(rows, "internal", revision, connections, stack),
                     **labels,
                 )
                 add(
@@ -562,6 +614,15 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {check['check']} | {check['value']} | {check['target']} | "
             f"{'yes' if check['met'] else '**no**'} |"
         )
+    if report.get("tenant_lookups"):
+        lines += [
+            "",
+            "| set-up | tenant lookups | mean lookup ms | requests from the cache |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, stats in report["tenant_lookups"].items():
+            cached = f"{stats['requests_from_cache']:.5f}"
+            lines.append(f"| {name} | {stats['lookups']} | {stats['mean_lookup_ms']} | {cached} |")
     return "\n".join(lines) + "\n"
 
 

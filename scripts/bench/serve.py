@@ -11,6 +11,7 @@ environment, exactly as `python -m mcp_server` builds it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -52,11 +53,22 @@ def bare_app() -> ASGIApp:
     )
 
 
-def mcp_app() -> ASGIApp:
+def mcp_app(tenant_lookup_ms: float = 0) -> ASGIApp:
+    """The app as `python -m mcp_server` builds it; with `tenant_lookup_ms`, its tenant lookup
+    first waits that long, as a lookup in a customer database would (30-60 ms)."""
     from mcp_server.app import create_app
+    from mcp_server.tenants import Tenant, look_up_tenant
     from shared.settings import load_settings
+    from shared.validation import Principal
 
-    return create_app(load_settings())
+    if not tenant_lookup_ms:
+        return create_app(load_settings())
+
+    async def slow_lookup(principal: Principal) -> Tenant:
+        await asyncio.sleep(tenant_lookup_ms / 1000)
+        return await look_up_tenant(principal)
+
+    return create_app(load_settings(), tenant_lookup=slow_lookup)
 
 
 def main(argv: list[str]) -> None:
@@ -69,8 +81,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--http", default=UVICORN_OPTIONS["http"], help="uvicorn --http (auto, h11, httptools)"
     )
+    parser.add_argument(
+        "--tenant-lookup-ms", type=float, default=0, help="make each tenant lookup take this long (mcp only)"
+    )
     args = parser.parse_args(argv)
-    app = mcp_app() if args.app == "mcp" else bare_app()
+    app = mcp_app(args.tenant_lookup_ms) if args.app == "mcp" else bare_app()
     freeze_startup_heap()  # as `python -m mcp_server` does, for both apps
     uvicorn.run(app, port=args.port, **{**UVICORN_OPTIONS, "loop": args.loop, "http": args.http})
 

@@ -9,8 +9,11 @@ Measured in-process, with no HTTP in between, so the numbers are the validator's
 - `jwt`:                 `JwtValidator` (external mode, TOKEN_FORMAT=jwt), ES256 keys from the
                          authorization server's own `SigningKeys`, JWKS already fetched;
 - `stack/<validator>`:   the whole chain in front of the SDK (`OriginGuard` -> `BearerAuth` ->
-                         `ScopeCheck`) for a tools/call POST, down to an application that reads the
-                         replayed body; `stack/none` is the same chain with AUTH_MODE=none.
+                         `ScopeCheck` -> `EnrichPrincipal`) for a tools/call POST, down to an
+                         application that reads the replayed body, the tenant record coming from
+                         the cache (the app's: `look_up_tenant`); `stack/none` is the same chain
+                         with AUTH_MODE=none; `stack/internal-no-tenant` leaves enrichment out, so
+                         the difference to `stack/internal` is what a cached tenant costs.
 
 `python -m scripts.bench.validation [--json FILE] [--iterations N]`; run by `make bench`.
 """
@@ -36,6 +39,7 @@ from auth_server.signing_keys import SigningKeys
 from auth_server.tokens import TokenService
 from auth_server.validator import InProcessTokenValidator
 from mcp_server.protection import endpoint_guard
+from mcp_server.protection.enrichment import TenantCache
 from shared.settings import Settings
 from shared.storage.factory import open_store
 from shared.validation import TokenValidator
@@ -156,11 +160,18 @@ async def timed(call: Callable[[], Awaitable[Any]], iterations: int) -> dict[str
     }
 
 
-def stack_call(validator: TokenValidator | None, token: str | None) -> Callable[[], Awaitable[None]]:
-    """One request through OriginGuard -> BearerAuth -> ScopeCheck to an app that reads the body."""
+def stack_call(
+    validator: TokenValidator | None, token: str | None, *, enrich: bool = True
+) -> Callable[[], Awaitable[None]]:
+    """One request through OriginGuard -> BearerAuth -> ScopeCheck -> EnrichPrincipal to an app
+    that reads the body."""
     config = settings(auth_mode="internal" if validator is not None else "none")
     guard = endpoint_guard(
-        config, validator=validator, api_key_validator=None, tool_scopes=lambda _name: None
+        config,
+        validator=validator,
+        api_key_validator=None,
+        tool_scopes=lambda _name: None,
+        tenants=TenantCache.from_settings(config) if enrich else None,
     )
     reached: list[bool] = []
 
@@ -223,6 +234,7 @@ async def run(iterations: int) -> dict[str, Any]:
     stack: dict[str, Any] = {"none": await timed(stack_call(None, None), iterations)}
     for name, (validator, token) in validators.items():
         stack[name] = await timed(stack_call(validator, token), iterations)
+    stack["internal-no-tenant"] = await timed(stack_call(internal, opaque, enrich=False), iterations)
     assert introspection.calls == 1, "the cached benchmark must not introspect again"
     return {"results": results, "stack": stack}
 
@@ -240,7 +252,7 @@ def main(argv: list[str]) -> int:
     print("validator call (us):")
     for name, stats in report["results"].items():
         print(f"  {name:22} {line(stats)}")
-    print("OriginGuard -> BearerAuth -> ScopeCheck, tools/call POST (us):")
+    print("OriginGuard -> BearerAuth -> ScopeCheck -> EnrichPrincipal, tools/call POST (us):")
     for name, stats in report["stack"].items():
         print(f"  {name:22} {line(stats)}")
     if args.json:

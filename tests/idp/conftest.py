@@ -24,7 +24,8 @@ is 404 there, as at Scalekit), JWT access tokens whose `iss` is the environment 
 is only the resource ID (Scalekit with no Server URL set), so the MCP servers run with
 ACCEPTED_ISSUERS and ACCEPTED_AUDIENCES; opaque tokens for the resource ID by introspection at the
 resource's own path; federated login at a third path (with OpenID discovery, which our login
-step reads). A fourth resource of the same environment, `res_other`, is another deployment's.
+step reads). A fourth resource of the same environment, `res_other`, is another deployment's, and
+a fifth issuer is shaped like Entra ID's v2.0 one (`/<tenant id>/v2.0`, OpenID discovery only).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ OPAQUE_RESOURCE_ID = "res_100000000002"
 LOGIN_RESOURCE_ID = "res_100000000003"
 OTHER_RESOURCE_ID = "res_100000000009"
 OTHER_DEPLOYMENT_URL = "https://other-deployment.example/mcp"
+# An issuer shaped like Entra ID's v2.0 one (https://login.microsoftonline.com/<tenant id>/v2.0):
+# OpenID discovery only; its tokens are forged with the provider's key in Entra's shape.
+ENTRA_TENANT_PATH = "/6b1a2c3d-0000-4000-8000-00000000a11c/v2.0"
 
 
 @dataclass
@@ -297,6 +301,7 @@ def path_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathWorld]:
             scalekit_like(
                 OTHER_RESOURCE_ID, {OTHER_DEPLOYMENT_URL: {"format": "jwt", "audience": other_audience}}
             ),
+            Mount(ENTRA_TENANT_PATH, {}, rfc8414=False),
             Mount(
                 f"/resources/{LOGIN_RESOURCE_ID}",
                 {},

@@ -31,7 +31,7 @@
 //   (http://127.0.0.1:PORT/resources/res_a), clients and resources, all signing with the same keys.
 //   RFC 8414 metadata is served path-inserted (/.well-known/oauth-authorization-server/resources/
 //   res_a) and path-appended; `"openid_discovery": false` makes OpenID discovery 404 there (as at
-//   Scalekit). A mount's `"jwks_at_root": true` publishes the keys at /keys of the environment and
+//   Scalekit), `"rfc8414": false` makes RFC 8414 404 there (as at Entra ID). A mount's `"jwks_at_root": true` publishes the keys at /keys of the environment and
 //   names that jwks_uri, `"access_token_issuer"` the `iss` its JWT access tokens carry (Scalekit:
 //   the environment URL), and a resource's `"audience"` (a string or a list) the `aud` of its
 //   tokens instead of the resource URL (Scalekit: the resource ID, with or without the MCP URL).
@@ -229,7 +229,8 @@ function buildProvider(mount) {
   provider.use(async (ctx, next) => {
     if (ctx.path === '/jwks') stats.jwks += 1;
     if (ctx.path === '/token/introspection') stats.introspection += 1;
-    if (config.rfc8414 === false && ctx.path === '/.well-known/oauth-authorization-server') {
+    if ((config.rfc8414 === false || mount.rfc8414 === false)
+        && ctx.path === '/.well-known/oauth-authorization-server') {
       ctx.status = 404;
       ctx.body = { error: 'not_found' };
       return undefined;

@@ -154,7 +154,8 @@ class Mount:
 
     `access_token_issuer`: the `iss` its JWT access tokens carry instead of its issuer (Scalekit
     puts the environment URL there). `jwks_at_root`: its metadata names the environment's /keys
-    as jwks_uri. `openid_discovery`: False answers 404 at <issuer>/.well-known/openid-configuration.
+    as jwks_uri. `openid_discovery`: False answers 404 at <issuer>/.well-known/openid-configuration;
+    `rfc8414`: False answers 404 at both RFC 8414 locations (OpenID discovery only, as at Entra ID).
     A resource's "audience" (string or list) is the `aud` of its tokens instead of the resource URL.
     """
 
@@ -164,6 +165,7 @@ class Mount:
     access_token_issuer: str | None = None
     jwks_at_root: bool = False
     openid_discovery: bool = True
+    rfc8414: bool = True
 
     def issuer(self, environment: str) -> str:
         return environment + self.path
@@ -176,6 +178,7 @@ class Mount:
             "access_token_issuer": self.access_token_issuer,
             "jwks_at_root": self.jwks_at_root,
             "openid_discovery": self.openid_discovery,
+            "rfc8414": self.rfc8414,
         }
 
 
