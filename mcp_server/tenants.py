@@ -81,6 +81,11 @@ async def look_up_tenant(principal: Principal) -> Tenant:
 
     (docs/extending.md, "The customer behind a request", has it whole.)
     """
+    return personal_tenant(principal)
+
+
+def personal_tenant(principal: Principal) -> Tenant:
+    """A tenant of one: the principal's own, on the personal plan."""
     return Tenant(
         id=f"personal:{principal.subject}",
         name=principal.subject,
