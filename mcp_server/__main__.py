@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         from mcp_server.server import build_mcp_server
         from shared.storage.factory import open_store
 
-        server, _ = build_mcp_server(settings, open_store(settings))
+        server, _, _ = build_mcp_server(settings, open_store(settings))
         anyio.run(server.run_stdio_async)
         return
 

@@ -20,6 +20,8 @@ from mcp_server.protection.enrichment import TenantCache, TenantLookup
 from mcp_server.protection.metadata import metadata_routes
 from mcp_server.server import build_mcp_server
 from mcp_server.sessions import SessionsEndpoint, streamable_http_sessions
+from mcp_server.tasks.extension import task_scopes
+from mcp_server.tasks.runner import GrantCheck
 from mcp_server.tenants import look_up_tenant
 from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
@@ -51,7 +53,7 @@ def create_app(
     replaces `mcp_server.tenants.look_up_tenant` (tests, the benchmark); a fork edits that one."""
     owns_store = store is None
     store = open_store(settings) if store is None else store
-    mcp, tools = build_mcp_server(settings, store)
+    mcp, tools, tasks = build_mcp_server(settings, store, grant_alive=_grant_check(settings, store))
     # The session manager is mounted by us so that our own middleware (origin check, CORS,
     # authentication) wraps /mcp; it adds a session quota per principal (mcp_server/sessions.py).
     session_manager = streamable_http_sessions(mcp, settings, SDK_HOST_CHECK_OFF)
@@ -67,6 +69,7 @@ def create_app(
         api_key_validator=api_keys,
         tool_scopes=tools.required_scopes,
         tenants=tenants,
+        extra_scopes=task_scopes(tasks.store),
     )
 
     routes: list[BaseRoute] = [
@@ -92,6 +95,7 @@ def create_app(
             try:
                 yield
             finally:
+                await tasks.aclose()
                 close = getattr(validator, "aclose", None)
                 if close is not None:
                     await close()
@@ -138,6 +142,22 @@ def _validators(
         return primary, None
     api_keys = ApiKeyValidator.from_settings(settings)
     return ChainValidator([api_keys, primary]), api_keys
+
+
+def _grant_check(settings: Settings, store: Store) -> GrantCheck | None:
+    """internal: a task stops when the grant it was created under ends (revoked, or expired with
+    its last token), since the authorization server's grant records are in the same store.
+    Elsewhere the MCP server cannot see grants (docs/tasks.md)."""
+    if settings.auth_mode != "internal":
+        return None
+    from auth_server.grants.grant import Grants
+
+    grants = Grants(store)
+
+    async def alive(grant_id: str) -> bool:
+        return await grants.get(grant_id) is not None
+
+    return alive
 
 
 def _auth_server_routes(settings: Settings, store: Store, revocations: RevocationFeed) -> list[BaseRoute]:

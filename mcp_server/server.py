@@ -9,9 +9,15 @@ from __future__ import annotations
 from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateSecurity
+from mcp_types import SubscriptionsListenRequestParams
 
 from mcp_server.features import register_features
 from mcp_server.features.kit import Tools
+from mcp_server.sdk_access import lowlevel_server
+from mcp_server.tasks.extension import TasksExtension
+from mcp_server.tasks.listen import TaskAwareListen
+from mcp_server.tasks.runner import GrantCheck, TaskRunner
+from mcp_server.tasks.tools import register as register_task_tools
 from shared.settings import Settings
 from shared.storage import Store
 
@@ -31,8 +37,15 @@ CACHE_HINTS: dict[CacheableMethod, CacheHint] = {
 }
 
 
-def build_mcp_server(settings: Settings, store: Store) -> tuple[MCPServer, Tools]:
-    """The server, and its `Tools` (which the scope check asks what each tool needs)."""
+def build_mcp_server(
+    settings: Settings, store: Store, *, grant_alive: GrantCheck | None = None
+) -> tuple[MCPServer, Tools, TaskRunner]:
+    """The server, its `Tools` (which the scope check asks what each tool needs) and its
+    `TaskRunner` (the tasks extension's; the caller closes it at shutdown). `grant_alive` lets
+    a task stop when the grant that started it ends (docs/tasks.md)."""
+    runner = TaskRunner.from_settings(settings, store, grant_alive=grant_alive)
+    # Which tools run as tasks is known to `tools`, made below (it needs the server first).
+    tasks = TasksExtension(runner, lambda name: tools.task_tool(name))
     server: MCPServer = MCPServer(
         SERVER_NAME,
         title="MCP Reference Server",
@@ -44,14 +57,17 @@ def build_mcp_server(settings: Settings, store: Store) -> tuple[MCPServer, Tools
         log_level=settings.log_level,
         cache_hints=CACHE_HINTS,
         request_state_security=_request_state_security(settings),
+        extensions=[tasks],
     )
+    _watch_tasks_on_listen(server, runner)
     tools = Tools(server)
+    register_task_tools(tools, runner.store)
     register_features(tools, store)
     if settings.showcase:
         from mcp_server.showcase import register_showcase
 
         register_showcase(server, tools)
-    return server, tools
+    return server, tools, runner
 
 
 def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
@@ -61,3 +77,14 @@ def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
     if not settings.request_state_keys:
         return None
     return RequestStateSecurity(keys=list(settings.request_state_keys))
+
+
+def _watch_tasks_on_listen(server: MCPServer, runner: TaskRunner) -> None:
+    """`subscriptions/listen` also streams the status of the caller's tasks it names
+    (`mcp_server/tasks/listen.py`): the SDK's own handler, wrapped. Listen requests go to the
+    low-level server, which MCPServer keeps private (`sdk_access`)."""
+    lowlevel = lowlevel_server(server)
+    listen = lowlevel.get_request_handler("subscriptions/listen")
+    if listen is not None:
+        handler = TaskAwareListen(listen.handler, runner.store)
+        lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, handler)

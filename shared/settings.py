@@ -146,6 +146,35 @@ class Settings(BaseSettings):
         "first seals); empty: a per-process key, so set the same list on every instance",
     )
 
+    # --- tasks (io.modelcontextprotocol/tasks, docs/tasks.md) ----------------------------------
+    task_max_ttl: int = Field(
+        3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Longest a task and its result are kept, seconds, counted from the tools/call "
+        "that created it (a tool may ask for less)",
+    )
+    task_lease_seconds: float = Field(
+        30.0,
+        ge=1.0,
+        le=600.0,
+        description="A task whose instance stops renewing its lease for this long (the process died) "
+        "ends as failed, seconds",
+    )
+    tasks_per_principal: int = Field(
+        50,
+        gt=0,
+        le=10_000,
+        description="Tasks one caller (issuer, subject, client) may keep at once, running or with a "
+        "stored result; one more is refused",
+    )
+    task_max_result_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        le=64 * 1024 * 1024,
+        description="Largest task result stored (its JSON); a larger one ends the task as failed",
+    )
+
     # --- storage -------------------------------------------------------------------------------
     redis_url: str | None = Field(
         None,

@@ -8,7 +8,7 @@ package finds it by itself. A whole feature, with a scope from `shared/scopes.py
 
     def register(tools: Tools, store: Store) -> None:
         @tools.add(scopes=["greetings:send"], annotations=READ_ONLY)
-        async def greet(person: str, ctx: ToolContext) -> str:
+        async def send_greeting(person: str, ctx: ToolContext) -> str:
             """Greet someone in your name."""
             return f"Hello {person}, from {caller_subject(ctx)}"
 
@@ -21,6 +21,11 @@ package finds it by itself. A whole feature, with a scope from `shared/scopes.py
 Raise `ToolError("...")` for an error the caller should read (bad input, a limit reached): any
 other exception is a crash, logged with its traceback, and the caller sees only "Error executing
 tool". Tools are coroutines unless they block: the SDK runs a plain `def` in a worker thread.
+
+Long-running tools take `task="optional"` (a client of the tasks extension gets a task handle,
+any other client a plain call) or `task="required"` (only clients of the extension may call it):
+docs/tasks.md. In such a tool, `report_progress` sets the task's status message, `gather` asks
+the client for input while the task waits, and `become_task` makes the call a task at once.
 '''
 
 from __future__ import annotations
@@ -34,8 +39,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
+from mcp_server.client_input import answer_as, elicit_form, gather
 from mcp_server.protection.principal import ANONYMOUS, current_principal, current_tenant
+from mcp_server.protection.scopes import DEFAULT_TOOL_SCOPES
 from mcp_server.sdk_access import replace_input_schema
+from mcp_server.tasks.extension import TaskSupport, TaskTool
+from mcp_server.tasks.runner import current_task
 from mcp_server.tenants import ANONYMOUS_TENANT, Tenant
 from shared.scopes import CATALOGUE, ScopeCatalogue
 from shared.storage.base import StorageUnavailable
@@ -50,9 +59,14 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "Tools",
+    "answer_as",
+    "become_task",
     "caller_subject",
     "caller_tenant",
     "current_principal",
+    "elicit_form",
+    "gather",
+    "report_progress",
     "storage_errors_as_tool_errors",
 ]
 
@@ -98,6 +112,7 @@ class Tools:
         self._catalogue = catalogue
         self._registered: set[str] = set()
         self._scopes: dict[str, frozenset[str]] = {}
+        self._task_tools: dict[str, TaskTool] = {}
 
     def add(
         self,
@@ -107,15 +122,21 @@ class Tools:
         title: str | None = None,
         name: str | None = None,
         input_schema: dict[str, Any] | None = None,
+        task: TaskSupport | None = None,
+        task_ttl: float | None = None,
     ) -> Callable[[FnT], FnT]:
         """Register the decorated function as a tool (it is returned unchanged).
 
         `title` is the name a client shows; `name` defaults to the function's. `input_schema`
         replaces the JSON Schema the SDK derives from the signature, for what a signature cannot
-        express; arguments are still validated against the signature first.
+        express; arguments are still validated against the signature first. `task`: the tool
+        may ("optional") or must ("required") run as a task for clients of the tasks extension;
+        `task_ttl`: how long its tasks are kept, seconds (at most TASK_MAX_TTL, the default).
         """
         if isinstance(scopes, str):
             raise TypeError(f"scopes is a list of scope names: scopes=[{scopes!r}]")
+        if task_ttl is not None and (task is None or task_ttl <= 0):
+            raise ValueError("task_ttl is a positive number of seconds, for a tool registered with task=...")
         required = frozenset(scopes)
         unknown = self._catalogue.unknown(sorted(required))
         if unknown:
@@ -137,6 +158,8 @@ class Tools:
             self._registered.add(tool_name)
             if required:
                 self._scopes[tool_name] = required
+            if task is not None:
+                self._task_tools[tool_name] = TaskTool(task, required or DEFAULT_TOOL_SCOPES, task_ttl)
             return fn
 
         return register
@@ -146,6 +169,7 @@ class Tools:
         self.server.remove_tool(name)
         self._registered.discard(name)
         self._scopes.pop(name, None)
+        self._task_tools.pop(name, None)
 
     def __contains__(self, name: object) -> bool:
         return name in self._registered
@@ -153,6 +177,10 @@ class Tools:
     def required_scopes(self, name: str) -> frozenset[str] | None:
         """The scopes the tool `name` declared; None when it declared none (or is unknown)."""
         return self._scopes.get(name)
+
+    def task_tool(self, name: str) -> TaskTool | None:
+        """How the tool `name` runs as a task; None when it never does (or is unknown)."""
+        return self._task_tools.get(name)
 
 
 def caller_subject(ctx: ToolContext) -> str:
@@ -175,6 +203,28 @@ def caller_tenant(ctx: ToolContext) -> Tenant:
             "an authenticated request without a tenant: EnrichPrincipal is not in front of /mcp"
         )
     return ANONYMOUS_TENANT
+
+
+async def report_progress(
+    ctx: ToolContext, progress: float, total: float | None = None, message: str | None = None
+) -> None:
+    """Tell the caller how far the tool got: progress notifications on a plain call, the task's
+    status message (what `tasks/get` shows) in a task."""
+    task = current_task()
+    if task is not None and task.is_task:
+        fraction = f"{progress:g}" if total is None else f"{progress:g}/{total:g}"
+        await task.report(f"{message} ({fraction})" if message else fraction)
+        return
+    await ctx.report_progress(progress, total, message)
+
+
+async def become_task(ctx: ToolContext) -> None:
+    """From here on, run this call as a task: the client gets its task handle now, instead of
+    after the immediate-result window. Nothing happens on a call that is not a task call (a
+    client without the tasks extension, an earlier protocol revision)."""
+    task = current_task()
+    if task is not None:
+        await task.become_task()
 
 
 STORAGE_UNAVAILABLE = "Storage is temporarily unavailable (the server cannot reach it); retry shortly"

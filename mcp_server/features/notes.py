@@ -66,6 +66,23 @@ def notebook_key(subject: str) -> str:
     return "notes:" + hashlib.sha256(subject.encode()).hexdigest()
 
 
+async def add_note(store: Store, owner: str, text: str, *, limit: int) -> Note:
+    """Add a note to `owner`'s notes (bounded in length, and in count by `limit`, the caller's
+    plan's), or raise a ToolError saying why not."""
+    text = text.strip()
+    if not text:
+        raise ToolError("A note needs some text")
+    if len(text) > MAX_NOTE_LENGTH:
+        raise ToolError(f"A note is at most {MAX_NOTE_LENGTH} characters")
+    key = notebook_key(owner)
+    with storage_errors_as_tool_errors():
+        if len(await store.hgetall(key)) >= limit:
+            raise ToolError(f"You already have {limit} notes, your plan's limit; delete some first")
+        note = Note(id=secrets.token_hex(8), text=text, created_at=int(time.time()))
+        await store.hset(key, note.id, json.dumps(note.model_dump()))
+    return note
+
+
 def register(tools: Tools, store: Store) -> None:
     @tools.add(scopes=[NOTES_READ], annotations=READ_ONLY, title="List my notes")
     async def notes_list(ctx: ToolContext) -> NoteList:
@@ -82,19 +99,7 @@ def register(tools: Tools, store: Store) -> None:
     @tools.add(scopes=[NOTES_WRITE], annotations=WRITES, title="Add a note")
     async def notes_add(text: str, ctx: ToolContext) -> Note:
         """Add a note to your own notes."""
-        text = text.strip()
-        if not text:
-            raise ToolError("A note needs some text")
-        if len(text) > MAX_NOTE_LENGTH:
-            raise ToolError(f"A note is at most {MAX_NOTE_LENGTH} characters")
-        key = notebook_key(caller_subject(ctx))
-        limit = caller_tenant(ctx).note_limit
-        with storage_errors_as_tool_errors():
-            if len(await store.hgetall(key)) >= limit:
-                raise ToolError(f"You already have {limit} notes, your plan's limit; delete some first")
-            note = Note(id=secrets.token_hex(8), text=text, created_at=int(time.time()))
-            await store.hset(key, note.id, json.dumps(note.model_dump()))
-        return note
+        return await add_note(store, caller_subject(ctx), text, limit=caller_tenant(ctx).note_limit)
 
     @tools.add(scopes=[NOTES_WRITE], annotations=DELETES, title="Delete a note")
     async def notes_delete(note_id: str, ctx: ToolContext) -> Deleted:

@@ -18,7 +18,7 @@ from mcp_server.protection.enrichment import EnrichPrincipal, TenantCache
 from mcp_server.protection.metadata import resource_metadata_url
 from mcp_server.protection.middleware import BearerAuth
 from mcp_server.protection.origin import OriginGuard, OriginPolicy
-from mcp_server.protection.scopes import ScopeCheck, ScopePolicy, ToolScopeLookup
+from mcp_server.protection.scopes import ExtraScopes, ScopeCheck, ScopePolicy, ToolScopeLookup
 from mcp_server.protection.unknown_tokens import UnknownTokenLimit
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
@@ -32,6 +32,7 @@ def endpoint_guard(
     api_key_validator: TokenValidator | None,
     tool_scopes: ToolScopeLookup,
     tenants: TenantCache | None = None,
+    extra_scopes: ExtraScopes | None = None,
 ) -> Callable[[ASGIApp], ASGIApp]:
     """Wrap an MCP endpoint in the whole chain; without a validator (AUTH_MODE=none) only the
     Host/Origin guard and CORS remain. Without `tenants` no request is enriched (tools then see
@@ -45,7 +46,9 @@ def endpoint_guard(
         if validator is not None:
             if tenants is not None:
                 app = EnrichPrincipal(app, tenants)
-            app = ScopeCheck(app, policy=scope_policy, resource_metadata_url=metadata_url)
+            app = ScopeCheck(
+                app, policy=scope_policy, resource_metadata_url=metadata_url, extra_scopes=extra_scopes
+            )
             app = BearerAuth(
                 app,
                 validator=validator,

@@ -12,6 +12,11 @@ The scopes themselves (names, meanings, `notes:write` implies `notes:read`) are 
 | resources/* (list, read, templates, subscribe)   | mcp:resources:read        |
 | subscriptions/listen with resource subscriptions | mcp:resources:read        |
 | prompts/*, completion/complete                   | mcp:prompts:read          |
+| tasks/get, tasks/update, tasks/cancel            | the task's tool's scopes  |
+
+A task method needs the scopes of the tool the task runs (`extra_scopes`: looked up in the
+store, and only for a task the caller owns), so a token that lost a scope cannot read a result
+it could no longer produce.
 
 A tool declares its scopes where it is registered (`mcp_server.features.kit.Tools`), which
 this module asks by tool name:
@@ -40,7 +45,8 @@ would buy no security: the call itself is what is checked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from mcp_types import PARSE_ERROR
@@ -56,6 +62,16 @@ logger = logging.getLogger(__name__)
 
 ToolScopeLookup = Callable[[str], frozenset[str] | None]
 """The scopes a tool declared, by tool name; None when it declared none."""
+
+
+@dataclass(frozen=True)
+class ExtraScopes:
+    """Scopes some methods need that depend on stored state (a task's tool), for this principal.
+    Only messages of `methods` are looked up: the hot path (tools/call) pays nothing."""
+
+    methods: frozenset[str]
+    lookup: Callable[[Principal, Mapping[str, Any]], Awaitable[frozenset[str]]]
+
 
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # the SDK's own limit for Streamable HTTP bodies
 DEFAULT_TOOL_SCOPES: Final = frozenset({TOOLS_READ})
@@ -119,9 +135,17 @@ def challenge_scope(needed: Iterable[str], held: Iterable[str]) -> str:
 class ScopeCheck:
     """ASGI middleware after `BearerAuth`: 403 insufficient_scope, or replay the body downstream."""
 
-    def __init__(self, app: ASGIApp, *, policy: ScopePolicy, resource_metadata_url: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: ScopePolicy,
+        resource_metadata_url: str,
+        extra_scopes: ExtraScopes | None = None,
+    ) -> None:
         self.app = app
         self._policy = policy
+        self._extra_scopes = extra_scopes
         self._metadata = resource_metadata_url
         self._too_large = CannedResponse(413, jsonrpc_error("Request body too large"))
         self._unparseable = CannedResponse(400, jsonrpc_error("Parse error", code=PARSE_ERROR))
@@ -144,6 +168,9 @@ class ScopeCheck:
             await self._unparseable.send(send)
             return
         needed = self._policy.required(message)
+        extra = self._extra_scopes
+        if extra is not None and isinstance(message, dict) and message.get("method") in extra.methods:
+            needed |= await extra.lookup(principal, message)
         if needed and not needed <= CATALOGUE.expand(principal.scopes):
             await self._forbidden(needed, principal).send(send)
             return

@@ -30,8 +30,7 @@ from mcp_types import (
 )
 from pydantic import BaseModel, Field
 
-from mcp_server.features.kit import ASKS_CLIENT, Tools
-from mcp_server.showcase.client_input import (
+from mcp_server.client_input import (
     answer_as,
     client_can,
     decode_state,
@@ -44,6 +43,7 @@ from mcp_server.showcase.client_input import (
     sampled_text,
     uses_input_required,
 )
+from mcp_server.features.kit import ASKS_CLIENT, Tools
 
 NAME_SCHEMA: dict[str, Any] = {
     "type": "object",

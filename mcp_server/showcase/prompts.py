@@ -16,7 +16,7 @@ from mcp_types import (
 )
 from pydantic import Field
 
-from mcp_server.showcase.client_input import answer_as, elicit_form, gather
+from mcp_server.client_input import answer_as, elicit_form, gather
 from mcp_server.showcase.media import red_pixel_png
 
 CONTEXT_SCHEMA: dict[str, Any] = {

@@ -475,7 +475,15 @@ async def test_the_stdio_transport_serves_the_same_tools(tmp_path: Path) -> None
 
 # --- SHOWCASE=false: what a fork serves -------------------------------------------------------------
 
-APP_TOOLS = {"whoami", "notes_list", "notes_add", "notes_delete"}
+APP_TOOLS = {
+    "whoami",
+    "notes_list",
+    "notes_add",
+    "notes_delete",
+    "count_slowly",
+    "draft_report",
+    "tasks_list",
+}
 SHOWCASE_TOOLS = FIXTURE_TOOLS | {"echo", "add"}
 
 

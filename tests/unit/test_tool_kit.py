@@ -133,4 +133,4 @@ async def test_without_authentication_the_caller_is_anonymous(tools: Tools) -> N
 
 
 def test_the_apps_features_are_the_modules_beside_the_kit() -> None:
-    assert feature_modules() == ["notes", "whoami"]
+    assert feature_modules() == ["long_running", "notes", "whoami"]

@@ -14,6 +14,11 @@
         return answers  # 2026-07-28, first round: the client answers and retries
     name = answers["user_name"]  # an ElicitResult, whichever revision
 
+Inside a task (a tool registered with task support, called by a client of the tasks extension,
+`mcp_server/tasks/`) the call has no request to return an `InputRequiredResult` on: `gather()`
+parks the task as `input_required` instead, and returns once the client has answered every
+request through `tasks/update`, on any instance. The handler code is the same.
+
 For resolver-style dependencies the SDK's `Resolve(...)` does the same declaratively; this is the
 hand-written form for flows that need chosen input keys, `requestState` or several rounds.
 """
@@ -51,6 +56,8 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
+
+from mcp_server.tasks.runner import current_task
 
 Answer = ElicitResult | CreateMessageResult | ListRootsResult
 AnswerT = TypeVar("AnswerT", ElicitResult, CreateMessageResult, ListRootsResult)
@@ -141,12 +148,16 @@ def _required_capability(request: InputRequest) -> ClientCapabilities:
     return ClientCapabilities(roots=RootsCapability())
 
 
+ANSWER_TYPES: dict[str, type[Answer]] = {
+    "elicitation/create": ElicitResult,
+    "sampling/createMessage": CreateMessageResult,
+    "roots/list": ListRootsResult,
+}
+"""The result type that answers each kind of input request, by the request's method."""
+
+
 def _result_type(request: InputRequest) -> type[Answer]:
-    if isinstance(request, ElicitRequest):
-        return ElicitResult
-    if isinstance(request, CreateMessageRequest):
-        return CreateMessageResult
-    return ListRootsResult
+    return ANSWER_TYPES[request.method]
 
 
 def require_capabilities(ctx: Context[Any, Any], requests: Mapping[str, InputRequest]) -> None:
@@ -168,13 +179,14 @@ def require_capabilities(ctx: Context[Any, Any], requests: Mapping[str, InputReq
             )
 
 
-def _parse_answer(key: str, request: InputRequest, raw: BaseModel) -> Answer:
+def _parse_answer(key: str, request: InputRequest, raw: BaseModel | dict[str, Any]) -> Answer:
     """Re-read an inbound answer as the result type of the request it answers.
 
-    `inputResponses` values arrive as an undiscriminated union; validating the wire form against
-    the expected type tells an `ElicitResult` from a sampling result reliably.
+    `inputResponses` values arrive as an undiscriminated union (or, from a task's store, as
+    JSON); validating the wire form against the expected type tells an `ElicitResult` from a
+    sampling result reliably.
     """
-    wire = raw.model_dump(mode="json", by_alias=True, exclude_none=True)
+    wire = raw if isinstance(raw, dict) else raw.model_dump(mode="json", by_alias=True, exclude_none=True)
     try:
         return _result_type(request).model_validate(wire)
     except ValidationError:
@@ -205,8 +217,10 @@ async def gather(
 
     2026-07-28: answers already on `ctx.input_responses` are used; if any key is missing, all
     requests are asked again (with `request_state`, when given, echoed back on the retry), and
-    answers to keys not asked about are ignored. 2025-11-25: each request is sent over the
-    session's back-channel in order.
+    answers to keys not asked about are ignored. In a task, the task waits as `input_required`
+    for the answers instead (the call becomes a task first if it was not one yet); a key may be
+    asked only once per task. 2025-11-25: each request is sent over the session's back-channel
+    in order.
 
     Raises:
         MCPError: -32021 when the client lacks a needed capability; -32602 when an answer is of
@@ -217,6 +231,14 @@ async def gather(
         responses = ctx.input_responses or {}
         if all(key in responses for key in requests):
             return {key: _parse_answer(key, request, responses[key]) for key, request in requests.items()}
+        task = current_task()
+        if task is not None:
+            wire = {
+                key: request.model_dump(by_alias=True, mode="json", exclude_none=True)
+                for key, request in requests.items()
+            }
+            given = await task.ask(wire)
+            return {key: _parse_answer(key, request, given[key]) for key, request in requests.items()}
         return input_required(ctx, requests, request_state=request_state)
 
     answers: dict[str, Answer] = {}
