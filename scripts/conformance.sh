@@ -4,8 +4,10 @@
 #
 # Starts `python -m mcp_server` with AUTH_MODE=none and SHOWCASE=true (the suite calls the
 # showcase's fixtures, whatever a fork's default) on a free loopback port, runs
-# `conformance server --suite all --spec-version <revision>` for each revision, stops the server on
-# exit and fails when any revision reports a failure. Per-check results go to results/conformance/.
+# `conformance server --suite all --spec-version <revision>` for each revision, then each scenario
+# of the tasks extension by name (`tasks-*`, filtered out of --suite all because they test an
+# extension; the list comes from `conformance list --server`), stops the server on exit and fails
+# when any run reports a failure. Per-check results go to results/conformance/.
 # A baseline of known failures, if one is ever needed, goes in tests/conformance/expected-failures.yml
 # (only for what the SDK itself cannot serve, one reason per entry); there is none today.
 set -euo pipefail
@@ -73,6 +75,28 @@ for revision in "${REVISIONS[@]}"; do
   totals=$(grep -E '^Total: ' "$log" | tail -n 1 || true)
   summary+=("$revision  $verdict  ${totals:-no totals (see $log)}")
 done
+
+# The tasks extension (io.modelcontextprotocol/tasks): every scenario the suite has for it.
+mapfile -t task_scenarios < <("$CONFORMANCE" list --server | sed -n 's/^ *- \(tasks-[a-z-]*\) \[extension\].*/\1/p')
+if [ "${#task_scenarios[@]}" -lt 10 ]; then
+  echo "conformance: expected the ten tasks-* scenarios, the suite lists ${#task_scenarios[@]}" >&2
+  failed=1
+fi
+task_failures=()
+for scenario in "${task_scenarios[@]}"; do
+  log="$RESULTS/$scenario.log"
+  if ! "$CONFORMANCE" server --url "$url" --scenario "$scenario" -o "$RESULTS/$scenario" >"$log" 2>&1; then
+    task_failures+=("$scenario")
+    failed=1
+    echo "--- $scenario failed (full output in $log) ---"
+    grep -E 'FAILURE|Error' "$log" | head -n 20 || tail -n 20 "$log"
+  fi
+done
+if [ "${#task_failures[@]}" -eq 0 ]; then
+  summary+=("tasks-*      PASS  ${#task_scenarios[@]} scenarios of io.modelcontextprotocol/tasks")
+else
+  summary+=("tasks-*      FAIL  ${task_failures[*]}")
+fi
 
 if ! kill -0 "$server_pid" 2>/dev/null; then
   echo "conformance: the server died during the run; end of its log:" >&2

@@ -8,11 +8,15 @@ real flow (discovery, DCR, PKCE, our login and consent pages, the token endpoint
 and scripts/inject-auth.mjs, a Node preload, adds it to every request the suite makes. The
 conformance engineer's baseline of expected failures (tests/conformance/expected-failures.yml),
 when there is one, applies here too: the suite then also fails on a listed scenario that passes.
+The scenarios of the tasks extension (`tasks-*`), which `--suite all` leaves out, run by name
+with the same token: every task they create belongs to that token's user and client.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,8 @@ from tests.e2e.servers import REPO_ROOT, Deployment
 INJECT_AUTH = REPO_ROOT / "scripts" / "inject-auth.mjs"
 EXPECTED_FAILURES = REPO_ROOT / "tests" / "conformance" / "expected-failures.yml"
 SUITE_TIMEOUT = 240
+SCENARIO_TIMEOUT = 120
+TASK_SCENARIO = re.compile(r"^\s*- (tasks-[a-z-]+) \[extension\]", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +81,49 @@ def test_conformance_server_suite_passes_against_the_protected_server_with_a_rea
     assert "=== SUMMARY ===" in output
     # Every scenario ran authenticated: the server never answered the suite with a 401.
     assert "401" not in summary, summary
+
+
+@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
+def test_every_tasks_extension_scenario_passes_against_the_protected_server(
+    deployment: Deployment, bearer_token: str, tmp_path: Path
+) -> None:
+    env = node_env(
+        tmp_path,
+        NODE_OPTIONS=f"--import {INJECT_AUTH}",
+        MCP_BEARER_TOKEN=bearer_token,
+        MCP_BEARER_ORIGIN=deployment.base_url,
+        MCP_TOOLS_NODE_MODULES=str(TOOLS_NODE_MODULES),
+    )
+    listed = subprocess.run(
+        [str(tool("conformance")), "list", "--server"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    scenarios = TASK_SCENARIO.findall(listed)
+    assert len(scenarios) >= 10, listed  # the ten of 0.2.0-alpha.12, and any the suite adds
+
+    def run(scenario: str) -> tuple[str, int, str]:
+        command = [str(tool("conformance")), "server", "--url", deployment.mcp_url, "--scenario", scenario]
+        command += ["-o", str(tmp_path / scenario)]
+        done = subprocess.run(
+            command,
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=SCENARIO_TIMEOUT,
+            check=False,
+        )
+        return scenario, done.returncode, done.stdout + done.stderr
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two at a time: the machine has two cores
+        outcomes = list(pool.map(run, scenarios))
+    failures = {scenario: output[-3000:] for scenario, code, output in outcomes if code != 0}
+    assert not failures, failures
+    for scenario, _, output in outcomes:
+        assert "0 failed" in output, (scenario, output[-3000:])
+        assert "401" not in output, (scenario, output[-3000:])
