@@ -38,8 +38,8 @@ from pydantic import Field, ValidationError
 from mcp_server.client_input import ANSWER_TYPES
 from mcp_server.protection.principal import current_principal
 from mcp_server.protection.scopes import ExtraScopes
-from mcp_server.tasks.runner import CANCELLED_MESSAGE, TaskRunner
-from mcp_server.tasks.store import Owner, TaskOutcome, TaskSnapshot, TaskStore
+from mcp_server.tasks.runner import TaskRunner
+from mcp_server.tasks.store import Owner, TaskSnapshot, TaskStore
 from shared.storage.base import StorageUnavailable
 from shared.validation import Principal
 
@@ -137,10 +137,8 @@ class TasksExtension(Extension):
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         snapshot = await self._find(ctx, params)
         if snapshot.outcome is None:
-            cancelled = TaskOutcome(status="cancelled", message=CANCELLED_MESSAGE, at=self._store.now())
             with _storage_errors():
-                await self._store.finish(snapshot.meta, snapshot.task_id, cancelled)
-            self._runner.stop(snapshot.task_id)
+                await self._runner.cancel(snapshot)
         return {"resultType": "complete"}
 
     async def _find(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> TaskSnapshot:

@@ -9,8 +9,8 @@ what `tasks/get` answers at that moment, ending with its terminal state (result 
 This wraps the SDK's own listen handler rather than replacing it: the SDK keeps serving the core
 notification kinds and writes the acknowledgement, to which the wrapper adds the task ids it
 agreed to watch. Only the caller's own tasks are watched (another caller's id, or an unknown one,
-is left out of the acknowledgement, as "not found" everywhere else), at most MAX_WATCHED per
-stream, and asking without declaring the extension is refused with -32021.
+is left out of the acknowledgement, as "not found" everywhere else), and only among the first
+MAX_WATCHED ids the request names; asking without declaring the extension is refused with -32021.
 
 Changes are found by reading the tasks from the Store every POLL_INTERVAL_MS, so a task running on
 another instance is reported as well; polling is what bounds the cost (a watched task is read once
@@ -87,11 +87,11 @@ class TaskAwareListen:
                 await watcher
 
     async def _own_tasks(self, owner: Owner, wanted: list[Any]) -> list[str]:
-        """The ids among `wanted` that name a task of `owner`, at most MAX_WATCHED, in order."""
+        """The ids among the first MAX_WATCHED of `wanted` that name a task of `owner`, in order
+        (only that many are looked up, however many the client sends)."""
         watched: list[str] = []
-        for task_id in dict.fromkeys(item for item in wanted if isinstance(item, str)):
-            if len(watched) == MAX_WATCHED:
-                break
+        candidates = list(dict.fromkeys(item for item in wanted if isinstance(item, str)))
+        for task_id in candidates[:MAX_WATCHED]:
             with contextlib.suppress(StorageUnavailable):
                 if await self._store.find(owner, task_id) is not None:
                     watched.append(task_id)

@@ -197,11 +197,15 @@ class TaskRunner:
         if running is not None:
             running[0].poke()
 
-    def stop(self, task_id: str) -> None:
-        """Stop the body of a task this process runs (its outcome is recorded already)."""
-        running = self._running.get(task_id)
+    async def cancel(self, snapshot: TaskSnapshot) -> None:
+        """End a task as cancelled: its body first, if this process runs it (so nothing it does
+        lands after the outcome), then the outcome, which the instance running it elsewhere
+        notices within a heartbeat. Unchanged if it ended already."""
+        running = self._running.get(snapshot.task_id)
         if running is not None:
-            running[1].cancel()
+            await _stop(running[1])
+        cancelled = TaskOutcome(status="cancelled", message=CANCELLED_MESSAGE, at=self.store.now())
+        await self.store.finish(snapshot.meta, snapshot.task_id, cancelled)
 
     async def run(
         self,
@@ -261,8 +265,11 @@ class TaskRunner:
                 if body.done():
                     break
                 try:
-                    if await self._should_stop(snapshot):
+                    stop, outcome = await self._stop_reason(snapshot)
+                    if stop:  # the body first: nothing it does may land after the outcome
                         await _stop(body)
+                        if outcome is not None:
+                            await self.store.finish(meta, task_id, outcome)
                         return
                     await self.store.renew_lease(meta, task_id, self.store.now() + self.lease)
                 except StorageUnavailable:
@@ -273,24 +280,20 @@ class TaskRunner:
         finally:
             self._running.pop(task_id, None)
 
-    async def _should_stop(self, snapshot: TaskSnapshot) -> bool:
-        """True when the body must stop: its lifetime is over, an outcome was recorded elsewhere
-        (tasks/cancel, a lapsed lease), or its grant ended (recorded here as cancelled)."""
+    async def _stop_reason(self, snapshot: TaskSnapshot) -> tuple[bool, TaskOutcome | None]:
+        """Whether the body must stop, and the outcome to record once it has: its lifetime is
+        over (nothing to record), an outcome was recorded elsewhere (tasks/cancel on another
+        instance, a lapsed lease), or its grant ended (cancelled)."""
         meta, task_id = snapshot.meta, snapshot.task_id
         if self.store.now() >= meta.expires_at:
-            return True
+            return True, None
         if await self.store.outcome(task_id) is not None:
-            return True
-        if (
-            meta.grant_id is not None
-            and self._grant_alive is not None
-            and not await self._grant_alive(meta.grant_id)
-        ):
-            ended = TaskOutcome(status="cancelled", message=REVOKED_MESSAGE, at=self.store.now())
-            await self.store.finish(meta, task_id, ended)
+            return True, None
+        grant_id, alive = meta.grant_id, self._grant_alive
+        if grant_id is not None and alive is not None and not await alive(grant_id):
             logger.info("task %s stopped: its grant ended", _short(task_id))
-            return True
-        return False
+            return True, TaskOutcome(status="cancelled", message=REVOKED_MESSAGE, at=self.store.now())
+        return False, None
 
     def _outcome(self, tool: str, body: asyncio.Task[HandlerResult]) -> TaskOutcome:
         now = self.store.now()
