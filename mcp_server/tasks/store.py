@@ -16,9 +16,8 @@ Cluster slot; every operation below touches one key):
 * `mcp:task:{id}:outcome` (string, same TTL): the terminal state (completed with its result,
   failed with its JSON-RPC error, cancelled). Written with set-if-absent: the first of the
   runner finishing, a cancellation and a lapsed lease wins, and a terminal task never changes.
-* `mcp:tasks-of:<owner digest>` (hash, task id -> expiry): the owner's live tasks, to bound how
-  many one caller keeps (TASKS_PER_PRINCIPAL) and to list them. Kept TASK_MAX_TTL after the
-  newest task; expired entries are pruned when read.
+* `mcp:tasks-of:<owner digest>` (a Store expiring index: each task id expires with its task): the
+  owner's live tasks, to bound how many one caller keeps (TASKS_PER_PRINCIPAL) and to list them.
 
 Ownership is checked on every read: a task id another owner presents is "not found", exactly as
 an id that never existed; ids are 256 random bits, so they cannot be guessed either.
@@ -226,12 +225,11 @@ class TaskStore:
             raise TaskLimitReached
         task_id = new_task_id()
         index = owner_key(owner)
-        await self._store.hset(index, task_id, repr(now + ttl))
-        await self._store.expire(index, self.max_ttl)
+        await self._store.index_add(index, task_id, ttl)
         # Two creations racing past the count above both land in the index: the one that finds
         # the index over the limit withdraws, so the bound holds whatever the concurrency.
         if len(await self.owned(owner)) > self.per_owner:
-            await self._store.hdel(index, task_id)
+            await self._store.index_remove(index, task_id)
             raise TaskLimitReached
         meta = TaskMeta(
             owner=owner.digest,
@@ -293,20 +291,8 @@ class TaskStore:
         return None if raw is None else TaskOutcome.model_validate_json(raw)
 
     async def owned(self, owner: Owner) -> list[str]:
-        """The ids of the owner's live tasks (expired entries are pruned on the way)."""
-        index = owner_key(owner)
-        now = self._clock()
-        live: list[str] = []
-        for task_id, expires_at in (await self._store.hgetall(index)).items():
-            try:
-                alive = float(expires_at) > now
-            except ValueError:
-                alive = False
-            if alive:
-                live.append(task_id)
-            else:
-                await self._store.hdel(index, task_id)
-        return live
+        """The ids of the owner's live tasks."""
+        return list(await self._store.index_members(owner_key(owner)))
 
     async def scopes(self, owner: Owner, task_id: str) -> frozenset[str] | None:
         """The scopes the task's tool needs, if `owner` owns the task."""
