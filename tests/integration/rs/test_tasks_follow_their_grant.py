@@ -23,7 +23,8 @@ from tests.fixtures.redis_server import redis_server, redis_url  # noqa: F401  (
 from tests.fixtures.tasks_client import TaskClient
 from tests.integration.rs.conftest import CALLBACK, USER_PASSWORD, StartRs
 
-LEASE = 1.5  # the heartbeat, a third of it, is when a running task looks at its grant
+LEASE = 3.0  # the heartbeat, a third of it, is when a running task looks at its grant (a short
+# lease must still outlast the stalls of a busy machine: a lapsed one would end the task as failed)
 
 
 def authorize_again(grant: oauth_flow.MintedGrant, user: str, resource: str) -> oauth_flow.Tokens:
