@@ -1,28 +1,41 @@
 """The one configuration class for every process of the project.
 
-Values come from the environment and from `.env` (environment wins). Every field has a safe
-development default, so `make dev-internal` needs no configuration at all; `.env.example` lists
-them all with a one-line meaning. A bad value stops start-up with a message that names the
-setting and what it allows (see `load_settings`).
+Values come from the environment, then `.env` in the working directory, then the defaults (the
+first that names a setting wins), for every entry point. Every field has a development default,
+so `make dev-internal` needs no configuration at all; outside development the servers refuse to
+start while one of those defaults is in effect (`shared/startup.py`, docs/security.md).
+`.env.example` lists every setting with a one-line meaning.
+
+A bad value stops start-up with one line per bad setting, naming it and the form it expects
+(`load_settings`), never a traceback. List settings take a comma-separated value or a JSON list;
+settings holding objects (AUTH_USERS, AUTH_CLIENTS, API_KEYS) take JSON. A variable that looks
+like a setting but is none (REDIS_URI, AUTH_MOD) is reported by `unknown_setting_warnings`.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import json
+import os
 import re
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from shared.storage.redis_url import parse_redis_url
 
 AuthMode = Literal["internal", "external", "none"]
 TokenFormat = Literal["opaque", "jwt"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-LogFormat = Literal["json", "text"]
+LogFormat = Literal["auto", "json", "text"]
 SessionMode = Literal["stateful", "stateless"]
 IntrospectionAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
@@ -65,6 +78,24 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def is_loopback_http_url(url: str) -> bool:
+    """True for http://<loopback>[:port][/path]: a URL only this machine can use."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+
+
+# Settings whose value is a list of strings: `a,b` or `["a", "b"]` (NoDecode: read as text, so
+# a plain value is not handed to a JSON parser that would fail with a traceback).
+StringList = Annotated[list[str], NoDecode]
+# Settings whose value is a JSON document, with the form a bad value's message shows.
+JSON_FORMS = {
+    "auth_users": '{"alice": "<hash from scripts/hash-password.py>"}',
+    "auth_clients": '[{"client_id": "...", "client_secret": "...", "redirect_uris": ["https://..."]}]',
+    "api_keys": '[{"sha256": "<hex digest of the key>", "subject": "...", "scopes": ["..."]}]',
+}
+_LIST_FORM = 'a comma-separated list (a,b) or a JSON list (["a", "b"])'
+
+
 class Settings(BaseSettings):
     """Everything configurable, read once at start-up and passed down explicitly (no globals)."""
 
@@ -98,25 +129,33 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field("INFO", description="Log level of every process")
     log_format: LogFormat = Field(
-        "json", description="Log lines of every process: json (one object per line) or text"
+        "auto",
+        description="Log lines of every process: json (one object per line), text, or auto (text "
+        "when standard error is a terminal, else json)",
     )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics")
     metrics_token: str | None = Field(
         None,
-        description="Bearer token /metrics requires; unset: /metrics answers loopback clients only "
-        "(see docs/operations.md)",
+        description="Bearer token /metrics requires (>= 32 characters outside development); unset: "
+        "/metrics answers loopback clients only (see docs/operations.md)",
     )
 
     # --- transport security ------------------------------------------------------------------
-    allowed_hosts: list[str] = Field(
+    allowed_hosts: StringList = Field(
         default_factory=list,
         description="Extra Host header values accepted (DNS-rebinding defence); loopback always allowed "
         "when bound to loopback",
     )
-    allowed_origins: list[str] = Field(
+    allowed_origins: StringList = Field(
         default_factory=list,
         description="Browser origins allowed to call /mcp (CORS and Origin check); loopback origins "
         "always allowed when bound to loopback",
+    )
+    forwarded_allow_ips: StringList = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies whose X-Forwarded-For / "
+        "Forwarded headers are believed for the client address (uvicorn's name); empty: trust no "
+        "one; * trusts everyone, which lets any client pick its address (docs/operations.md)",
     )
     legacy_sse: bool = Field(True, description="Serve the deprecated HTTP+SSE transport at /sse")
     showcase: bool = Field(
@@ -140,10 +179,10 @@ class Settings(BaseSettings):
         description="2025-11-25 sessions one user (token issuer and subject, any client) may hold open "
         "at once (then 429)",
     )
-    request_state_keys: list[str] = Field(
+    request_state_keys: StringList = Field(
         default_factory=list,
-        description="Secrets sealing 2026-07-28 requestState (JSON list, each >= 32 characters, the "
-        "first seals); empty: a per-process key, so set the same list on every instance",
+        description="Secrets sealing 2026-07-28 requestState (comma-separated, each >= 32 characters, "
+        "the first seals); empty: a per-process key, so set the same list on every instance",
     )
 
     # --- tasks (io.modelcontextprotocol/tasks, docs/tasks.md) ----------------------------------
@@ -200,19 +239,19 @@ class Settings(BaseSettings):
         description="Path to a private JWKS (JSON) for JWT access tokens; unset: generated and kept "
         "in storage",
     )
-    auth_users: dict[str, str] = Field(
+    auth_users: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description='Local users as JSON {"name": "<password hash>"}; empty: the dev user demo/demo',
     )
-    auth_clients: list[dict[str, Any]] = Field(
+    auth_clients: Annotated[list[dict[str, Any]], NoDecode] = Field(
         default_factory=list,
         description="Pre-registered clients (JSON list of client metadata); the only way to a machine "
         "client (client_credentials, with a required scope) or a resource server (may_introspect)",
     )
-    native_redirect_schemes: list[str] = Field(
+    native_redirect_schemes: StringList = Field(
         default_factory=list,
-        description="Private-use URI schemes native apps may use as redirect URIs (RFC 8252 7.1), JSON "
-        'list, e.g. ["cursor"] for Cursor; only for application_type native, never http(s) or '
+        description="Private-use URI schemes native apps may use as redirect URIs (RFC 8252 7.1), "
+        "comma-separated, e.g. cursor for Cursor; only for application_type native, never http(s) or "
         "script schemes",
     )
     cimd_allow_loopback: bool = Field(
@@ -260,7 +299,8 @@ class Settings(BaseSettings):
     )
     introspection_client_secret: str = Field(
         "dev-introspection-secret-change-me",
-        description="Its secret (set a real one outside development)",
+        description="Its secret; outside development your own random value of >= 32 characters "
+        "(the start-up check refuses this default there)",
     )
     introspection_cache_ttl: int = Field(
         30, ge=0, description="Longest an active introspection result is cached, s"
@@ -280,11 +320,11 @@ class Settings(BaseSettings):
         description="How the MCP server authenticates to the introspection endpoint: "
         "client_secret_basic or client_secret_post",
     )
-    jwt_algorithms: list[str] = Field(
+    jwt_algorithms: StringList = Field(
         default_factory=lambda: list(DEFAULT_JWT_ALGORITHMS),
         description="Signing algorithms accepted on JWT access tokens (asymmetric only; never none or HS*)",
     )
-    jwt_token_types: list[str] = Field(
+    jwt_token_types: StringList = Field(
         default_factory=lambda: ["at+jwt"],
         description='JWT access token `typ` headers accepted (RFC 9068 at+jwt; some providers send "JWT")',
     )
@@ -293,7 +333,7 @@ class Settings(BaseSettings):
         "scope", min_length=1, description="Claim holding the scopes: a space-separated string or a list"
     )
     token_subject_claim: str = Field("sub", min_length=1, description="Claim naming the user")
-    api_keys: list[dict[str, Any]] = Field(
+    api_keys: Annotated[list[dict[str, Any]], NoDecode] = Field(
         default_factory=list,
         description='Static API keys: JSON [{"sha256": "<hex>", "subject": "...", "scopes": [...]}]',
     )
@@ -324,6 +364,57 @@ class Settings(BaseSettings):
     tenant_lookup_timeout: float = Field(
         2.0, gt=0, description="Longest one tenant lookup may take before the request gets 503, s"
     )
+
+    @field_validator(
+        "allowed_hosts",
+        "allowed_origins",
+        "request_state_keys",
+        "native_redirect_schemes",
+        "jwt_algorithms",
+        "jwt_token_types",
+        "forwarded_allow_ips",
+        mode="before",
+    )
+    @classmethod
+    def _comma_or_json_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text.startswith("["):
+            return [item.strip() for item in text.split(",") if item.strip()]
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ValueError(f"expected {_LIST_FORM}; that JSON list does not parse") from None
+        if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+            raise ValueError(f"expected {_LIST_FORM} of strings")
+        return parsed
+
+    @field_validator("auth_users", "auth_clients", "api_keys", mode="before")
+    @classmethod
+    def _json_document(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        assert info.field_name is not None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"expected JSON like {JSON_FORMS[info.field_name]} ({exc.msg})") from None
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (CIDR such as 10.0.0.0/8; host bits "
+                    "unset); list the addresses of your reverse proxies, or * for any (dangerous)"
+                ) from None
+        return value
 
     @field_validator("native_redirect_schemes")
     @classmethod
@@ -440,15 +531,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _check_mode(self) -> Settings:
-        if self.auth_mode == "none" and not is_loopback_host(self.host):
-            raise ValueError(
-                "AUTH_MODE=none serves without authentication and only listens on a loopback "
-                f"address; HOST={self.host!r} is not one"
-            )
-        return self
-
     # --- derived URLs (one place decides them) --------------------------------------------------
     @cached_property
     def mcp_base_url(self) -> str:
@@ -486,6 +568,19 @@ class Settings(BaseSettings):
     def binds_loopback(self) -> bool:
         return is_loopback_host(self.host)
 
+    @property
+    def uses_demo_user(self) -> bool:
+        """The built-in development login (demo / demo) signs users in: no AUTH_USERS, no
+        UPSTREAM_OIDC_ISSUER. Only ever in development (shared/startup.py refuses it elsewhere)."""
+        return not self.auth_users and not self.upstream_oidc_issuer
+
+    @property
+    def issuer_setting(self) -> str:
+        """The setting that decides `issuer` (named in messages that tell an operator what to set)."""
+        if self.auth_issuer_url:
+            return "AUTH_ISSUER_URL"
+        return "AUTH_SERVER_URL" if self.auth_mode == "external" else "MCP_PUBLIC_URL"
+
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -502,6 +597,62 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = ["Invalid configuration:"]
         for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
-            lines.append(f"  {name}: {error['msg']}")
+            field, *inside = [str(part) for part in error["loc"]] or [""]
+            name = field.upper() + "".join(f"[{part}]" for part in inside) if field else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] != "value_error" and field in JSON_FORMS:
+                message += f" (expected JSON like {JSON_FORMS[field]})"
+            elif error["type"] != "value_error" and field in _list_fields():
+                message += f" (expected {_LIST_FORM})"
+            lines.append(f"  {name}: {message}")
         raise SettingsError("\n".join(lines)) from None
+    except SourceError as exc:  # a value no validator saw (the sources' own decoding)
+        raise SettingsError(f"Invalid configuration:\n  {exc}") from None
+
+
+def _list_fields() -> set[str]:
+    return {
+        name
+        for name, field in Settings.model_fields.items()
+        if any(isinstance(meta, NoDecode) or meta is NoDecode for meta in field.metadata)
+        and name not in JSON_FORMS
+    }
+
+
+# Prefixes only this project's settings use: an unknown variable with one is almost surely a typo
+# (REDIS_URI, AUTH_MOD) that would otherwise leave the server silently on its defaults.
+SETTING_PREFIXES = (
+    *("AUTH_", "MCP_", "REDIS_", "INTROSPECTION_"),
+    *("JWT_", "UPSTREAM_OIDC_", "CIMD_", "METRICS_"),
+)
+# Variables with those prefixes that other tools of the MCP world read (MCP Inspector, the
+# conformance runner's preload in scripts/), not settings of this server.
+FOREIGN_VARIABLES = frozenset({"MCP_BEARER_TOKEN", "MCP_AUTO_OPEN_ENABLED", "MCP_INSPECTOR_SECRET_STORE"})
+
+
+def unknown_setting_warnings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = None
+) -> list[str]:
+    """One line per variable of the environment or `.env` that looks like a setting but is none.
+
+    "Looks like": it has one of SETTING_PREFIXES, or it is close to a setting's name. Such a
+    variable is ignored, so without this warning a typo silently means "the default".
+    """
+    known = [name.upper() for name in Settings.model_fields]
+    environ = os.environ if environ is None else environ
+    env_file = Path(str(Settings.model_config.get("env_file"))) if env_file is None else env_file
+    sources: dict[str, str] = {name: "environment" for name in environ}
+    if env_file.is_file():
+        for name in dotenv_values(env_file):
+            sources.setdefault(name, str(env_file))
+    warnings = []
+    for name, where in sorted(sources.items()):
+        upper = name.upper()
+        if upper in known or upper in FOREIGN_VARIABLES or upper.startswith("MCP_INSPECTOR_"):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        if not close and not upper.startswith(SETTING_PREFIXES):
+            continue
+        hint = f"did you mean {close[0]}?" if close else "see .env.example for every setting"
+        warnings.append(f"{name} ({where}) is not a setting and is ignored; {hint}")
+    return warnings

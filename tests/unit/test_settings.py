@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings, SettingsError, load_settings, unknown_setting_warnings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,10 +65,82 @@ def test_a_bad_value_stops_start_up_with_a_message_naming_the_setting(
     assert named in str(failure.value.code)
 
 
-def test_auth_mode_none_refuses_a_non_loopback_address() -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("ALLOWED_HOSTS", "example.com", "allowed_hosts", ["example.com"]),
+        ("ALLOWED_HOSTS", " a.example , b.example ,", "allowed_hosts", ["a.example", "b.example"]),
+        ("ALLOWED_ORIGINS", "https://app.example", "allowed_origins", ["https://app.example"]),
+        ("NATIVE_REDIRECT_SCHEMES", "cursor", "native_redirect_schemes", ["cursor"]),
+        ("NATIVE_REDIRECT_SCHEMES", '["cursor", "vscode"]', "native_redirect_schemes", ["cursor", "vscode"]),
+        ("JWT_TOKEN_TYPES", "at+jwt,JWT", "jwt_token_types", ["at+jwt", "JWT"]),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/8,127.0.0.1", "forwarded_allow_ips", ["10.0.0.0/8", "127.0.0.1"]),
+    ],
+)
+def test_list_settings_take_a_comma_separated_list_or_a_json_list(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(load_settings(_env_file=None), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "AUTH_USERS",
+            "alice",
+            'AUTH_USERS: expected JSON like {"alice": "<hash from scripts/hash-password.py>"}',
+        ),
+        ("AUTH_USERS", '["alice"]', "AUTH_USERS: Input should be a valid dictionary (expected JSON like"),
+        ("API_KEYS", "{bad", 'API_KEYS: expected JSON like [{"sha256": '),
+        ("AUTH_CLIENTS", "my-client", 'AUTH_CLIENTS: expected JSON like [{"client_id": '),
+        (
+            "ALLOWED_ORIGINS",
+            '["unclosed"',
+            "ALLOWED_ORIGINS: expected a comma-separated list (a,b) or a JSON list",
+        ),
+        ("REQUEST_STATE_KEYS", "too-short", "REQUEST_STATE_KEYS: each key must be at least 32 characters"),
+    ],
+)
+def test_a_bad_list_or_json_setting_is_one_line_naming_the_setting_and_the_form(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError) as failure:
-        load_settings(auth_mode="none", host="0.0.0.0", _env_file=None)  # noqa: S104
-    assert "AUTH_MODE=none" in str(failure.value.code)
+        load_settings(_env_file=None)
+    message = str(failure.value.code)
+    assert message.splitlines()[0] == "Invalid configuration:"
+    assert message.splitlines()[1].strip().startswith(expected), message
+    assert len(message.splitlines()) == 2
+
+
+def test_a_misspelled_setting_in_the_environment_or_dotenv_is_reported(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("AUTH_MOD=external\nMCP_PORT=4000\n")
+    warnings = unknown_setting_warnings({"REDIS_URI": "redis://x", "PATH": "/bin", "HOSTNAME": "h"}, env_file)
+    assert warnings == [
+        f"AUTH_MOD ({env_file}) is not a setting and is ignored; did you mean AUTH_MODE?",
+        "REDIS_URI (environment) is not a setting and is ignored; did you mean REDIS_URL?",
+    ]
+
+
+def test_an_unknown_variable_with_a_setting_prefix_is_reported_and_other_tools_variables_are_not() -> None:
+    environ = {"REDIS_PASSWORD": "x", "MCP_INSPECTOR_SECRET_STORE": "file", "MCP_BEARER_TOKEN": "t"}
+    warnings = unknown_setting_warnings(environ, Path("/nonexistent/.env"))
+    assert warnings == [
+        "REDIS_PASSWORD (environment) is not a setting and is ignored; see .env.example for every setting"
+    ]
+
+
+def test_the_environment_wins_over_dotenv_which_wins_over_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("MCP_PORT=4912\nAUTH_PORT=4913\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTH_PORT", "4000")
+    settings = load_settings()
+    assert (settings.mcp_port, settings.auth_port, settings.host) == (4912, 4000, "127.0.0.1")
 
 
 def test_the_server_exits_with_the_message_instead_of_a_traceback() -> None:
