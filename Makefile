@@ -2,6 +2,7 @@
 #   make dev-internal   MCP server + authorization server in one process on MCP_PORT (3232)
 #   make dev-external   authorization server on AUTH_PORT (3001) and MCP server on MCP_PORT, two processes
 #   make dev-mcp        the MCP server alone, trusting the authorization server AUTH_SERVER_URL names
+#   make dev-stdio      the MCP server on stdio, no auth (stdout carries JSON-RPC only)
 #   make test           lint, the whole test suite (real servers, Redis, browser) and the conformance suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -10,10 +11,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-
-export MCP_PORT ?= 3232
-export AUTH_PORT ?= 3001
-export HOST ?= 127.0.0.1
+# Settings come from the environment, then .env, then their defaults, whatever the entry point:
+# no target sets MCP_PORT, AUTH_PORT, HOST or LOG_FORMAT (LOG_FORMAT=auto writes text to a terminal).
+# A dev-* target sets only the AUTH_MODE its name says.
+MAKEFLAGS += --no-print-directory
 
 .PHONY: dev-mcp inspector env-example help install system-deps node-tools dev-internal dev-external dev-stdio test test-python lint format conformance clean
 
@@ -40,9 +41,6 @@ system-deps:
 node-tools:
 	@bash scripts/ensure-node-tools.sh
 
-# Human-readable logs while developing; JSON lines (the default) everywhere else.
-dev-internal dev-external dev-mcp dev-stdio: export LOG_FORMAT ?= text
-
 dev-internal: $(STAMP)
 	AUTH_MODE=internal $(PY) -m mcp_server --transport http
 
@@ -59,8 +57,12 @@ inspector: node-tools
 dev-mcp: $(STAMP)
 	AUTH_MODE=external $(PY) -m mcp_server --transport http
 
-dev-stdio: $(STAMP)
-	AUTH_MODE=none $(PY) -m mcp_server --transport stdio
+# stdout is the protocol channel: the install step (make's and pip's lines) writes to stderr, and
+# the command line is not echoed. Desktop clients should launch the server directly instead:
+# docs/connecting-clients.md.
+dev-stdio:
+	@$(MAKE) install >&2
+	@AUTH_MODE=none exec $(PY) -m mcp_server --transport stdio
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mcp_server auth_server shared tests scripts

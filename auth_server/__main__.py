@@ -1,7 +1,12 @@
 """`python -m auth_server`: the authorization server on its own (AUTH_MODE=external).
 
 Serves on HOST:AUTH_PORT; the MCP server (`python -m mcp_server`) validates its tokens by
-introspection. `make dev-external` starts both.
+introspection. `make dev-external` starts both. The MCP resource it issues tokens for is
+MCP_PUBLIC_URL + /mcp (unset: http://HOST:MCP_PORT/mcp), so set MCP_PUBLIC_URL (or the same
+MCP_PORT) when the MCP server runs elsewhere; the banner says which resource it serves.
+
+Settings: the environment, then `.env` in the working directory, then the defaults; a flag
+below overrides its setting.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shared import startup
 from shared.logs import configure_logging
 from shared.runtime import serve
 from shared.settings import load_settings
@@ -18,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m auth_server", description=__doc__)
     parser.add_argument("--port", type=int, help="overrides AUTH_PORT")
     parser.add_argument("--host", help="overrides HOST")
+    parser.add_argument(
+        "--forwarded-allow-ips", metavar="IPS", help="overrides FORWARDED_ALLOW_IPS (comma-separated)"
+    )
     args = parser.parse_args(argv)
 
     overrides: dict[str, object] = {}
@@ -25,8 +34,11 @@ def main(argv: list[str] | None = None) -> None:
         overrides["auth_port"] = args.port
     if args.host is not None:
         overrides["host"] = args.host
+    if args.forwarded_allow_ips is not None:
+        overrides["forwarded_allow_ips"] = args.forwarded_allow_ips
     settings = load_settings(**overrides)
     configure_logging(settings)
+    startup.warn_unknown_settings()
 
     from auth_server.app import create_auth_app
 

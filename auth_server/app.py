@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from auth_server.audit import AuditLog
 from auth_server.backchannel import BackChannel, backchannel_routes
-from auth_server.clients import StoreClientRegistry
+from auth_server.clients import StoreClientRegistry, preregistered_clients
 from auth_server.cors import preflight
 from auth_server.endpoints.account import account_routes, account_sign_in_path, local_account_sign_in
 from auth_server.endpoints.authorize import authorize_endpoint
@@ -26,10 +26,13 @@ from auth_server.endpoints.metadata import metadata_routes
 from auth_server.endpoints.registration import registration_endpoint
 from auth_server.front_channel import FrontChannel
 from auth_server.urls import endpoint_path
+from auth_server.users import DEV_PASSWORD, DEV_USER
+from shared import startup
+from shared.forwarded import forwarded_middleware
 from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
 from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from shared.storage.base import Store
 from shared.storage.factory import open_store
 
@@ -78,14 +81,35 @@ def create_auth_routes(
     return [*metadata_routes(settings), *front_channel_routes(front), *backchannel_routes(back)]
 
 
-def create_auth_app(settings: Settings, store: Store | None = None) -> Starlette:
-    """The standalone authorization server (AUTH_MODE=external), with health checks. `store`
-    replaces the Store the settings name (embedding, tests); its caller then closes it."""
+def authorization_server_facts(settings: Settings) -> startup.AuthorizationServerFacts:
+    """What the start-up check and the banner need to know about this authorization server."""
+    introspection_client = settings.introspection_client_id in preregistered_clients(settings)
+    return startup.AuthorizationServerFacts(
+        introspection_client=introspection_client,
+        demo_login=(DEV_USER, DEV_PASSWORD) if settings.uses_demo_user else None,
+    )
+
+
+def create_auth_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+    """The standalone authorization server (AUTH_MODE=external), with health checks. `settings`
+    default to the environment and `.env`; `store` replaces the Store the settings name
+    (embedding, tests); its caller then closes it.
+
+    Refuses (`startup.UnsafeOutsideDevelopment`, a readable exit) outside development while a
+    development default is in effect (shared/startup.py)."""
+    if settings is None:
+        settings = load_settings()
+        startup.warn_unknown_settings()
+    role = startup.Role(
+        "authorization server", serves_mcp=False, authorization_server=authorization_server_facts(settings)
+    )
+    development_defaults = startup.check_deployment(settings, role)
     owns_store = store is None
     store = open_store(settings) if store is None else store
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        startup.log_banner(settings, role, defaults=development_defaults)
         try:
             yield
         finally:
@@ -98,6 +122,7 @@ def create_auth_app(settings: Settings, store: Store | None = None) -> Starlette
         *metrics_routes(settings),
     ]
     middleware = [
+        *forwarded_middleware(settings),
         Middleware(RequestIdMiddleware),
         Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
     ]

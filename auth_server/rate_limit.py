@@ -7,8 +7,10 @@ in the shared `Store`, so every instance behind a load balancer counts together.
 about; its known weakness, up to 2x the limit across a window edge, does not matter at a
 brute-force scale of 2^128.
 
-The client IP is Starlette's `request.client.host`. Behind a reverse proxy run uvicorn with
-`--proxy-headers --forwarded-allow-ips=<proxy>` so that it is the real client, not the proxy.
+The client IP is Starlette's `request.client.host`. Behind a reverse proxy set
+FORWARDED_ALLOW_IPS to the proxy's addresses (or pass `--forwarded-allow-ips` to either server):
+the first middleware of both apps (`shared/forwarded.py`) then puts the address the proxy reports
+there, so every limit counts per real client with no change here (docs/operations.md).
 """
 
 from __future__ import annotations

@@ -46,8 +46,10 @@ VERIFIED_CACHE_SIZE = 10_000
 UNKNOWN_KID_RELOAD_INTERVAL = 5.0  # a flood of made-up kids must not become a flood of reads
 
 
-class SigningKeyError(Exception):
-    """The configured key material is unusable (raised at first use, with the reason)."""
+class SigningKeyError(ValueError):
+    """The configured key material is unusable, with the reason. A JWT_SIGNING_KEYS file is read
+    when the app is built, so a missing or bad one stops start-up with one line (a ValueError,
+    like any bad configuration) instead of 500s from /token and /jwks later."""
 
 
 class StoredKey(BaseModel):
@@ -131,6 +133,12 @@ class SigningKeys:
         # hot path re-verifies nothing (ES256 costs ~100 us). Revocation and expiry are still
         # decided per call by the caller's Store read.
         self._verified: OrderedDict[str, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+        if self._file is not None:  # file keys never change while the process runs: load them now
+            try:
+                self._loaded = self._from_private_jwks(self._read_file(), clock())
+            except SigningKeyError as exc:
+                where = f"JWT_SIGNING_KEYS {self._file}: "
+                raise SigningKeyError(str(exc) if str(exc).startswith(where) else where + str(exc)) from None
 
     # -- public API -----------------------------------------------------------------------
 

@@ -2,7 +2,11 @@
 
 HTTP serves /mcp (both protocol revisions), /sse and, in internal mode, the authorization
 server's routes on MCP_PORT. stdio serves one client on standard input/output, for local
-development and desktop clients that launch the server themselves.
+development and desktop clients that launch the server themselves: standard output then
+carries JSON-RPC and nothing else (logs, warnings and the banner go to standard error).
+
+Settings: the environment, then `.env` in the working directory, then the defaults; a flag
+below overrides its setting.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sys
 
 import anyio
 
+from shared import startup
 from shared.logs import configure_logging
 from shared.runtime import serve
 from shared.settings import load_settings
@@ -22,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transport", choices=["http", "stdio"], default="http")
     parser.add_argument("--port", type=int, help="overrides MCP_PORT")
     parser.add_argument("--host", help="overrides HOST")
+    parser.add_argument(
+        "--forwarded-allow-ips", metavar="IPS", help="overrides FORWARDED_ALLOW_IPS (comma-separated)"
+    )
     args = parser.parse_args(argv)
 
     overrides: dict[str, object] = {}
@@ -29,14 +37,19 @@ def main(argv: list[str] | None = None) -> None:
         overrides["mcp_port"] = args.port
     if args.host is not None:
         overrides["host"] = args.host
+    if args.forwarded_allow_ips is not None:
+        overrides["forwarded_allow_ips"] = args.forwarded_allow_ips
     settings = load_settings(**overrides)
     configure_logging(settings)
+    startup.warn_unknown_settings()
 
     if args.transport == "stdio":
         from mcp_server.server import build_mcp_server
         from shared.storage.factory import open_store
 
         server, _, _ = build_mcp_server(settings, open_store(settings))
+        role = startup.Role("MCP server", serves_mcp=True)
+        startup.log_banner(settings, role, defaults=[], transport="stdio")
         anyio.run(server.run_stdio_async)
         return
 

@@ -3,6 +3,10 @@
 This is the only module that knows both `mcp_server` and `auth_server`: in internal mode it
 mounts the authorization server's routes in this process and validates tokens against the
 same store; in external mode it validates by RFC 7662 introspection over HTTP.
+
+Every way of serving the MCP server builds its app here (`python -m mcp_server`, or
+`uvicorn --factory mcp_server.app:create_app`), so the start-up check (`shared/startup.py`:
+development defaults never reach production) and the banner cannot be skipped.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from mcp_server.sessions import SessionsEndpoint, streamable_http_sessions
 from mcp_server.tasks.extension import task_scopes
 from mcp_server.tasks.runner import GrantCheck
 from mcp_server.tenants import look_up_tenant
-from shared.health import health_routes
+from shared import startup
+from shared.forwarded import forwarded_middleware
+from shared.health import ReadinessProbe, health_routes
 from shared.logs import RequestIdMiddleware
 from shared.metrics import (
     HttpMetricsMiddleware,
@@ -33,7 +39,7 @@ from shared.metrics import (
     watch_tenants,
 )
 from shared.revocations import RevocationFeed
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from shared.storage import Store
 from shared.storage.factory import open_store
 from shared.validation import TokenValidator
@@ -46,11 +52,23 @@ SDK_HOST_CHECK_OFF = TransportSecuritySettings(enable_dns_rebinding_protection=F
 
 
 def create_app(
-    settings: Settings, store: Store | None = None, *, tenant_lookup: TenantLookup = look_up_tenant
+    settings: Settings | None = None,
+    store: Store | None = None,
+    *,
+    tenant_lookup: TenantLookup = look_up_tenant,
 ) -> Starlette:
-    """The MCP app for `settings`. `store` replaces the Store the settings name (embedding; tests
-    serving several apps over one in-memory Store); its caller then closes it. `tenant_lookup`
-    replaces `mcp_server.tenants.look_up_tenant` (tests, the benchmark); a fork edits that one."""
+    """The MCP app for `settings` (default: read from the environment and `.env`). `store`
+    replaces the Store the settings name (embedding; tests serving several apps over one
+    in-memory Store); its caller then closes it. `tenant_lookup` replaces
+    `mcp_server.tenants.look_up_tenant` (tests, the benchmark); a fork edits that one.
+
+    Refuses (`startup.UnsafeOutsideDevelopment`, a readable exit) outside development while a
+    development default is in effect."""
+    if settings is None:
+        settings = load_settings()
+        startup.warn_unknown_settings()
+    role = mcp_server_role(settings)
+    development_defaults = startup.check_deployment(settings, role)
     owns_store = store is None
     store = open_store(settings) if store is None else store
     mcp, tools, tasks = build_mcp_server(settings, store, grant_alive=_grant_check(settings, store))
@@ -62,7 +80,7 @@ def create_app(
     tenants = TenantCache.from_settings(settings, tenant_lookup)
     revocations.subscribe(tenants.invalidate)
     watch_tenants(tenants)
-    validator, api_keys = _validators(settings, store, revocations)
+    validator, api_keys, readiness = _validators(settings, store, revocations)
     guard = endpoint_guard(
         settings,
         validator=validator,
@@ -73,7 +91,7 @@ def create_app(
     )
 
     routes: list[BaseRoute] = [
-        *health_routes(store),
+        *health_routes(store, readiness),
         Route("/mcp", guard(SessionsEndpoint(session_manager))),
     ]
     if validator is not None:
@@ -91,6 +109,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        startup.log_banner(settings, role, defaults=development_defaults)
         async with session_manager.run():
             try:
                 yield
@@ -103,16 +122,28 @@ def create_app(
                     await store.close()
 
     middleware = [
+        *forwarded_middleware(settings),
         Middleware(RequestIdMiddleware),
         Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
+def mcp_server_role(settings: Settings) -> startup.Role:
+    """What this process serves, for the start-up check and the banner."""
+    authorization_server = None
+    if settings.auth_mode == "internal":
+        from auth_server.app import authorization_server_facts
+
+        authorization_server = authorization_server_facts(settings)
+    return startup.Role("MCP server", serves_mcp=True, authorization_server=authorization_server)
+
+
 def _validators(
     settings: Settings, store: Store, revocations: RevocationFeed
-) -> tuple[TokenValidator | None, TokenValidator | None]:
-    """The bearer validator by AUTH_MODE, and the API-key validator (also chained in front of it).
+) -> tuple[TokenValidator | None, TokenValidator | None, list[ReadinessProbe]]:
+    """The bearer validator by AUTH_MODE, the API-key validator (also chained in front of it),
+    and what readiness must check besides storage (external: a provider this server can use).
 
     internal: the AS lives in this process, so tokens are looked up in the shared store (no HTTP).
     external: RFC 7662 introspection against the AS, with local JWT checks first when it issues
@@ -120,7 +151,8 @@ def _validators(
     or any provider (docs/identity-providers.md). none: no authentication (loopback only).
     """
     if settings.auth_mode == "none":
-        return None, None
+        return None, None, []
+    readiness: list[ReadinessProbe] = []
     primary: TokenValidator
     if settings.auth_mode == "internal":
         from auth_server.validator import InProcessTokenValidator
@@ -132,6 +164,7 @@ def _validators(
 
         # One discovery (RFC 8414, else OpenID) of the trusted issuer, shared by both validators.
         metadata = ProviderMetadata.from_settings(settings)
+        readiness.append(metadata.readiness_probe(timeout=settings.introspection_timeout))
         primary = IntrospectionValidator.from_settings(settings, metadata=metadata, revocations=revocations)
         watch_introspection(primary)
         if settings.token_format == "jwt":  # noqa: S105 - a format name, not a secret
@@ -139,9 +172,9 @@ def _validators(
 
             primary = ChainValidator([JwtValidator.from_settings(settings, metadata=metadata), primary])
     if not settings.api_keys:
-        return primary, None
+        return primary, None, readiness
     api_keys = ApiKeyValidator.from_settings(settings)
-    return ChainValidator([api_keys, primary]), api_keys
+    return ChainValidator([api_keys, primary]), api_keys, readiness
 
 
 def _grant_check(settings: Settings, store: Store) -> GrantCheck | None:

@@ -19,6 +19,6 @@ $PY -m auth_server &
 pids+=($!)
 $PY -m mcp_server --transport http &
 pids+=($!)
-echo "auth server: http://${HOST:-127.0.0.1}:${AUTH_PORT:-3001}   MCP server: http://${HOST:-127.0.0.1}:${MCP_PORT:-3232}/mcp"
+# Each process logs its own banner (its URL, the issuer, the store), read from the same settings.
 # Whichever exits first brings the other down with it.
 wait -n

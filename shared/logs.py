@@ -12,7 +12,9 @@ every logger (ours, the MCP SDK's, uvicorn's access and error logs, which are st
    net: the code logs no credential on purpose (the audit log has no parameter to pass one
    through).
 2. `JsonFormatter` writes `{"ts", "level", "logger", "message", "request_id", ...}` on one line
-   (`LOG_FORMAT=json`, the default), or `TextFormatter` a human-readable line (`LOG_FORMAT=text`).
+   (`LOG_FORMAT=json`), or `TextFormatter` a human-readable line (`LOG_FORMAT=text`). The default,
+   `LOG_FORMAT=auto`, picks text when standard error is a terminal (a person is reading) and JSON
+   otherwise (systemd, containers, files: a log collector is reading).
    Audit lines (`auth_server.audit`, already JSON) are nested under `"audit"`, not re-escaped.
 
 The request id comes from `RequestIdMiddleware`: the caller's `X-Request-Id` when it is a sane
@@ -207,7 +209,11 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(make_handler(settings.log_format, stream))
+    stream = stream if stream is not None else sys.stderr
+    log_format = settings.log_format
+    if log_format == "auto":
+        log_format = "text" if stream.isatty() else "json"
+    root.addHandler(make_handler(log_format, stream))
     root.setLevel(settings.log_level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

@@ -302,8 +302,9 @@ def metrics_routes(settings: Settings) -> list[BaseRoute]:
 
     Who may scrape: with METRICS_TOKEN set, whoever sends `Authorization: Bearer <METRICS_TOKEN>`
     (compared in constant time); without it, loopback clients only (a Prometheus or agent on the
-    same host), everyone else gets 403. The peer address is the TCP peer (no proxy headers are
-    trusted), so a reverse proxy on the same host must not forward /metrics; docs/operations.md.
+    same host), everyone else gets 403. The address is the TCP peer unless FORWARDED_ALLOW_IPS
+    names it as a proxy (shared/forwarded.py), so a reverse proxy on the same host must be listed
+    there or must not forward /metrics; docs/operations.md.
     """
     if not settings.metrics_enabled:
         return []

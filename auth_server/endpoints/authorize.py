@@ -56,7 +56,7 @@ from auth_server.redirect_uris import (
     find_match,
     is_private_use_redirect,
 )
-from auth_server.resources import default_resource, is_well_formed_resource, served_resources
+from auth_server.resources import default_resource, is_served, is_well_formed_resource
 from shared import scopes as scope_model
 from shared.settings import Settings
 
@@ -223,7 +223,7 @@ def _resource(params: AuthorizationParameters, settings: Settings) -> str:
     resource = requested[0]
     if not is_well_formed_resource(resource):
         raise AuthorizationError("invalid_target", "resource must be an absolute URI without a fragment")
-    if resource not in served_resources(settings):
+    if not is_served(settings, resource):
         raise AuthorizationError("invalid_target", "this server does not issue tokens for that resource")
     return resource
 

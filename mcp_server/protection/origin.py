@@ -4,7 +4,8 @@ Runs before authentication on /mcp, /sse and the legacy message endpoint, becaus
 page on a hostile origin must be stopped whether or not it managed to obtain a token:
 - a `Host` that is not ours -> 421 Misdirected Request (a DNS-rebinding page reaches us under
   its own name); checked when bound to loopback or when ALLOWED_HOSTS is set (behind a proxy
-  with no list there is no safe default to enforce);
+  with no list there is no safe default to enforce). The answer and a warning in the log (once
+  per Host value, bounded) name ALLOWED_HOSTS: a tunnel or proxy name is the usual cause;
 - an `Origin` that is present and not allowed -> 403 with a JSON-RPC error body and no id
   (MCP transports: servers MUST validate Origin). No Origin (native clients, curl) passes.
 Allowed: ALLOWED_HOSTS / ALLOWED_ORIGINS, the public MCP URL's own host and origin, and any
@@ -22,6 +23,7 @@ section 5.5): h11 strips it, uvicorn's httptools parser does not, and the SDK co
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +31,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcp_server.protection._asgi import CannedResponse, jsonrpc_error
 from shared.settings import Settings, is_loopback_host
 
+logger = logging.getLogger(__name__)
+
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
+_LOGGED_HOSTS_MAX = 100  # distinct refused Host values logged per process (a flood logs no more)
+HOST_REFUSED = "Misdirected request: Host not allowed (the ALLOWED_HOSTS setting lists the names served)"
 _OWS = (b" ", b"\t")
 ALLOWED_HEADERS = (
     "Authorization",
@@ -107,7 +113,8 @@ class OriginGuard:
     def __init__(self, app: ASGIApp, policy: OriginPolicy) -> None:
         self.app = app
         self._policy = policy
-        self._bad_host = CannedResponse(421, jsonrpc_error("Misdirected request: Host not allowed"))
+        self._bad_host = CannedResponse(421, jsonrpc_error(HOST_REFUSED))
+        self._logged_hosts: set[str] = set()
         self._bad_origin = CannedResponse(403, jsonrpc_error("Forbidden: Origin not allowed"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -130,6 +137,7 @@ class OriginGuard:
                 requested_headers = value.decode("latin-1")
 
         if not self._policy.host_allowed(host):
+            self._log_refused_host(host)
             await self._bad_host.send(send)
             return
         if origin is None:
@@ -153,6 +161,18 @@ class OriginGuard:
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+    def _log_refused_host(self, host: str | None) -> None:
+        shown = (host or "")[:200]
+        if shown in self._logged_hosts or len(self._logged_hosts) >= _LOGGED_HOSTS_MAX:
+            return
+        self._logged_hosts.add(shown)
+        logger.warning(
+            "421 for Host %r: not a name this server answers to; if clients reach it under that "
+            "name (a reverse proxy or tunnel), add it to ALLOWED_HOSTS (a DNS-rebinding page also "
+            "looks like this)",
+            shown,
+        )
 
     async def _preflight(self, send: Send, cors: list[tuple[bytes, bytes]], requested: str | None) -> None:
         allowed = list(self._policy.allowed_headers)

@@ -13,7 +13,9 @@ A document counts only when its `issuer` equals the configured issuer byte for b
 section 3.3, OpenID Discovery section 4.3): a document that names another issuer would make us
 trust that issuer's keys. The first good document is kept for `refresh_after` seconds (a failed
 refresh keeps it); when none is good the caller gets `ValidatorUnavailable` (503), and further
-attempts wait `retry_after` seconds, so a broken provider is not asked on every request.
+attempts wait `retry_after` seconds, so a broken provider is not asked on every request. Until a
+good document has been seen, `/readyz` says why (`readiness_probe`), and the log names the
+setting that decides the issuer.
 
 Endpoint URLs under the public issuer are rewritten to `back_channel_base` when the MCP server
 reaches the provider at another address (AUTH_ISSUER_URL differs from AUTH_SERVER_URL).
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 import httpx2
 
 from shared import untrusted_json
+from shared.health import ReadinessProbe
 from shared.settings import Settings
 from shared.validation import ValidatorUnavailable
 
@@ -68,8 +71,11 @@ class ProviderMetadata:
         refresh_after: float = 3600.0,
         retry_after: int = 5,
         clock: Callable[[], float] = time.monotonic,
+        issuer_setting: str = "AUTH_SERVER_URL",
     ) -> None:
         self.issuer = issuer
+        self.issuer_setting = issuer_setting  # named in log lines: what an operator changes
+        self.problem: str | None = None  # why the last discovery found nothing usable
         self._back_channel_base = back_channel_base if back_channel_base != issuer else None
         self.urls = tuple(urls) if urls else discovery_urls(issuer, back_channel_base)
         self._refresh_after = refresh_after
@@ -83,7 +89,26 @@ class ProviderMetadata:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProviderMetadata:
-        return cls(issuer=settings.issuer, back_channel_base=settings.auth_server_base_url)
+        return cls(
+            issuer=settings.issuer,
+            back_channel_base=settings.auth_server_base_url,
+            issuer_setting=settings.issuer_setting,
+        )
+
+    def readiness_probe(self, *, timeout: float) -> ReadinessProbe:
+        """For /readyz: None once a usable document is held, else why there is none."""
+
+        async def probe() -> str | None:
+            if self._document is not None:
+                return None
+            async with httpx2.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+                try:
+                    await self.document(client)
+                except ValidatorUnavailable:
+                    return self.problem or "authorization server metadata unavailable"
+            return None
+
+        return probe
 
     async def document(self, client: httpx2.AsyncClient) -> Mapping[str, Any]:
         """The metadata, fetched when missing or old; `ValidatorUnavailable` when there is none."""
@@ -105,7 +130,7 @@ class ProviderMetadata:
                     logger.warning("metadata refresh for %s failed; keeping the cached document", self.issuer)
                     return self._document
                 raise ValidatorUnavailable("authorization server metadata unavailable", self._retry_after)
-            self._document, self._fetched_at = document, now
+            self._document, self._fetched_at, self.problem = document, now, None
             return document
 
     async def endpoint(self, client: httpx2.AsyncClient, name: str) -> str | None:
@@ -123,6 +148,7 @@ class ProviderMetadata:
         return url
 
     async def _discover(self, client: httpx2.AsyncClient) -> dict[str, Any] | None:
+        self.problem = f"no usable authorization server metadata for {self.issuer} (see the log)"
         for url in self.urls:
             self.fetches += 1
             try:
@@ -141,13 +167,23 @@ class ProviderMetadata:
                 logger.warning("metadata at %s is not a JSON object", url)
                 continue
             if document.get("issuer") != self.issuer:
-                logger.warning(
-                    "metadata at %s names issuer %r, not the configured %r; ignored",
+                logger.error(
+                    "metadata at %s names issuer %r, not %r (%s); ignored, so no token can be "
+                    "checked: set %s to exactly the issuer that provider publishes if it is the one "
+                    "you trust",
                     url,
                     document.get("issuer"),
                     self.issuer,
+                    self.issuer_setting,
+                    self.issuer_setting,
+                )
+                self.problem = (
+                    f"the authorization server's metadata names another issuer than {self.issuer_setting}"
                 )
                 continue
             return document
-        logger.warning("no usable metadata for issuer %s at %s", self.issuer, ", ".join(self.urls))
+        logger.warning(
+            "no usable metadata for issuer %s (%s) at %s",
+            *(self.issuer, self.issuer_setting, ", ".join(self.urls)),
+        )
         return None

@@ -1,0 +1,180 @@
+"""The client address behind a reverse proxy: believed only from the proxies FORWARDED_ALLOW_IPS names.
+
+Every per-client decision (the rate limits of `auth_server/rate_limit.py`, audit lines, the
+loopback-only /metrics) reads `scope["client"]`. Behind a proxy that is the proxy's address, so
+all users would share one bucket and one attacker could lock everyone out. This middleware, first
+in both app factories, rewrites `scope["client"]` once, so everything after it uses the believed
+address without knowing about proxies:
+
+- from a peer FORWARDED_ALLOW_IPS does not name (the default: nobody), the headers are ignored;
+- from a trusted peer, the addresses of `X-Forwarded-For` and of RFC 7239 `Forwarded` (`for=`)
+  are read right to left, skipping trusted proxies; the first address that is not one is the
+  client (the left part of the list is whatever the client sent, so it is never believed);
+- when both headers are present and name different clients (a proxy that appends to one passes
+  the client's own copy of the other through: nginx forwards a client's `Forwarded` untouched),
+  or the entry found is not an IP address (`unknown`, an obfuscated name, garbage), nothing is
+  believed and the client stays the proxy. Such requests share the proxy's bucket: no escape.
+- `*` trusts every peer: any client can then choose its address. Only for a server that no one
+  can reach except through the proxy (docs/operations.md).
+
+Written here rather than reusing uvicorn's ProxyHeadersMiddleware: that one reads only
+X-Forwarded-For (not `Forwarded`) and silently turns a malformed FORWARDED_ALLOW_IPS entry into a
+literal that never matches; settings validate the entries at start instead. The scheme
+(`X-Forwarded-Proto`) is not needed: every URL the servers publish comes from settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.settings import Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_MAX_HEADER_BYTES = 8192  # a longer chain is not a proxy's; nothing is believed
+# RFC 7239 section 4: element = pair *(";" pair); pair = token "=" (token / quoted-string).
+_UNESCAPE = re.compile(r"\\(.)")
+_PAIR = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)=("(?:[^"\\]|\\.)*"|[^\s,;"]*)\s*')
+
+
+def _address(text: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class TrustedProxies:
+    """The peers whose forwarding headers are believed (FORWARDED_ALLOW_IPS)."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        entries = list(entries)
+        self.everyone = "*" in entries
+        self._networks = tuple(ipaddress.ip_network(entry) for entry in entries if entry != "*")
+        self.trusts = functools.lru_cache(maxsize=4096)(self._trusts)
+
+    def __bool__(self) -> bool:
+        return self.everyone or bool(self._networks)
+
+    def _trusts(self, host: str) -> bool:
+        if self.everyone:
+            return True
+        address = _address(host)
+        return address is not None and any(address in network for network in self._networks)
+
+    def client(self, hops: Sequence[str]) -> tuple[str, int] | None:
+        """The right-most hop that is not a trusted proxy, as (address, port); None when that
+        hop is not an IP address (nothing to believe)."""
+        if not hops:
+            return None
+        chosen = hops[0]
+        for hop in reversed(hops):
+            host, _ = _split_port(hop)
+            if not self.trusts(host):
+                chosen = hop
+                break
+        host, port = _split_port(chosen)
+        address = _address(host)
+        return None if address is None else (address.compressed, port)
+
+
+def _split_port(hop: str) -> tuple[str, int]:
+    """`1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:5678`, `2001:db8::1` -> (host, port or 0)."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        host, _, rest = hop[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif hop.count(":") == 1:
+        host, _, port = hop.partition(":")
+    else:
+        host, port = hop, ""
+    return host, int(port) if port.isdigit() and len(port) <= 5 else 0
+
+
+def x_forwarded_for_hops(values: Sequence[bytes]) -> list[str]:
+    """Every address of every X-Forwarded-For line, in order (lines join with commas)."""
+    return [hop.strip() for value in values for hop in value.decode("latin-1").split(",") if hop.strip()]
+
+
+def forwarded_hops(values: Sequence[bytes]) -> list[str] | None:
+    """The `for=` value of every element of every Forwarded line, in order; None if malformed."""
+    hops: list[str] = []
+    for value in values:
+        text = value.decode("latin-1")
+        position, element_for = 0, None
+        while True:
+            match = _PAIR.match(text, position)
+            if match is None:
+                return None
+            name, raw = match.group(1).lower(), match.group(2)
+            if name == "for":
+                element_for = _UNESCAPE.sub(r"\1", raw[1:-1]) if raw.startswith('"') else raw
+            position = match.end()
+            if position == len(text):
+                break
+            separator = text[position]
+            position += 1
+            if separator == ",":
+                hops.append(element_for or "")
+                element_for = None
+            elif separator != ";":
+                return None
+        hops.append(element_for or "")
+    return hops
+
+
+class ForwardedHeadersMiddleware:
+    """ASGI middleware: `scope["client"]` becomes the address the trusted proxies report."""
+
+    def __init__(self, app: ASGIApp, trusted: TrustedProxies) -> None:
+        self.app = app
+        self._trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            peer = scope.get("client")
+            if peer and self._trusted.trusts(peer[0]):
+                believed = self.believed_client(scope["headers"])
+                if believed is not None:
+                    scope["client"] = believed  # in place, so uvicorn's access log shows it too
+        await self.app(scope, receive, send)
+
+    def believed_client(self, headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, int] | None:
+        x_forwarded_for: list[bytes] = []
+        forwarded: list[bytes] = []
+        for name, value in headers:
+            if name == b"x-forwarded-for":
+                x_forwarded_for.append(value)
+            elif name == b"forwarded":
+                forwarded.append(value)
+        if sum(map(len, x_forwarded_for)) + sum(map(len, forwarded)) > _MAX_HEADER_BYTES:
+            return None
+        from_forwarded = forwarded_hops(forwarded) if forwarded else None
+        if forwarded and from_forwarded is None:
+            return None  # malformed: believe nothing rather than only the other header
+        reported: list[tuple[str, int]] = []
+        for hops in (x_forwarded_for_hops(x_forwarded_for) if x_forwarded_for else None, from_forwarded):
+            if hops is None:
+                continue
+            client = self._trusted.client(hops)
+            if client is None:
+                return None
+            reported.append(client)
+        if not reported or len({address for address, _ in reported}) != 1:
+            return None
+        return reported[0]
+
+
+def forwarded_middleware(settings: Settings) -> list[Middleware]:
+    """The middleware both app factories put first: nothing at all when no proxy is trusted."""
+    trusted = TrustedProxies(settings.forwarded_allow_ips)
+    return [Middleware(ForwardedHeadersMiddleware, trusted=trusted)] if trusted else []
