@@ -11,6 +11,7 @@ the children if the test process dies outright (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -63,6 +64,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES}
     env.update(extra)
@@ -75,19 +84,31 @@ def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
 class ServerProcess:
     """One server process with its log file; `start()` returns once /healthz answers 200."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], health_url: str, workdir: Path):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        health_url: str,
+        workdir: Path,
+        *,
+        process_group: bool = False,
+    ):
         self.name = name
         self.args = args
         self.env = env
         self.health_url = health_url
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
+        # A launcher that starts the server as its child (make, a shell script) runs in a group of
+        # its own, and stop() signals the whole group: the server is not left behind.
+        self.process_group = process_group
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
+            return subprocess.Popen(
                 self.args,
                 env=self.env,
                 cwd=self.workdir,
@@ -95,7 +116,11 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
+                start_new_session=self.process_group,
             )
+
+    def start(self) -> None:
+        self._process = self._spawn()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         with httpx2.Client(timeout=1.0, trust_env=False) as client:
             while True:
@@ -118,16 +143,50 @@ class ServerProcess:
                     )
                 time.sleep(0.05)
 
+    def run_expecting_refusal(self, timeout: float = STARTUP_TIMEOUT) -> tuple[int, str]:
+        """Start the process and wait for it to exit by itself: (exit code, its output).
+
+        For start-ups that must be refused: if the process answers /healthz instead (it served),
+        it is stopped and the test fails with its log.
+        """
+        self._process = self._spawn()
+        deadline = time.monotonic() + timeout
+        with httpx2.Client(timeout=1.0, trust_env=False) as client:
+            while (code := self._process.poll()) is None:
+                try:
+                    served = client.get(self.health_url).status_code == 200
+                except httpx2.HTTPError:
+                    served = False
+                if served or time.monotonic() > deadline:
+                    self.stop()
+                    verdict = "served" if served else f"neither exited nor served within {timeout}s"
+                    raise AssertionError(f"{self.name} {verdict} instead of refusing:\n{self.log_tail()}")
+                time.sleep(0.05)
+        self._process = None
+        return code, self.log_path.read_text(errors="replace")
+
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown (lifespan closes the store)
+        if self.process_group:
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone with its leader
+                os.killpg(process.pid, signal.SIGINT)
+        elif process.poll() is not None:
+            return
+        else:
+            process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown (lifespan closes the store)
         try:
             process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
+        if self.process_group:  # the launcher is gone; wait for the rest of its group, bounded
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while _group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     @property
     def running(self) -> bool:
