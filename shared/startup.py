@@ -32,6 +32,7 @@ from shared.settings import (
     is_loopback_http_url,
     unknown_setting_warnings,
 )
+from shared.storage.redis_url import parse_redis_url
 
 logger = logging.getLogger("startup")
 
@@ -256,12 +257,20 @@ def _auth_line(settings: Settings) -> str:
 
 
 def _store_line(settings: Settings) -> str:
+    """Where the data lives, never with the password REDIS_URL may hold."""
     if not settings.redis_url:
         return "memory (everything is lost at restart; REDIS_URL keeps it)"
-    parts = urlsplit(settings.redis_url)
-    where = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    location = parse_redis_url(settings.redis_url)
+    nodes = ",".join(f"{host}:{port}" for host, port in location.nodes)
+    if location.topology == "sentinel":
+        where = f"Redis primary {location.service_name!r} (db {location.db}) watched by Sentinel at {nodes}"
+    elif location.topology == "cluster":
+        where = f"Redis Cluster at {nodes}"
+    else:
+        parts = urlsplit(settings.redis_url)
+        where = f"Redis at {parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
     prefix = f", key prefix {settings.redis_key_prefix!r}" if settings.redis_key_prefix else ""
-    return f"Redis at {where}{prefix}"
+    return where + prefix
 
 
 def log_banner(settings: Settings, role: Role, *, defaults: list[Problem], transport: str = "http") -> None:

@@ -5,6 +5,7 @@ them (for the tests that are about the token endpoint, not about /authorize)."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import secrets
@@ -21,6 +22,7 @@ from starlette.applications import Starlette
 from auth_server import crypto
 from auth_server.app import create_auth_routes
 from auth_server.models import AuthorizationCodeRecord, Client
+from auth_server.users import hash_password
 from shared import scopes
 from shared.settings import Settings
 from shared.storage.base import Store
@@ -30,8 +32,9 @@ RESOURCE = f"{ISSUER}/mcp"  # the MCP resource, in both modes
 EXTERNAL_AUTH_PORT = 3001
 EXTERNAL_ISSUER = f"http://127.0.0.1:{EXTERNAL_AUTH_PORT}"  # external mode: the standalone AS
 REDIRECT_URI = "http://127.0.0.1:53124/callback"
+OTHER_MCP = "http://127.0.0.2:3232"  # another deployment's MCP server (on loopback: still development)
 RS_CLIENT_ID = "mcp-resource-server"
-RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789"
+RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789-abcdefgh"  # >= 32: a public test passes the check
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -54,6 +57,18 @@ def make_settings(**overrides: Any) -> Settings:
             *values.get("auth_clients", []),
         ]
     return Settings(_env_file=None, **values)
+
+
+@functools.cache
+def public_deployment() -> dict[str, Any]:
+    """Overrides that, with an https issuer, take a test server out of development and past the
+    start-up check (docs/security.md): an https MCP URL, configured users (no demo user), no
+    loopback metadata fetches."""
+    return {
+        "mcp_public_url": "https://mcp.example.com",
+        "auth_users": {"alice": hash_password("alice-password", n=2**10)},
+        "cimd_allow_loopback": False,
+    }
 
 
 def build_app(settings: Settings, store: Store) -> Starlette:

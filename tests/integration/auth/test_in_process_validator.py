@@ -16,7 +16,15 @@ from shared.storage.redis import RedisStore
 from shared.validation import TokenRejected, ValidatorUnavailable
 from tests.fixtures.redis_server import free_port
 from tests.integration.auth.conftest import Configure, HttpFactory
-from tests.integration.auth.helpers import RESOURCE, add_client, make_settings, redeem, store_code, tokens_for
+from tests.integration.auth.helpers import (
+    OTHER_MCP,
+    RESOURCE,
+    add_client,
+    make_settings,
+    redeem,
+    store_code,
+    tokens_for,
+)
 
 
 class CountingStore:
@@ -82,12 +90,12 @@ async def test_a_token_for_another_resource_is_rejected(
     make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
     """Same issuer, another MCP deployment's resource: the audience check refuses it."""
-    overrides = {"auth_issuer_url": configure().issuer, "mcp_public_url": "https://other.example"}
+    overrides = {"auth_issuer_url": configure().issuer, "mcp_public_url": OTHER_MCP}
     other = await make_http(**overrides)
     other_settings = configure(**overrides)
     client = await add_client(store)
-    code = await store_code(store, client, settings=other_settings, resource="https://other.example/mcp")
-    body = (await redeem(other, code, client, resource="https://other.example/mcp")).json()
+    code = await store_code(store, client, settings=other_settings, resource=f"{OTHER_MCP}/mcp")
+    body = (await redeem(other, code, client, resource=f"{OTHER_MCP}/mcp")).json()
     with pytest.raises(TokenRejected) as rejected:
         await InProcessTokenValidator(configure(), store).validate(body["access_token"])
     assert rejected.value.reason == "wrong_audience"

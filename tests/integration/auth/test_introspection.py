@@ -10,6 +10,7 @@ from shared.settings import Settings
 from shared.storage.base import Store
 from tests.integration.auth.conftest import Configure, HttpFactory
 from tests.integration.auth.helpers import (
+    OTHER_MCP,
     RESOURCE,
     RS_CLIENT_ID,
     RS_CLIENT_SECRET,
@@ -145,11 +146,11 @@ async def test_a_token_for_a_resource_this_server_does_not_serve_is_inactive(
 ) -> None:
     """IN-06: the resource servers of this AS see only tokens meant for them. A token minted for
     another deployment's resource (same Store, other MCP URL) is inactive here."""
-    other = await make_http(mcp_public_url="https://other.example")
-    other_settings = configure(mcp_public_url="https://other.example")
+    other = await make_http(mcp_public_url=OTHER_MCP)
+    other_settings = configure(mcp_public_url=OTHER_MCP)
     client = await add_client(store)
-    code = await store_code(store, client, settings=other_settings, resource="https://other.example/mcp")
-    tokens = (await redeem(other, code, client, resource="https://other.example/mcp")).json()
+    code = await store_code(store, client, settings=other_settings, resource=f"{OTHER_MCP}/mcp")
+    tokens = (await redeem(other, code, client, resource=f"{OTHER_MCP}/mcp")).json()
     assert (await introspect(other, tokens["access_token"])).json()["active"] is True
     here = await make_http()
     assert (await introspect(here, tokens["access_token"])).json() == {"active": False}

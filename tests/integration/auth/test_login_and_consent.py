@@ -27,7 +27,7 @@ from tests.integration.auth.flow_helpers import (
     run_flow,
     sign_in,
 )
-from tests.integration.auth.helpers import REDIRECT_URI, make_settings
+from tests.integration.auth.helpers import REDIRECT_URI, make_settings, public_deployment
 
 PAGE_HEADERS = {
     "x-frame-options": "DENY",
@@ -140,7 +140,7 @@ async def test_signing_in_replaces_the_session_cookie_with_a_hardened_one(
 
 
 async def test_an_https_issuer_uses_a_host_prefixed_secure_cookie(make_http: HttpFactory, pkce: Pkce) -> None:
-    http = await make_http(auth_issuer_url="https://as.example.com")
+    http = await make_http(auth_issuer_url="https://as.example.com", **public_deployment())
     client_id = (await register(http))["client_id"]
     response = await http.get("/authorize", params=authorize_params(client_id, pkce))
     cookie = response.headers["set-cookie"]

@@ -8,7 +8,7 @@ import pytest
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from tests.integration.auth.conftest import HttpFactory
-from tests.integration.auth.helpers import EXTERNAL_ISSUER, ISSUER, path_of
+from tests.integration.auth.helpers import EXTERNAL_ISSUER, ISSUER, path_of, public_deployment
 
 ROOT_WELL_KNOWN = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 # Where an issuer with the path /t1 publishes its metadata (RFC 8414 path insertion, both OIDC forms).
@@ -105,7 +105,7 @@ async def test_every_advertised_endpoint_answers(http: httpx2.AsyncClient, setti
 
 
 async def test_an_https_issuer_advertises_only_https_urls(make_http: HttpFactory) -> None:
-    http = await make_http(auth_issuer_url="https://as.example.com")
+    http = await make_http(auth_issuer_url="https://as.example.com", **public_deployment())
     document = (await http.get(ROOT_WELL_KNOWN[0])).json()
     urls = [value for value in document.values() if isinstance(value, str) and "://" in value]
     assert urls

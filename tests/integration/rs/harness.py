@@ -32,7 +32,7 @@ from starlette.routing import Route
 from tests.fixtures.local_server import LocalServer
 
 RS_CLIENT_ID = "mcp-resource-server"
-RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789"
+RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789-abcdefgh"  # >= 32: a public test passes the check
 
 __all__ = ["RS_CLIENT_ID", "RS_CLIENT_SECRET", "LocalServer", "MiniAuthorizationServer", "sse_or_json"]
 

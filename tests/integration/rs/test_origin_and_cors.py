@@ -109,7 +109,7 @@ async def test_loopback_host_headers_are_accepted_when_bound_to_loopback(rs: Rs,
 
 
 async def test_configured_hosts_and_the_legacy_sse_endpoint_follow_the_same_rules(start_rs: StartRs) -> None:
-    rs = await start_rs("jwt", allowed_hosts=["mcp.example.com"])
+    rs = await start_rs("jwt", allowed_hosts=["mcp.example.com"], mcp_public_url="https://mcp.example.com")
     headers = {**legacy_headers(API_KEYS["alice"]), "host": "mcp.example.com"}
     assert (await rs.http.post("/mcp", json=initialize_body(), headers=headers)).status_code == 200
     evil = await rs.http.get(
