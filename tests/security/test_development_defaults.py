@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from auth_server.users import hash_password
+from auth_server.users import scrypt_hash
 from shared.startup import DEFAULT_INTROSPECTION_SECRET
 from tests.e2e.servers import PYTHON, Mode, ServerProcess, build_deployment, clean_environ, free_port
 
@@ -32,7 +32,7 @@ LONG_SECRET = "s" * 40
 
 @functools.cache
 def _users() -> str:
-    return json.dumps({"alice": hash_password("correct horse battery staple", n=2**10)})
+    return json.dumps({"alice": scrypt_hash("correct horse battery staple", n=2**10)})
 
 
 def _refusal(process: ServerProcess) -> list[str]:

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from auth_server import crypto
 from auth_server.app import create_auth_routes
 from auth_server.models import AuthorizationCodeRecord, Client
-from auth_server.users import hash_password
+from auth_server.users import scrypt_hash
 from shared import scopes
 from shared.settings import Settings
 from shared.storage.base import Store
@@ -66,7 +66,7 @@ def public_deployment() -> dict[str, Any]:
     loopback metadata fetches."""
     return {
         "mcp_public_url": "https://mcp.example.com",
-        "auth_users": {"alice": hash_password("alice-password", n=2**10)},
+        "auth_users": {"alice": scrypt_hash("alice-password", n=2**10)},
         "cimd_allow_loopback": False,
     }
 
