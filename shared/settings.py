@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -84,16 +84,35 @@ def is_loopback_http_url(url: str) -> bool:
     return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
 
-# Settings whose value is a list of strings: `a,b` or `["a", "b"]` (NoDecode: read as text, so
-# a plain value is not handed to a JSON parser that would fail with a traceback).
-StringList = Annotated[list[str], NoDecode]
+_LIST_FORM = 'a comma-separated list (a,b) or a JSON list (["a", "b"])'
+
+
+def _comma_or_json_list(value: Any) -> Any:
+    """`a, b` or `["a", "b"]` -> ["a", "b"] (a JSON list when an item contains a comma)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith("["):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise ValueError(f"expected {_LIST_FORM}; that JSON list does not parse") from None
+    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+        raise ValueError(f"expected {_LIST_FORM} of strings")
+    return parsed
+
+
+# The type of every setting whose value is a list of strings: `a,b` or `["a", "b"]`. NoDecode:
+# the sources hand over the text, so a plain value never reaches a JSON parser that would fail
+# with a traceback.
+StringList = Annotated[list[str], NoDecode, BeforeValidator(_comma_or_json_list)]
 # Settings whose value is a JSON document, with the form a bad value's message shows.
 JSON_FORMS = {
     "auth_users": '{"alice": "<hash from scripts/hash-password.py>"}',
     "auth_clients": '[{"client_id": "...", "client_secret": "...", "redirect_uris": ["https://..."]}]',
     "api_keys": '[{"sha256": "<hex digest of the key>", "subject": "...", "scopes": ["..."]}]',
 }
-_LIST_FORM = 'a comma-separated list (a,b) or a JSON list (["a", "b"])'
 
 
 class Settings(BaseSettings):
@@ -342,13 +361,13 @@ class Settings(BaseSettings):
         description="Header carrying a static API key besides Authorization: Bearer, e.g. "
         "x-scope3-api-key (a key sent in both is 400)",
     )
-    accepted_audiences: list[str] = Field(
+    accepted_audiences: StringList = Field(
         default_factory=list,
         description="External mode: audiences (aud) accepted besides this server's MCP URL, such as an "
         "Entra application ID, a Scalekit resource ID or an Auth0 API identifier; tokens for any other "
         "audience are refused, and the protected resource metadata still names the MCP URL",
     )
-    accepted_issuers: list[str] = Field(
+    accepted_issuers: StringList = Field(
         default_factory=list,
         description="External mode: token issuers (iss) accepted besides AUTH_SERVER_URL's, checked "
         "with its keys, such as a Scalekit environment URL (docs/identity-providers.md)",
@@ -364,31 +383,6 @@ class Settings(BaseSettings):
     tenant_lookup_timeout: float = Field(
         2.0, gt=0, description="Longest one tenant lookup may take before the request gets 503, s"
     )
-
-    @field_validator(
-        "allowed_hosts",
-        "allowed_origins",
-        "request_state_keys",
-        "native_redirect_schemes",
-        "jwt_algorithms",
-        "jwt_token_types",
-        "forwarded_allow_ips",
-        mode="before",
-    )
-    @classmethod
-    def _comma_or_json_list(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if not text.startswith("["):
-            return [item.strip() for item in text.split(",") if item.strip()]
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            raise ValueError(f"expected {_LIST_FORM}; that JSON list does not parse") from None
-        if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
-            raise ValueError(f"expected {_LIST_FORM} of strings")
-        return parsed
 
     @field_validator("auth_users", "auth_clients", "api_keys", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic_settings import NoDecode
 
 from shared.settings import Settings, SettingsError, load_settings, unknown_setting_warnings
 
@@ -185,3 +186,19 @@ def test_a_bad_pre_registered_client_stops_the_mcp_server_with_a_message() -> No
     assert result.returncode != 0
     assert "AUTH_CLIENTS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_list_setting_is_read_as_text_so_a_plain_value_never_meets_a_json_parser() -> None:
+    """A list setting added later without StringList would be back to a 42-line traceback."""
+    plain_lists = [
+        name
+        for name, field in Settings.model_fields.items()
+        if field.annotation == list[str] and not any(meta is NoDecode for meta in field.metadata)
+    ]
+    assert not plain_lists, f"declare these as StringList: {plain_lists}"
+
+
+def test_accepted_audiences_take_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_MODE", "external")
+    monkeypatch.setenv("ACCEPTED_AUDIENCES", "api://mcp, https://api.example.com")
+    assert load_settings(_env_file=None).accepted_audiences == ["api://mcp", "https://api.example.com"]
