@@ -23,7 +23,7 @@ from mcp_server.protection import endpoint_guard
 from mcp_server.protection.enrichment import TenantCache, TenantLookup
 from mcp_server.protection.metadata import metadata_routes
 from mcp_server.server import build_mcp_server
-from mcp_server.sessions import SessionsEndpoint, streamable_http_sessions
+from mcp_server.sessions import LegacySseQuota, SessionsEndpoint, session_ledger, streamable_http_sessions
 from mcp_server.tasks.extension import task_scopes
 from mcp_server.tasks.runner import GrantCheck
 from mcp_server.tenants import look_up_tenant
@@ -73,8 +73,10 @@ def create_app(
     store = open_store(settings) if store is None else store
     mcp, tools, tasks = build_mcp_server(settings, store, grant_alive=_grant_check(settings, store))
     # The session manager is mounted by us so that our own middleware (origin check, CORS,
-    # authentication) wraps /mcp; it adds a session quota per principal (mcp_server/sessions.py).
-    session_manager = streamable_http_sessions(mcp, settings, SDK_HOST_CHECK_OFF)
+    # authentication) wraps /mcp; sessions of both transports are counted in one ledger, with a
+    # cap and a quota per principal (mcp_server/sessions.py).
+    ledger = session_ledger(settings)
+    session_manager = streamable_http_sessions(mcp, settings, SDK_HOST_CHECK_OFF, ledger)
     # Who hears of revocations in this process (shared/revocations.py): the tenant cache.
     revocations = RevocationFeed()
     tenants = TenantCache.from_settings(settings, tenant_lookup)
@@ -101,9 +103,10 @@ def create_app(
     if settings.legacy_sse:
         # The deprecated HTTP+SSE transport behind the same guard; the SDK binds each SSE session
         # to the principal that opened it and answers 404 to messages from anyone else.
-        sse = guard(
-            mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=SDK_HOST_CHECK_OFF)
+        sse_app = mcp.sse_app(
+            sse_path="/sse", message_path="/messages/", transport_security=SDK_HOST_CHECK_OFF
         )
+        sse = guard(LegacySseQuota(sse_app, ledger))
         routes += [Route("/sse", sse), Route("/messages/", sse)]
     routes += metrics_routes(settings)
 

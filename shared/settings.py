@@ -190,13 +190,16 @@ class Settings(BaseSettings):
         "requests)",
     )
     mcp_max_sessions: int = Field(
-        10_000, gt=0, description="2025-11-25 sessions one MCP server process keeps open at most (then 503)"
+        10_000,
+        gt=0,
+        description="Sessions (2025-11-25 and legacy SSE) one MCP server process keeps open at most "
+        "(then 503)",
     )
     mcp_max_sessions_per_principal: int = Field(
         100,
         gt=0,
-        description="2025-11-25 sessions one user (token issuer and subject, any client) may hold open "
-        "at once (then 429)",
+        description="Sessions (2025-11-25 and legacy SSE together) one user (token issuer and subject, "
+        "any client) may hold open at once (then 429)",
     )
     request_state_keys: StringList = Field(
         default_factory=list,

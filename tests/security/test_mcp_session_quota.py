@@ -1,18 +1,21 @@
-"""One principal cannot hold every 2025-11-25 session (issue 9 item 7, sessions part).
+"""One principal cannot hold every session (issue 9 item 7, sessions part).
 
 The attack: one signed-in user (any valid token) sends `initialize` in a loop. Before the fix the
 SDK's only limit was its global cap (10,000 sessions per process; reproduced: one token opened all
 10,000 in 88 s), after which everyone else got 503 "Too many open sessions" until the attacker's
-sessions idled out, 30 minutes later. Now each user holds at most MCP_MAX_SESSIONS_PER_PRINCIPAL
-(default 100) whatever client they use; one more is 429 with Retry-After, and everyone else still
-gets in. Real server processes in both modes (sessions live in the MCP process, so the store does
-not matter), with small numbers: 3 per user, 7 in all.
+sessions idled out, 30 minutes later. The deprecated HTTP+SSE transport had no limit at all (one
+token held 1,500 /sse streams, +118 MB and 1,500 file descriptors, and would have held more). Now
+each user holds at most MCP_MAX_SESSIONS_PER_PRINCIPAL (default 100) sessions of both transports
+together, whatever client they use; one more is 429 with Retry-After, and everyone else still gets
+in. Real server processes in both modes (sessions live in the MCP process, so the store does not
+matter), with small numbers: 3 per user, 7 in all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -133,3 +136,38 @@ def test_the_global_cap_still_holds_behind_the_quota(server: Deployment) -> None
     assert open_session(server, tokens["carol"]).status_code == 200  # the last place in the process
     refused = open_session(server, tokens["carol"])
     assert refused.status_code == 503  # carol holds 1 of her 3: it is the global cap that answers
+
+
+@contextlib.contextmanager
+def sse_streams(server: Deployment, token: str, count: int) -> Iterator[list[int]]:
+    """Open `count` /sse streams with `token` and hold them for the with-block; their statuses."""
+    with httpx2.Client(timeout=10, trust_env=False) as client:
+        opened = []
+        try:
+            for _ in range(count):
+                request = client.build_request(
+                    "GET", f"{server.base_url}/sse", headers={"authorization": f"Bearer {token}"}
+                )
+                opened.append(client.send(request, stream=True))
+            yield [response.status_code for response in opened]
+        finally:
+            for response in opened:
+                response.close()
+
+
+def test_one_user_cannot_hold_every_legacy_sse_stream(server: Deployment) -> None:
+    alice, bob = token_of(server, "alice"), token_of(server, "bob")
+    with sse_streams(server, alice, PER_PRINCIPAL + 2) as statuses:
+        assert statuses == [200] * PER_PRINCIPAL + [429, 429]
+        with sse_streams(server, bob, 1) as others:
+            assert others == [200]
+    with sse_streams(server, alice, 1) as again:  # closing its streams gave alice her places back
+        assert again == [200]
+
+
+def test_both_transports_count_against_one_quota(server: Deployment) -> None:
+    alice = token_of(server, "alice")
+    assert open_session(server, alice).status_code == 200
+    with sse_streams(server, alice, PER_PRINCIPAL) as statuses:
+        assert statuses == [200] * (PER_PRINCIPAL - 1) + [429]
+        assert open_session(server, alice).status_code == 429
