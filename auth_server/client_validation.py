@@ -20,6 +20,7 @@ Choices where the specs leave room (documented in docs/oauth.md):
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -42,6 +43,10 @@ SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credenti
 SUPPORTED_AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
 MAX_REDIRECT_URIS = 20
 MAX_NAME_LENGTH = 200
+# Unicode categories a displayed name may not contain: controls, format characters (bidi
+# overrides, zero-width joiners and spaces), surrogates, private use, unassigned, line and
+# paragraph separators.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 MAX_URL_LENGTH = 2000
 
 ApplicationType = Literal["native", "web"]
@@ -149,7 +154,7 @@ def parse_client_metadata(
         token_endpoint_auth_method=cast(AuthMethod, auth_method),
         application_type=application_type,
         scope=_scope(raw),
-        client_name=_optional_string(raw, "client_name", MAX_NAME_LENGTH),
+        client_name=_display_name(raw, "client_name"),
         client_uri=_optional_web_url(raw, "client_uri"),
         logo_uri=_optional_web_url(raw, "logo_uri"),
     )
@@ -225,6 +230,15 @@ def _optional_string(raw: Mapping[str, Any], name: str, max_length: int) -> str 
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         raise _metadata(f"{name} must be a non-empty string of at most {max_length} characters")
+    return value
+
+
+def _display_name(raw: Mapping[str, Any], name: str) -> str | None:
+    """A name pages show people: no control, format or separator characters (NUL, bidi overrides
+    such as U+202E, zero-width spaces, line separators), which make one text look like another."""
+    value = _optional_string(raw, name, MAX_NAME_LENGTH)
+    if value is not None and any(unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in value):
+        raise _metadata(f"{name} must not contain control, invisible or direction-changing characters")
     return value
 
 

@@ -326,3 +326,34 @@ async def test_a_configured_clients_name_is_shown_as_the_operator_gave_it(make_h
     params = authorize_params("claude-code", new_pkce(), redirect_uri="http://127.0.0.1:7000/callback")
     login = await http.get((await http.get("/authorize", params=params)).headers["location"])
     assert shown_name(login.text) == "Claude Code"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("Claude\u200bCode", id="zero-width-space"),
+        pytest.param("Claude Code\u202e lanoisseforP", id="right-to-left-override"),
+        pytest.param("Claude\x00Code", id="nul"),
+        pytest.param("Claude\u2028Code", id="line-separator"),
+        pytest.param("Claude\u2066Code\u2069", id="bidi-isolate"),
+    ],
+)
+async def test_a_name_with_invisible_or_direction_changing_characters_is_refused(
+    http: httpx2.AsyncClient, document_host: DocumentHost, name: str
+) -> None:
+    """Such a name renders as another ("Claude Code" with a zero-width space, or reversed text);
+    before the fix all of these registered (NUL included)."""
+    registered = await http.post(
+        "/register",
+        json={
+            "client_name": name,
+            "redirect_uris": ["http://127.0.0.1/cb"],
+            "token_endpoint_auth_method": "none",
+        },
+    )
+    assert registered.status_code == 400, registered.text
+    assert registered.json()["error"] == "invalid_client_metadata"
+    url = document_host.client_document(client_name=name)
+    page = await http.get("/authorize", params=authorize_params(url, new_pkce()))
+    assert page.status_code == 400
+    assert "location" not in page.headers
