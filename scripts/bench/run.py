@@ -306,18 +306,21 @@ def prepare_clients(setup: Setup, running: Running, revision: str) -> Clients:
     return Clients(tokens, sessions)
 
 
-def validation_histogram(mcp_url: str) -> dict[str, Any] | None:
-    """The server's own validation-time histogram (GET /metrics, when the server has one): the
-    validator measured inside the process, under the benchmark's load."""
+def scrape(mcp_url: str) -> str | None:
+    """The server's /metrics text, or None when it has none (the bare ceiling) or cannot answer."""
     try:
         with httpx2.Client(timeout=5.0, trust_env=False) as client:
             response = client.get(mcp_url.removesuffix("/mcp") + "/metrics")
     except httpx2.HTTPError:
         return None
-    if response.status_code != 200:
-        return None
+    return response.text if response.status_code == 200 else None
+
+
+def validation_histogram(metrics: str) -> dict[str, Any] | None:
+    """The server's own validation-time histogram, from its /metrics text: the validator
+    measured inside the process, under the benchmark's load."""
     buckets: list[tuple[float, float]] = []
-    for line in response.text.splitlines():
+    for line in metrics.splitlines():
         if line.startswith(VALIDATION_METRIC + '_bucket{le="'):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
@@ -333,18 +336,11 @@ def validation_histogram(mcp_url: str) -> dict[str, Any] | None:
     }
 
 
-def tenant_lookups(mcp_url: str) -> dict[str, Any] | None:
-    """The server's own tenant numbers (GET /metrics): lookups made, their mean time, and the
-    share of requests answered from the cache."""
-    try:
-        with httpx2.Client(timeout=5.0, trust_env=False) as client:
-            response = client.get(mcp_url.removesuffix("/mcp") + "/metrics")
-    except httpx2.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
+def tenant_lookups(metrics: str) -> dict[str, Any] | None:
+    """The server's own tenant numbers, from its /metrics text: lookups made, their mean time, and
+    the share of requests answered from the cache."""
     samples: dict[str, float] = {}
-    for line in response.text.splitlines():
+    for line in metrics.splitlines():
         if line.startswith("mcpref_tenant_"):
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
@@ -425,10 +421,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         tenants: dict[str, Any] = {}
         for setup, running in runnings:
             if setup.mode != "none" and setup.stack == "fast":
-                histogram = validation_histogram(running.mcp_url)
+                metrics = scrape(running.mcp_url)
+                histogram = validation_histogram(metrics) if metrics else None
                 if histogram is not None:
                     in_server[setup.name] = histogram
-                lookups = tenant_lookups(running.mcp_url)
+                lookups = tenant_lookups(metrics) if metrics else None
                 if lookups is not None:
                     tenants[setup.name] = lookups
     return {"rows": rows, "validation_in_server": in_server, "tenant_lookups": tenants, "rounds": args.rounds}

@@ -41,6 +41,8 @@ from typing import Any
 import pytest
 
 from shared.settings import Settings
+from shared.validation import TokenRejected
+from shared.validators.jwt import JwtValidator
 from tests.e2e.servers import (
     BASE_ENV,
     PYTHON,
@@ -66,6 +68,44 @@ OTHER_DEPLOYMENT_URL = "https://other-deployment.example/mcp"
 # An issuer shaped like Entra ID's v2.0 one (https://login.microsoftonline.com/<tenant id>/v2.0):
 # OpenID discovery only; its tokens are forged with the provider's key in Entra's shape.
 ENTRA_TENANT_PATH = "/6b1a2c3d-0000-4000-8000-00000000a11c/v2.0"
+
+
+def resource_server_client(
+    client_id: str, secret: str, method: str = "client_secret_basic"
+) -> dict[str, Any]:
+    """A client registered at the provider that may only introspect (the MCP server's credential)."""
+    return {
+        "client_id": client_id,
+        "client_secret": secret,
+        "grant_types": [],
+        "response_types": [],
+        "redirect_uris": [],
+        "token_endpoint_auth_method": method,
+    }
+
+
+def federated_client(secret: str, deployment: Deployment) -> dict[str, Any]:
+    """Our authorization server's client at the provider (federated login, UPSTREAM_OIDC_*)."""
+    return {
+        "client_id": FEDERATED_CLIENT_ID,
+        "client_secret": secret,
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "redirect_uris": [deployment.base_url + "/login/callback"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    }
+
+
+async def rejection(settings: Settings, token: str) -> str | None:
+    """Why a JWT validator built from `settings` refuses `token` (None: it accepts it)."""
+    validator = JwtValidator.from_settings(settings)
+    try:
+        await validator.validate(token)
+    except TokenRejected as rejected:
+        return rejected.reason
+    finally:
+        await validator.aclose()
+    return None
 
 
 @dataclass
@@ -158,30 +198,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             OTHER_OPAQUE_RESOURCE: {"format": "opaque", "ttl": 600},
         },
         clients=[
-            {
-                "client_id": RS_BASIC_CLIENT_ID,
-                "client_secret": basic_secret,
-                "grant_types": [],
-                "response_types": [],
-                "redirect_uris": [],
-                "token_endpoint_auth_method": "client_secret_basic",
-            },
-            {
-                "client_id": RS_POST_CLIENT_ID,
-                "client_secret": post_secret,
-                "grant_types": [],
-                "response_types": [],
-                "redirect_uris": [],
-                "token_endpoint_auth_method": "client_secret_post",
-            },
-            {
-                "client_id": FEDERATED_CLIENT_ID,
-                "client_secret": upstream_secret,
-                "grant_types": ["authorization_code"],
-                "response_types": ["code"],
-                "redirect_uris": [federated.base_url + "/login/callback"],
-                "token_endpoint_auth_method": "client_secret_basic",
-            },
+            resource_server_client(RS_BASIC_CLIENT_ID, basic_secret),
+            resource_server_client(RS_POST_CLIENT_ID, post_secret, "client_secret_post"),
+            federated_client(upstream_secret, federated),
         ],
         rfc8414=False,
     )
@@ -289,14 +308,7 @@ def path_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathWorld]:
             scalekit_like(
                 OPAQUE_RESOURCE_ID,
                 {introspection_mode.mcp_url: {"format": "opaque", "audience": OPAQUE_RESOURCE_ID}},
-                {
-                    "client_id": RS_BASIC_CLIENT_ID,
-                    "client_secret": rs_secret,
-                    "grant_types": [],
-                    "response_types": [],
-                    "redirect_uris": [],
-                    "token_endpoint_auth_method": "client_secret_basic",
-                },
+                resource_server_client(RS_BASIC_CLIENT_ID, rs_secret),
             ),
             scalekit_like(
                 OTHER_RESOURCE_ID, {OTHER_DEPLOYMENT_URL: {"format": "jwt", "audience": other_audience}}
@@ -305,16 +317,7 @@ def path_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathWorld]:
             Mount(
                 f"/resources/{LOGIN_RESOURCE_ID}",
                 {},
-                clients=[
-                    {
-                        "client_id": FEDERATED_CLIENT_ID,
-                        "client_secret": upstream_secret,
-                        "grant_types": ["authorization_code"],
-                        "response_types": ["code"],
-                        "redirect_uris": [federated.base_url + "/login/callback"],
-                        "token_endpoint_auth_method": "client_secret_basic",
-                    }
-                ],
+                clients=[federated_client(upstream_secret, federated)],
             ),
         ],
         rfc8414=True,

@@ -17,14 +17,13 @@ import json
 import httpx2
 import pytest
 
-from shared.validation import TokenRejected
-from shared.validators.jwt import JwtValidator
 from tests.e2e.sdk_client import REVISIONS, HeadlessUser, Revision, make_sdk_client, structured, text_of
 from tests.idp.conftest import (
     JWT_RESOURCE_ID,
     LOGIN_RESOURCE_ID,
     OPAQUE_RESOURCE_ID,
     PathWorld,
+    rejection,
     settings_of,
 )
 from tests.idp.flows import MCP_SCOPE
@@ -141,14 +140,7 @@ async def test_without_the_accepted_issuer_and_audience_the_same_token_is_refuse
     configured = {"accepted_issuers": [path_world.idp.issuer], "accepted_audiences": [JWT_RESOURCE_ID]}
 
     async def reason(**overrides: object) -> str | None:
-        validator = JwtValidator.from_settings(settings_of(path_world.jwt, **{**configured, **overrides}))
-        try:
-            await validator.validate(token)
-        except TokenRejected as rejected:
-            return rejected.reason
-        finally:
-            await validator.aclose()
-        return None
+        return await rejection(settings_of(path_world.jwt, **{**configured, **overrides}), token)
 
     assert await reason() is None
     assert await reason(accepted_issuers=[]) == "wrong_issuer"

@@ -12,33 +12,18 @@ Scalekit's shape runs end to end with the SDK client in test_path_issuers.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx2
-import pytest
 
 from shared.settings import Settings
-from shared.validation import TokenRejected
 from shared.validators.jwt import JwtValidator
-from tests.e2e.servers import free_port
-from tests.idp.conftest import ENTRA_TENANT_PATH, PathWorld
-from tests.idp.provider import IdentityProvider, start_provider
+from tests.idp.conftest import ENTRA_TENANT_PATH, PathWorld, rejection
+from tests.idp.provider import IdentityProvider
+from tests.idp.test_issuer_spelling import MCP_BASE, slash_idp
 
-MCP_BASE = "http://127.0.0.1:9"
+__all__ = ["slash_idp"]  # fixture: a provider whose issuer ends with "/", as Auth0's does
+
 API_CLIENT_ID = "2f3e4d5c-1111-4222-8333-944455566677"  # the MCP API's app registration
 APP_ID_URI = f"api://{API_CLIENT_ID}"
-
-
-async def rejection(settings: Settings, token: str) -> str | None:
-    validator = JwtValidator.from_settings(settings)
-    try:
-        await validator.validate(token)
-    except TokenRejected as rejected:
-        return rejected.reason
-    finally:
-        await validator.aclose()
-    return None
 
 
 # --- Entra ID -----------------------------------------------------------------------------------
@@ -113,42 +98,25 @@ async def test_entra_shaped_tokens_for_another_api_or_tenant_or_without_the_sett
 API_IDENTIFIER = "https://api.example.com/"  # an Auth0 API identifier that is not the MCP URL
 
 
-@pytest.fixture(scope="module")
-def auth0_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
-    port = free_port()
-    provider = start_provider(
-        Path(tmp_path_factory.mktemp("auth0-like")),
-        port,
-        resources={f"{MCP_BASE}/mcp": {"format": "jwt"}},
-        clients=[],
-        issuer=f"http://127.0.0.1:{port}/",
-        rfc8414=False,
-    )
-    yield provider
-    provider.stop()
-
-
 async def test_an_auth0_shaped_token_naming_the_api_identifier_is_accepted(
-    auth0_like: IdentityProvider,
+    slash_idp: IdentityProvider,
 ) -> None:
     values: dict[str, object] = {
         "mcp_public_url": MCP_BASE,
         "auth_mode": "external",
-        "auth_server_url": auth0_like.issuer,  # with its trailing slash, exactly as Auth0 spells it
+        "auth_server_url": slash_idp.issuer,  # with its trailing slash, exactly as Auth0 spells it
         "token_format": "jwt",
         "accepted_audiences": [API_IDENTIFIER],
         "jwt_token_types": ["at+jwt", "JWT"],
     }
     settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
-    audience = [API_IDENTIFIER, auth0_like.issuer + "userinfo"]
-    token = auth0_like.sign(
-        auth0_like.claims("auth0|abc123", audience, "mcp:tools:read notes:read"), header={"typ": "JWT"}
+    audience = [API_IDENTIFIER, slash_idp.issuer + "userinfo"]
+    token = slash_idp.sign(
+        slash_idp.claims("auth0|abc123", audience, "mcp:tools:read notes:read"), header={"typ": "JWT"}
     )
     assert await rejection(settings, token) is None
     assert await rejection(Settings(_env_file=None, **{**values, "accepted_audiences": []}), token) == (  # type: ignore[arg-type]
         "wrong_audience"
     )
-    userinfo_only = auth0_like.sign(
-        auth0_like.claims("auth0|abc123", auth0_like.issuer + "userinfo", "openid")
-    )
+    userinfo_only = slash_idp.sign(slash_idp.claims("auth0|abc123", slash_idp.issuer + "userinfo", "openid"))
     assert await rejection(settings, userinfo_only) == "wrong_audience"
