@@ -30,6 +30,7 @@ a fifth issuer is shaped like Entra ID's v2.0 one (`/<tenant id>/v2.0`, OpenID d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import uuid
@@ -106,6 +107,21 @@ async def rejection(settings: Settings, token: str) -> str | None:
     finally:
         await validator.aclose()
     return None
+
+
+@contextlib.contextmanager
+def running(idp: IdentityProvider, deployments: list[Deployment]) -> Iterator[None]:
+    """Start the deployments (the provider already runs); stop everything, whatever happens.
+    Started from this thread: the servers die with the thread that started them
+    (PR_SET_PDEATHSIG), so not from a worker pool."""
+    try:
+        for deployment in deployments:
+            deployment.start()
+        yield
+    finally:
+        for deployment in deployments:
+            deployment.stop()
+        idp.stop()
 
 
 @dataclass
@@ -205,16 +221,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         rfc8414=False,
     )
     world = World(idp, jwt_mode, introspection_mode, federated, basic_secret, post_secret)
-    try:
-        # Started from this thread: the servers die with the thread that started them
-        # (PR_SET_PDEATHSIG), so not from a worker pool.
-        for deployment in world.deployments():
-            deployment.start()
+    with running(idp, world.deployments()):
         yield world
-    finally:
-        for deployment in world.deployments():
-            deployment.stop()
-        idp.stop()
 
 
 @pytest.fixture(scope="session")
@@ -323,14 +331,8 @@ def path_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathWorld]:
         rfc8414=True,
     )
     world = PathWorld(idp, jwt_mode, introspection_mode, federated, rs_secret)
-    try:
-        for deployment in world.deployments():
-            deployment.start()
+    with running(idp, world.deployments()):
         yield world
-    finally:
-        for deployment in world.deployments():
-            deployment.stop()
-        idp.stop()
 
 
 def unique(prefix: str) -> str:
