@@ -35,6 +35,7 @@ from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths
 from shared.settings import Settings, load_settings
 from shared.storage.base import Store
 from shared.storage.factory import open_store
+from shared.tracing import AUTH_SERVICE_NAME, HttpTracingMiddleware, active_tracer, configure_tracing
 
 
 def front_channel_routes(fc: FrontChannel) -> list[BaseRoute]:
@@ -104,6 +105,8 @@ def create_auth_app(settings: Settings | None = None, store: Store | None = None
         "authorization server", serves_mcp=False, authorization_server=authorization_server_facts(settings)
     )
     development_defaults = startup.check_deployment(settings, role)
+    configure_tracing(AUTH_SERVICE_NAME)  # once per process, when OTEL_* variables ask for traces
+    tracer = active_tracer()
     owns_store = store is None
     store = open_store(settings) if store is None else store
 
@@ -126,4 +129,6 @@ def create_auth_app(settings: Settings | None = None, store: Store | None = None
         Middleware(RequestIdMiddleware),
         Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
     ]
+    if tracer is not None:  # the child of the MCP server's call when it carries `traceparent`
+        middleware.insert(0, Middleware(HttpTracingMiddleware, tracer=tracer, routes=route_paths(routes)))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

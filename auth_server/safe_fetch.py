@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx2
 
 from auth_server.redirect_uris import AmbiguousHost, canonical_host, split_host_port
+from shared import tracing
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -151,7 +152,8 @@ async def _get_pinned(target: Target, address: str, *, max_bytes: int, time_limi
         "User-Agent": USER_AGENT,
     }
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    async with httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=time_limit) as client:
+    # A host the client chose: traced, but no trace context or baggage is sent there.
+    async with tracing.http_client(trusted_peer=False, trust_env=False, timeout=time_limit) as client:
         request = client.build_request("GET", url, headers=headers, extensions=extensions)
         try:
             response = await client.send(request, stream=True)

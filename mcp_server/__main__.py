@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.transport == "stdio":
         from mcp_server.server import build_mcp_server
         from shared.storage.factory import open_store
+        from shared.tracing import MCP_SERVICE_NAME, configure_tracing
 
+        try:
+            configure_tracing(MCP_SERVICE_NAME)
+        except ValueError as exc:  # an OTEL_* value we cannot honour, as `serve` reports it
+            raise SystemExit(f"Invalid configuration:\n  {exc}") from None
         server, _, _ = build_mcp_server(settings, open_store(settings))
         role = startup.Role("MCP server", serves_mcp=True)
         startup.log_banner(settings, role, defaults=[], transport="stdio")

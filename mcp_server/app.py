@@ -42,6 +42,13 @@ from shared.revocations import RevocationFeed
 from shared.settings import Settings, load_settings
 from shared.storage import Store
 from shared.storage.factory import open_store
+from shared.tracing import (
+    MCP_SERVICE_NAME,
+    HttpTracingMiddleware,
+    TracedValidator,
+    active_tracer,
+    configure_tracing,
+)
 from shared.validation import TokenValidator
 from shared.validators.api_keys import ApiKeyValidator
 from shared.validators.chain import ChainValidator
@@ -69,6 +76,8 @@ def create_app(
         startup.warn_unknown_settings()
     role = mcp_server_role(settings)
     development_defaults = startup.check_deployment(settings, role)
+    configure_tracing(MCP_SERVICE_NAME)  # once per process, when OTEL_* variables ask for traces
+    tracer = active_tracer()
     owns_store = store is None
     store = open_store(settings) if store is None else store
     mcp, tools, tasks = build_mcp_server(settings, store, grant_alive=_grant_check(settings, store))
@@ -83,6 +92,10 @@ def create_app(
     revocations.subscribe(tenants.invalidate)
     watch_tenants(tenants)
     validator, api_keys, readiness = _validators(settings, store, revocations)
+    if tracer is not None and validator is not None:  # a `validate token` span around each one
+        validator = TracedValidator(validator, tracer=tracer, kind=settings.auth_mode)
+        if api_keys is not None:
+            api_keys = TracedValidator(api_keys, tracer=tracer, kind="api_key")
     guard = endpoint_guard(
         settings,
         validator=validator,
@@ -129,6 +142,8 @@ def create_app(
         Middleware(RequestIdMiddleware),
         Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
     ]
+    if tracer is not None:  # outermost: every log line of the request carries its trace id
+        middleware.insert(0, Middleware(HttpTracingMiddleware, tracer=tracer, routes=route_paths(routes)))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 

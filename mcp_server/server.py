@@ -18,8 +18,10 @@ from mcp_server.tasks.extension import TasksExtension
 from mcp_server.tasks.listen import TaskAwareListen
 from mcp_server.tasks.runner import GrantCheck, TaskRunner
 from mcp_server.tasks.tools import register as register_task_tools
+from mcp_server.tracing import McpSpanDetails
 from shared.settings import Settings
 from shared.storage import Store
+from shared.tracing import active_tracer
 
 SERVER_NAME = "mcp-reference-server"
 SERVER_VERSION = "0.1.0"
@@ -60,7 +62,10 @@ def build_mcp_server(
         extensions=[tasks],
     )
     _watch_tasks_on_listen(server, runner)
-    tools = Tools(server)
+    tracer = active_tracer()  # None unless tracing is on (shared/tracing.py)
+    tools = Tools(server, tracer=tracer)
+    if tracer is not None:
+        server.middleware.append(McpSpanDetails(tools))
     register_task_tools(tools, runner.store)
     register_features(tools, store)
     if settings.showcase:

@@ -48,6 +48,16 @@ REDACTED = "[redacted]"
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
+# OpenTelemetry's W3C propagators warn about every malformed `traceparent`, `tracestate` or
+# `baggage` they are handed, quoting it, and the MCP SDK hands them each request's `_meta`
+# whether or not tracing is on: any client could write a line (of its own text) per request.
+# A malformed context is simply ignored; only errors from these loggers are kept.
+CLIENT_ECHOING_LOGGERS = (
+    "opentelemetry.trace.propagation.tracecontext",
+    "opentelemetry.trace.span",
+    "opentelemetry.baggage.propagation",
+)
+
 # Parameter names whose values are credentials, wherever they appear as name=value or "name": value.
 _SECRET_PARAMS = (
     "access_token",
@@ -147,7 +157,8 @@ def _timestamp(created: float) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts (UTC, ms), level, logger, message, request_id, exc_info."""
+    """One JSON object per line: ts (UTC, ms), level, logger, message, request_id, exc_info, and
+    with tracing on the `trace_id` and `span_id` the line was logged in (shared/tracing.py)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -167,6 +178,10 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id is not None:
             line["request_id"] = request_id
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id is not None:
+            line["trace_id"] = trace_id
+            line["span_id"] = getattr(record, "span_id", None)
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(self.formatException(record.exc_info))
         if record.exc_text:
@@ -205,6 +220,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
 
     Replaces whatever handlers the root logger had, and takes the handlers and levels off
     uvicorn's loggers (in case something configured them) so their records propagate here too.
+    The OpenTelemetry propagators' loggers keep only errors (`CLIENT_ECHOING_LOGGERS`).
     """
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -221,6 +237,8 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
             logger.removeHandler(old)
         logger.setLevel(logging.NOTSET)
         logger.propagate = True
+    for name in CLIENT_ECHOING_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.ERROR, root.level))
 
 
 def request_id_header() -> dict[str, str]:

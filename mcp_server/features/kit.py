@@ -38,6 +38,7 @@ from typing import Any, TypeAlias, TypeVar
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
+from opentelemetry.trace import Tracer
 
 from mcp_server.client_input import answer_as, elicit_form, gather
 from mcp_server.protection.principal import ANONYMOUS, current_principal, current_tenant
@@ -46,6 +47,7 @@ from mcp_server.sdk_access import replace_input_schema
 from mcp_server.tasks.extension import TaskSupport, TaskTool
 from mcp_server.tasks.runner import current_task
 from mcp_server.tenants import ANONYMOUS_TENANT, Tenant
+from mcp_server.tracing import traced_tool
 from shared.scopes import CATALOGUE, ScopeCatalogue
 from shared.storage.base import StorageUnavailable
 
@@ -105,11 +107,16 @@ class Tools:
     """Registers tools on one MCPServer and remembers the scopes each needs.
 
     `ScopeCheck` asks `required_scopes(name)` on every `tools/call`, before the SDK runs the tool.
+    With a `tracer` (tracing on), every tool runs inside an `execute_tool {name}` span, however
+    the SDK calls it (mcp_server/tracing.py).
     """
 
-    def __init__(self, server: MCPServer, catalogue: ScopeCatalogue = CATALOGUE) -> None:
+    def __init__(
+        self, server: MCPServer, catalogue: ScopeCatalogue = CATALOGUE, *, tracer: Tracer | None = None
+    ) -> None:
         self.server = server
         self._catalogue = catalogue
+        self._tracer = tracer
         self._registered: set[str] = set()
         self._scopes: dict[str, frozenset[str]] = {}
         self._task_tools: dict[str, TaskTool] = {}
@@ -152,7 +159,10 @@ class Tools:
             description = " ".join(inspect.cleandoc(fn.__doc__ or "").split())
             if not description:
                 raise ValueError(f"tool {tool_name!r} needs a docstring: it is the description clients see")
-            self.server.add_tool(fn, name=tool_name, title=title, description=description, annotations=hints)
+            runs = fn if self._tracer is None else traced_tool(fn, tool_name, self._tracer)
+            self.server.add_tool(
+                runs, name=tool_name, title=title, description=description, annotations=hints
+            )
             if input_schema is not None:
                 replace_input_schema(self.server, tool_name, input_schema)
             self._registered.add(tool_name)

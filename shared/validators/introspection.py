@@ -49,7 +49,7 @@ from urllib.parse import quote
 
 import httpx2
 
-from shared import untrusted_json
+from shared import tracing, untrusted_json
 from shared.logs import request_id_header
 from shared.revocations import RevocationFeed
 from shared.settings import IntrospectionAuthMethod, Settings
@@ -244,7 +244,7 @@ class IntrospectionValidator:
 
     async def _call(self, token: str) -> Mapping[str, Any]:
         if self._client is None:
-            self._client = httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False)
+            self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
         self.calls += 1
         data = {"token": token, "token_type_hint": "access_token"}
         if self._post_credentials is not None:

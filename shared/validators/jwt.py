@@ -41,7 +41,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
 
-from shared import untrusted_json
+from shared import tracing, untrusted_json
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
 from shared.validators.claims import audience_of, names_accepted_audience, numeric_date, scope_values
@@ -247,7 +247,7 @@ class JwtValidator:
 
     async def _fetch_keys(self) -> dict[str, Key]:
         if self._client is None:
-            self._client = httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False)
+            self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
         self.fetches += 1
         try:
             async with asyncio.timeout(self._timeout):

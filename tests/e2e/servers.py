@@ -73,7 +73,10 @@ def _group_alive(group: int) -> bool:
 
 
 def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES}
+    # OTEL_* too: a developer's collector must not get (or change) the test servers' traces.
+    env = {
+        k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES and not k.startswith("OTEL_")
+    }
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     # The working directory is a temp folder (so no `.env` is read): import the project from here.

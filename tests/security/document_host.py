@@ -1,7 +1,8 @@
 """A web host an attacker controls, for client ID metadata document attacks.
 
 Serves whatever a test puts at a fresh path, over real HTTP on 127.0.0.1 (`live_server`), and
-counts the requests each path gets, so "no fetch" and "one fetch" are observed, not assumed.
+counts the requests each path gets, so "no fetch" and "one fetch" are observed, not assumed; the
+headers of each request are kept too (what a fetch tells the host).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class DocumentHost:
         self.base_url = ""
         self._documents: dict[str, tuple[int, bytes, dict[str, str]]] = {}
         self._hits: Counter[str] = Counter()
+        self._headers: dict[str, list[dict[str, str]]] = {}
         self._lock = threading.Lock()
 
     def serve(
@@ -66,6 +68,11 @@ class DocumentHost:
         with self._lock:
             return self._hits[urlsplit(url).path]
 
+    def headers(self, url: str) -> list[dict[str, str]]:
+        """The headers of every request `url` got, lower-case names."""
+        with self._lock:
+            return list(self._headers.get(urlsplit(url).path, []))
+
     def app(self, base_url: str) -> Starlette:
         self.base_url = base_url
         return Starlette(routes=[Route("/{token}/client.json", self._answer)])
@@ -74,5 +81,6 @@ class DocumentHost:
         path = request.url.path
         with self._lock:
             self._hits[path] += 1
+            self._headers.setdefault(path, []).append(dict(request.headers))
             status, body, headers = self._documents.get(path, (404, b'{"error": "not found"}', {}))
         return Response(body, status_code=status, headers=headers, media_type="application/json")
