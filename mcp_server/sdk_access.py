@@ -1,7 +1,7 @@
 """The one place that reaches past MCPServer's public surface, and why.
 
 Everything else in `mcp_server` uses public SDK APIs only. MCPServer (mcp 2.3) has no public
-way to do the two things below; each function names the private attribute it touches, so an
+way to do the things below; each function names the private attribute it touches, so an
 SDK upgrade that adds a public API (or renames the attribute) is a one-file change.
 """
 
@@ -37,3 +37,17 @@ def replace_input_schema(server: MCPServer, name: str, input_schema: dict[str, A
     if tool is None:
         raise LookupError(f"tool {name!r} is not registered")
     tool.parameters = input_schema
+
+
+def drop_sdk_tracing(server: MCPServer) -> None:
+    """Take the SDK's own OpenTelemetry middleware out of `server`'s message chain.
+
+    MCPServer always installs `OpenTelemetryMiddleware` (in the private `mcp.server._otel`) at
+    the head of its public `middleware` list. Without a tracer provider it records nothing, yet
+    every message still pays for extracting `_meta` and opening a no-op span (about 5% of an
+    in-process tools/call, `scripts/bench/tracing.py`). With tracing off the app removes it, so
+    tracing off costs nothing at all; with tracing on it stays: its spans are the MCP ones.
+    """
+    from mcp.server._otel import OpenTelemetryMiddleware
+
+    server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]

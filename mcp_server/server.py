@@ -13,7 +13,7 @@ from mcp_types import SubscriptionsListenRequestParams
 
 from mcp_server.features import register_features
 from mcp_server.features.kit import Tools
-from mcp_server.sdk_access import lowlevel_server
+from mcp_server.sdk_access import drop_sdk_tracing, lowlevel_server
 from mcp_server.tasks.extension import TasksExtension
 from mcp_server.tasks.listen import TaskAwareListen
 from mcp_server.tasks.runner import GrantCheck, TaskRunner
@@ -64,7 +64,9 @@ def build_mcp_server(
     _watch_tasks_on_listen(server, runner)
     tracer = active_tracer()  # None unless tracing is on (shared/tracing.py)
     tools = Tools(server, tracer=tracer)
-    if tracer is not None:
+    if tracer is None:
+        drop_sdk_tracing(server)
+    else:
         server.middleware.append(McpSpanDetails(tools))
     register_task_tools(tools, runner.store)
     register_features(tools, store)

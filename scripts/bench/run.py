@@ -24,7 +24,8 @@ request per token is checked to return the echoed text; a measurement with any s
 non-2xx status fails the run. `--compare-pure` (default on) repeats bare and internal on
 uvicorn's pure-Python HTTP parser (h11 instead of httptools), to show what the parser changes.
 
-The validator micro-benchmark (`scripts/bench/validation.py`) runs in the same invocation.
+The validator and tracing micro-benchmarks (`scripts/bench/validation.py`, `tracing.py`) run in
+the same invocation.
 Results: bench-results/latest.json and bench-results/latest.md (printed too). `--soak SECONDS`
 runs the memory soak instead (`make bench-soak`): a fixed client set for that long, resident size
 sampled every 30 s, written to bench-results/soak.json and soak.md.
@@ -660,6 +661,21 @@ def checks(
     return out
 
 
+def run_tracing_bench(pin: bool) -> dict[str, Any]:
+    """scripts/bench/tracing.py: tools/call with tracing off and on against no OpenTelemetry."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    try:
+        args = [PYTHON, "-m", "scripts.bench.tracing", "--json", path]
+        if pin:
+            args += ["--pin", SERVER_CPU]
+        subprocess.run(args, cwd=REPO_ROOT, check=True, timeout=1800)
+        result: dict[str, Any] = json.loads(Path(path).read_text())
+        return result
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
 def run_validation_bench(pin: bool) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         path = out.name
@@ -773,7 +789,9 @@ def main(argv: list[str]) -> int:
         "--no-compare-pure", dest="compare_pure", action="store_false", help="skip the h11/asyncio comparison"
     )
     parser.add_argument("--only", nargs="+", metavar="SETUP", help="measure only these set-ups (iteration)")
-    parser.add_argument("--skip-micro", action="store_true", help="skip the validator micro-benchmark")
+    parser.add_argument(
+        "--skip-micro", action="store_true", help="skip the validator and tracing micro-benchmarks"
+    )
     parser.add_argument(
         "--soak", type=float, default=0, help="run the memory soak for this many seconds instead"
     )
@@ -790,11 +808,25 @@ def main(argv: list[str]) -> int:
     report: dict[str, Any] = {"machine": machine(), "duration": args.duration}
     print("bench: validator micro-benchmark", flush=True)
     validation = None if args.skip_micro else run_validation_bench(args.pin)
+    print("bench: tracing micro-benchmark (off and on vs no OpenTelemetry)", flush=True)
+    tracing = None if args.skip_micro else run_tracing_bench(args.pin)
     print("bench: wrk, tools/call echo", flush=True)
     report.update(measure(args))
     report["validation"] = validation
     report["ratios"] = ratios(report["rows"])
     report["checks"] = checks(report["rows"], validation, report["validation_in_server"])
+    report["tracing"] = tracing
+    if tracing is not None:
+        on = tracing["variants"]["on"]
+        report["checks"] += [
+            tracing["check"],
+            {
+                "check": "tracing on (all sampled, OTLP export) / no OpenTelemetry (in-process tools/call)",
+                "value": on["throughput_vs_no_otel"],
+                "target": "(reported)",
+                "met": True,
+            },
+        ]
     report["targets"] = TARGETS
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2))

@@ -122,8 +122,24 @@ def test_a_tool_call_is_one_trace_from_the_callers_traceparent_through_validatio
         {"traceparent": f"00-{trace_id}-{caller_span}-01", "baggage": "tenant=acme"},
     )
     external, jwt = traced.mode == "external", traced.env.get("TOKEN_FORMAT") == "jwt"
+    endpoint = "/jwks" if jwt else "/introspect"
+    method = "GET" if jwt else "POST"
     # HTTP server, validation, MCP server, tool; external: the call to the AS and the AS's span.
-    spans = otlp_receiver.trace(trace_id, count=6 if external else 4)
+    wanted = {
+        (MCP, "POST /mcp"),
+        (MCP, "validate token"),
+        (MCP, "tools/call whoami"),
+        (MCP, "execute_tool whoami"),
+    }
+    if external:
+        wanted |= {(MCP, f"{method} {endpoint}"), (AS, f"{method} {endpoint}")}
+
+    def arrived(spans: list[ReceivedSpan]) -> bool:
+        return wanted <= {(s.service, s.name) for s in spans if s.trace_id == trace_id}
+
+    spans = [
+        s for s in otlp_receiver.wait_for(arrived, f"{wanted} in trace {trace_id}") if s.trace_id == trace_id
+    ]
 
     http_span = one(spans, name="POST /mcp", service=MCP)
     assert http_span.kind == "SERVER"
@@ -160,8 +176,6 @@ def test_a_tool_call_is_one_trace_from_the_callers_traceparent_through_validatio
         return
     # External mode: the MCP server's call to the authorization server, and the AS's own span of
     # it, in the same trace: the traceparent crossed the hop.
-    endpoint = "/jwks" if jwt else "/introspect"
-    method = "GET" if jwt else "POST"
     outbound = one(spans, name=f"{method} {endpoint}", service=MCP)
     assert outbound.kind == "CLIENT"
     assert outbound.parent_span_id == validation.span_id
@@ -188,7 +202,7 @@ def test_a_rejected_token_is_an_answer_in_the_validation_span_and_no_error(
             },
         )
     assert response.status_code == 401
-    spans = otlp_receiver.trace(trace_id, count=2)
+    spans = otlp_receiver.trace(trace_id, "POST /mcp", "validate token")
     http_span = one(spans, name="POST /mcp", service=MCP)
     assert http_span.attributes["http.response.status_code"] == 401
     assert http_span.status == "UNSET"  # a 4xx is the client's, not the server's, error
@@ -232,7 +246,7 @@ async def test_the_sdk_clients_meta_trace_context_parents_the_mcp_span_which_lin
     injected = call["params"]["_meta"]["traceparent"]
     assert injected.split("-")[1] == trace_id  # the SDK put our context in `_meta`
     parent = injected.split("-")[2]
-    spans = otlp_receiver.trace(trace_id, count=2)
+    spans = otlp_receiver.trace(trace_id, "tools/call whoami", "execute_tool whoami")
     mcp_span = one(spans, name="tools/call whoami")
     assert mcp_span.parent_span_id == parent
     assert mcp_span.attributes["mcp.protocol.version"] == "2025-11-25"
@@ -265,7 +279,7 @@ def test_no_token_code_or_secret_ever_leaves_a_process_in_the_exported_spans(
             headers={"traceparent": f"00-{trace_id}-{caller_span}-01", "x-api-key": token},
         )
     modern_call(traced, token, "whoami")
-    otlp_receiver.trace(trace_id, count=1)
+    otlp_receiver.trace(trace_id, "POST /mcp")
     otlp_receiver.wait_for(
         lambda spans: any(s.name == "POST /token" for s in spans), "the token endpoint's span"
     )
@@ -308,7 +322,7 @@ def test_log_lines_written_inside_a_request_carry_its_trace_id(
     modern_call(
         traced, grant.tokens.access_token, "whoami", {"traceparent": f"00-{trace_id}-{caller_span}-01"}
     )
-    otlp_receiver.trace(trace_id, count=4)
+    otlp_receiver.trace(trace_id, "POST /mcp", "execute_tool whoami")
     mcp_process = traced.processes[-1]
     lines = [json.loads(line) for line in mcp_process.log_path.read_text().splitlines() if trace_id in line]
     assert lines, mcp_process.log_tail()

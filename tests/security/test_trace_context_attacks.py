@@ -192,7 +192,7 @@ def test_trace_context_and_baggage_are_never_sent_to_a_client_metadata_document_
     assert not {"traceparent", "tracestate", "baggage"} & set(fetch), fetch
     assert MARKER not in json.dumps(fetch)
     if which == "traced":  # the fetch is still traced, on our side
-        spans = otlp_receiver.trace(trace_id, count=2)
+        spans = otlp_receiver.trace(trace_id, "GET /authorize", "GET")
         (outbound,) = [s for s in spans if s.kind == "CLIENT"]
         assert outbound.name == "GET"
         assert "url.full" not in outbound.attributes  # the client's URL is not recorded
@@ -207,7 +207,7 @@ def test_a_traceparent_makes_no_span_at_a_server_without_otel_variables(
     for deployment in (untraced, traced):
         token = mint(deployment.mcp_url).tokens.access_token
         modern_call(deployment, token, "whoami", {"traceparent": f"00-{trace_id}-{caller}-01"})
-    spans = otlp_receiver.trace(trace_id, count=4)
+    spans = otlp_receiver.trace(trace_id, "POST /mcp", "execute_tool whoami")
     ports = {
         s.attributes["server.port"] for s in spans if "server.port" in s.attributes and s.kind == "SERVER"
     }
