@@ -15,7 +15,8 @@ process, so whatever else loads the machine lands on all of them alike:
   tracing is off (mcp_server/sdk_access.py `drop_sdk_tracing`). Reported.
 - `on`: OTEL_EXPORTER_OTLP_ENDPOINT set, every request sampled (the SDK's default sampler), the
   spans exported over OTLP/HTTP by the SDK's batch processor (its thread shares this process's
-  GIL, as in production) to a local receiver in another process that discards them.
+  GIL, as in production) to a local receiver in another process that discards them. Reported.
+- `on-10%`: the same with `OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `_ARG=0.1`. Reported.
 
 `python -m scripts.bench.tracing [--json FILE] [--requests N] [--rounds R]`; run by `make bench`.
 """
@@ -73,7 +74,7 @@ def build(store: Any, variant: str) -> Starlette:
     import mcp_server.server as server_module
 
     config = settings(auth_mode="internal")
-    if variant in ("off", "on"):
+    if variant in ("off", "on", "on-10%"):
         return app_module.create_app(config, store=store)
     saved = (app_module.active_tracer, server_module.active_tracer, server_module.drop_sdk_tracing)
     app_module.active_tracer = server_module.active_tracer = lambda: None
@@ -149,7 +150,7 @@ async def child(variant: str, requests: int, rounds: int) -> dict[str, Any]:
     freeze_startup_heap()  # as `python -m mcp_server` does once the app is built
     from shared.tracing import active_tracer
 
-    if (active_tracer() is not None) != (variant == "on"):
+    if (active_tracer() is not None) != variant.startswith("on"):
         raise RuntimeError(f"variant {variant}: tracing is {'on' if active_tracer() else 'off'}")
     per_request: dict[str, list[float]] = {name: [] for name in apps}
     lifespans = [app.router.lifespan_context(app) for app in apps.values()]
@@ -248,7 +249,13 @@ def measure(requests: int, rounds: int, pin: list[str]) -> dict[str, Any]:
     off = run_variant("off", requests, rounds, {}, pin)
     with running_sink() as endpoint:
         on = run_variant("on", requests, rounds, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, pin)
-    for result in (off, on):
+        tenth = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        }
+        sampled = run_variant("on-10%", requests, rounds, tenth, pin)
+    for result in (off, on, sampled):
         times = result["per_request_us"]
         for variant in times:
             if variant == "no-otel":
@@ -279,7 +286,7 @@ def main(argv: list[str]) -> int:
         "--rounds", type=int, default=7, help="alternating rounds, medians reported (default 7)"
     )
     parser.add_argument("--pin", default="", help="run the measured processes under `taskset -c PIN`")
-    parser.add_argument("--child", choices=["off", "on"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["off", "on", "on-10%"], help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sink:

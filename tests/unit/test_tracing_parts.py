@@ -139,27 +139,40 @@ def test_an_app_built_without_otel_variables_loads_no_sdk_and_adds_nothing_to_th
         "import json, sys\n"
         "from mcp_server.app import create_app\n"
         "from shared.settings import load_settings\n"
+        "from mcp_server.server import build_mcp_server\n"
+        "from shared.storage.memory import MemoryStore\n"
         "app = create_app(load_settings())\n"
+        "server, _ = build_mcp_server(load_settings(), MemoryStore())\n"
         "print(json.dumps({'sdk': sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')),"
-        " 'middleware': [m.cls.__name__ for m in app.user_middleware]}))\n"
+        " 'middleware': [m.cls.__name__ for m in app.user_middleware],"
+        " 'mcp': [type(m).__name__ for m in server.middleware]}))\n"
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["sdk"] == []
     assert report["middleware"] == ["RequestIdMiddleware", "HttpMetricsMiddleware"]
+    assert "OpenTelemetryMiddleware" not in report["mcp"]  # the SDK's no-op spans are gone too
+    assert "McpSpanDetails" not in report["mcp"]
 
 
-def test_with_an_endpoint_the_app_is_traced_outermost() -> None:
+def test_with_an_endpoint_the_app_is_traced_outermost_and_the_sdk_keeps_its_mcp_spans() -> None:
     done = run_python(
         "import json\n"
         "from mcp_server.app import create_app\n"
         "from shared.settings import load_settings\n"
+        "from mcp_server.server import build_mcp_server\n"
+        "from shared.storage.memory import MemoryStore\n"
         "app = create_app(load_settings())\n"
-        "print(json.dumps([m.cls.__name__ for m in app.user_middleware]))\n",
+        "server, _ = build_mcp_server(load_settings(), MemoryStore())\n"
+        "print(json.dumps({'middleware': [m.cls.__name__ for m in app.user_middleware],"
+        " 'mcp': [type(m).__name__ for m in server.middleware]}))\n",
         OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])[0] == "HttpTracingMiddleware"
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["middleware"][0] == "HttpTracingMiddleware"
+    assert report["mcp"][0] == "OpenTelemetryMiddleware"  # the SDK's MCP spans, outermost
+    assert "McpSpanDetails" in report["mcp"]
 
 
 def test_a_server_asked_for_grpc_stops_at_start_up_with_one_line_naming_the_variable() -> None:
