@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from shared import untrusted_json
+from shared import tracing, untrusted_json
 from shared.health import ReadinessProbe
 from shared.settings import Settings
 from shared.validation import ValidatorUnavailable
@@ -101,7 +101,7 @@ class ProviderMetadata:
         async def probe() -> str | None:
             if self._document is not None:
                 return None
-            async with httpx2.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            async with tracing.http_client(trusted_peer=True, timeout=timeout) as client:
                 try:
                     await self.document(client)
                 except ValidatorUnavailable:
