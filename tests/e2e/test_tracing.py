@@ -29,6 +29,7 @@ from auth_server.users import hash_password
 from tests.e2e.oauth_flow import MintedGrant, http, mint, refresh
 from tests.e2e.servers import Deployment, build_deployment
 from tests.fixtures.otlp_receiver import OtlpReceiver, ReceivedSpan, exporting_to, otlp_receiver
+from tests.fixtures.tasks_client import TaskClient, reply
 
 __all__ = ["otlp_receiver"]
 
@@ -184,6 +185,33 @@ def test_a_tool_call_is_one_trace_from_the_callers_traceparent_through_validatio
     served = one(spans, name=f"{method} {endpoint}", service=AS)
     assert served.kind == "SERVER"
     assert served.parent_span_id == outbound.span_id
+
+
+async def test_a_tool_run_as_a_task_is_traced_where_it_runs_in_the_trace_that_started_it(
+    traced: Deployment, grant: MintedGrant, otlp_receiver: OtlpReceiver
+) -> None:
+    """The tasks extension runs the tool's body in the background and answers the tools/call with a
+    task handle at once: the `execute_tool` span (the kit's wrapper, where every tool runs) is still
+    the MCP span's child, and ends after the request that started it did."""
+    trace_id, caller_span = new_ids()
+    async with httpx2.AsyncClient(trust_env=False, timeout=30) as http_client:
+        tasks = TaskClient(http_client, traced.mcp_url, grant.tokens.access_token)
+        params = {"name": "count_slowly", "arguments": {"to": 4, "seconds_per_step": 0.1}}
+        response = await tasks.post(
+            "tools/call", params, headers={"traceparent": f"00-{trace_id}-{caller_span}-01"}
+        )
+        created = reply(response)["result"]
+        assert created["resultType"] == "task", created
+        done = await tasks.finished(created["taskId"])
+    assert done["status"] == "completed"
+
+    spans = otlp_receiver.trace(trace_id, "POST /mcp", "tools/call count_slowly", "execute_tool count_slowly")
+    request = one(spans, name="POST /mcp")
+    mcp_span = one(spans, name="tools/call count_slowly")
+    tool_span = one(spans, name="execute_tool count_slowly")
+    assert tool_span.parent_span_id == mcp_span.span_id
+    assert tool_span.end_ns > request.end_ns  # it went on after the client had its task handle
+    assert tool_span.status == "UNSET"
 
 
 def test_a_rejected_token_is_an_answer_in_the_validation_span_and_no_error(
