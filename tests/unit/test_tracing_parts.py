@@ -142,7 +142,7 @@ def test_an_app_built_without_otel_variables_loads_no_sdk_and_adds_nothing_to_th
         "from mcp_server.server import build_mcp_server\n"
         "from shared.storage.memory import MemoryStore\n"
         "app = create_app(load_settings())\n"
-        "server, _ = build_mcp_server(load_settings(), MemoryStore())\n"
+        "server = build_mcp_server(load_settings(), MemoryStore())[0]\n"
         "print(json.dumps({'sdk': sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')),"
         " 'middleware': [m.cls.__name__ for m in app.user_middleware],"
         " 'mcp': [type(m).__name__ for m in server.middleware]}))\n"
@@ -163,7 +163,7 @@ def test_with_an_endpoint_the_app_is_traced_outermost_and_the_sdk_keeps_its_mcp_
         "from mcp_server.server import build_mcp_server\n"
         "from shared.storage.memory import MemoryStore\n"
         "app = create_app(load_settings())\n"
-        "server, _ = build_mcp_server(load_settings(), MemoryStore())\n"
+        "server = build_mcp_server(load_settings(), MemoryStore())[0]\n"
         "print(json.dumps({'middleware': [m.cls.__name__ for m in app.user_middleware],"
         " 'mcp': [type(m).__name__ for m in server.middleware]}))\n",
         OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
