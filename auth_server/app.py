@@ -125,7 +125,7 @@ def create_auth_app(settings: Settings | None = None, store: Store | None = None
         *metrics_routes(settings),
     ]
     middleware = [
-        *forwarded_middleware(settings),
+        *forwarded_middleware(settings, [problem.setting for problem in development_defaults]),
         Middleware(RequestIdMiddleware),
         Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
     ]

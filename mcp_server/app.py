@@ -138,7 +138,7 @@ def create_app(
                     await store.close()
 
     middleware = [
-        *forwarded_middleware(settings),
+        *forwarded_middleware(settings, [problem.setting for problem in development_defaults]),
         Middleware(RequestIdMiddleware),
         Middleware(HttpMetricsMiddleware, routes=route_paths(routes)),
     ]

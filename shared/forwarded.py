@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable, Sequence
 
 from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -174,7 +178,67 @@ class ForwardedHeadersMiddleware:
         return reported[0]
 
 
-def forwarded_middleware(settings: Settings) -> list[Middleware]:
-    """The middleware both app factories put first: nothing at all when no proxy is trusted."""
+# Headers reverse proxies and HTTP tunnels add (nginx, Caddy, ngrok, cloudflared, localtunnel...):
+# a request carrying one was relayed from another machine.
+RELAY_HEADERS = frozenset(
+    {b"x-forwarded-for", b"forwarded", b"x-real-ip", b"cf-connecting-ip", b"x-forwarded-host"}
+)
+
+
+class RefuseRelayedRequests:
+    """ASGI middleware for a development server whose development defaults are in effect (the
+    demo login, the published introspection secret, AUTH_MODE=none): those are for this machine,
+    so a request relayed from elsewhere (it carries a forwarding header) gets 421 and nothing else.
+
+    The start-up check cannot see a tunnel that rewrites Host to 127.0.0.1 (ngrok
+    --host-header=rewrite, cloudflared --http-host-header): this sees what it adds. A raw TCP
+    forward (ssh -R, socat) adds nothing and stays the operator's business (docs/security.md).
+    """
+
+    def __init__(self, app: ASGIApp, defaults: Sequence[str]) -> None:
+        self.app = app
+        self._defaults = ", ".join(defaults)
+        self._refusal = JSONResponse(
+            {
+                "error": "invalid_request",
+                "error_description": "this is a development server (development defaults in effect: "
+                f"{self._defaults}) reached through a proxy or tunnel; it only answers requests "
+                "from its own machine until it is configured for production (docs/security.md)",
+            },
+            status_code=421,
+            headers={"Cache-Control": "no-store"},
+        )
+        self._logged = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            relayed = next((name for name, _ in scope["headers"] if name in RELAY_HEADERS), None)
+            if relayed is not None:
+                if not self._logged:
+                    self._logged = True
+                    logger.warning(
+                        "421 for a request relayed by a proxy or tunnel (it carries %s): development "
+                        "defaults are in effect (%s), which are for this machine only; configure the "
+                        "server for production (docs/security.md) before publishing it",
+                        relayed.decode("latin-1"),
+                        self._defaults,
+                    )
+                if scope["type"] == "http":
+                    await self._refusal(scope, receive, send)
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+        await self.app(scope, receive, send)
+
+
+def forwarded_middleware(settings: Settings, development_defaults: Sequence[str] = ()) -> list[Middleware]:
+    """The middleware both app factories put first: believe trusted proxies (FORWARDED_ALLOW_IPS),
+    and while development defaults are in effect (`development_defaults`, the settings that are
+    still at one) refuse relayed requests; nothing at all otherwise."""
+    middleware = []
+    if development_defaults:
+        middleware.append(Middleware(RefuseRelayedRequests, defaults=development_defaults))
     trusted = TrustedProxies(settings.forwarded_allow_ips)
-    return [Middleware(ForwardedHeadersMiddleware, trusted=trusted)] if trusted else []
+    if trusted:
+        middleware.append(Middleware(ForwardedHeadersMiddleware, trusted=trusted))
+    return middleware

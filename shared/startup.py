@@ -94,13 +94,22 @@ def public_urls(settings: Settings, role: Role) -> list[tuple[str, str]]:
     return urls
 
 
+def _hostname(host_header: str) -> str:
+    """`name[:port]` (a Host header value, as ALLOWED_HOSTS lists them) -> name."""
+    try:
+        return urlsplit("//" + host_header).hostname or host_header
+    except ValueError:
+        return host_header
+
+
 def not_development_because(settings: Settings, role: Role) -> list[str]:
     """Why this is not development (empty: it is)."""
     reasons = []
     if not is_loopback_host(settings.host):
         reasons.append(f"HOST={settings.host} is not a loopback address")
-    if settings.allowed_hosts:
-        reasons.append(f"ALLOWED_HOSTS={','.join(settings.allowed_hosts)} names public hosts")
+    public_hosts = [host for host in settings.allowed_hosts if not is_loopback_host(_hostname(host))]
+    if public_hosts:
+        reasons.append(f"ALLOWED_HOSTS={','.join(public_hosts)} names public hosts")
     for setting, url in public_urls(settings, role):
         if not is_loopback_http_url(url):
             reasons.append(f"{setting}={url} is not a loopback http URL")

@@ -172,7 +172,7 @@ class ProviderMetadata:
                     "checked: set %s to exactly the issuer that provider publishes if it is the one "
                     "you trust",
                     url,
-                    document.get("issuer"),
+                    str(document.get("issuer"))[:200],
                     self.issuer,
                     self.issuer_setting,
                     self.issuer_setting,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -22,7 +23,15 @@ import pytest
 
 from auth_server.users import scrypt_hash
 from shared.startup import DEFAULT_INTROSPECTION_SECRET
-from tests.e2e.servers import PYTHON, Mode, ServerProcess, build_deployment, clean_environ, free_port
+from tests.e2e.servers import (
+    PYTHON,
+    Deployment,
+    Mode,
+    ServerProcess,
+    build_deployment,
+    clean_environ,
+    free_port,
+)
 
 PUBLIC_MCP = "https://mcp.example.com"
 PUBLIC_AS = "https://auth.example.com"
@@ -173,5 +182,56 @@ def test_development_still_runs_on_the_defaults_and_says_so(tmp_path: Path) -> N
         logs = deployment.logs()
         assert "sign in as demo / demo" in logs
         assert "Development defaults are active (AUTH_USERS" in logs
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture(scope="module")
+def development_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """`make dev-internal` as it is: 127.0.0.1, the demo user."""
+    deployment = build_deployment("internal", "memory", Path(tmp_path_factory.mktemp("dev")))
+    deployment.start()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Forwarded-For", "203.0.113.7"),  # ngrok, localtunnel, nginx
+        ("CF-Connecting-IP", "203.0.113.7"),  # cloudflared
+        ("Forwarded", "for=203.0.113.7"),
+        ("X-Forwarded-Host", "random-words.trycloudflare.com"),
+    ],
+)
+def test_a_tunnel_that_rewrites_host_to_loopback_reaches_none_of_the_development_defaults(
+    development_server: Deployment, header: str, value: str
+) -> None:
+    """`ngrok http 3232 --host-header=rewrite`: the Host says 127.0.0.1, so the start-up check and
+    the Host guard see development; the header the tunnel adds gives the relay away."""
+    base = development_server.base_url
+    relayed = {header: value, "Host": f"127.0.0.1:{development_server.mcp_port}"}
+    with httpx2.Client(trust_env=False, timeout=10) as http:
+        for method, path in (("GET", "/authorize"), ("POST", "/login"), ("POST", "/token"), ("POST", "/mcp")):
+            response = http.request(method, base + path, headers=relayed)
+            assert response.status_code == 421, (path, response.text)
+            assert "development server" in response.json()["error_description"]
+        assert http.get(f"{base}/.well-known/oauth-authorization-server").status_code == 200  # from here
+    warnings = [
+        line for line in development_server.logs().splitlines() if "relayed by a proxy or tunnel" in line
+    ]
+    assert len(warnings) == 1  # once per process, not once per request
+
+
+def test_no_authentication_is_not_served_through_a_tunnel_either(tmp_path: Path) -> None:
+    deployment = build_deployment("none", "memory", tmp_path).start()
+    try:
+        response = httpx2.post(
+            deployment.mcp_url, json={}, headers={"X-Forwarded-For": "203.0.113.7"}, trust_env=False
+        )
+        assert response.status_code == 421
+        assert "AUTH_MODE" in response.json()["error_description"]
     finally:
         deployment.stop()

@@ -12,12 +12,14 @@ the headers), so the shared Store's counters never mix tests.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
 
+from auth_server.users import scrypt_hash
 from tests.e2e.servers import Deployment, build_deployment
 
 LIMIT = 5
@@ -27,7 +29,10 @@ _addresses = itertools.count(1)
 
 @pytest.fixture(scope="module", params=["internal", "external"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    env = {"RATE_LIMIT_PER_MINUTE": str(LIMIT), "FORWARDED_ALLOW_IPS": PROXY}
+    # Configured users: with the demo user in effect a development server refuses every relayed
+    # request (test_development_defaults.py), so these servers have no development default.
+    users = json.dumps({"alice": scrypt_hash("alice-password", n=2**10)})
+    env = {"RATE_LIMIT_PER_MINUTE": str(LIMIT), "FORWARDED_ALLOW_IPS": PROXY, "AUTH_USERS": users}
     workdir = Path(tmp_path_factory.mktemp("proxy"))
     deployment = build_deployment(request.param, "memory", workdir, env=env)
     deployment.start()

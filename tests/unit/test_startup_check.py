@@ -46,7 +46,11 @@ def test_anything_but_loopback_http_everywhere_is_not_development(
 
 
 def test_loopback_http_urls_on_a_loopback_host_are_development() -> None:
-    settings = _settings(mcp_public_url="http://localhost:3232", auth_issuer_url="http://127.0.0.1:3232")
+    settings = _settings(
+        mcp_public_url="http://localhost:3232",
+        auth_issuer_url="http://127.0.0.1:3232",
+        allowed_hosts=["localhost:3232", "[::1]"],
+    )
     assert startup.not_development_because(settings, MCP_INTERNAL) == []
 
 
