@@ -150,7 +150,9 @@ def test_an_app_built_without_otel_variables_loads_no_sdk_and_adds_nothing_to_th
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["sdk"] == []
-    assert report["middleware"] == ["RequestIdMiddleware", "HttpMetricsMiddleware"]
+    # RefuseRelayedRequests: the demo user is in effect, so relayed requests are refused
+    # (shared/forwarded.py); no tracing middleware either way.
+    assert report["middleware"] == ["RefuseRelayedRequests", "RequestIdMiddleware", "HttpMetricsMiddleware"]
     assert "OpenTelemetryMiddleware" not in report["mcp"]  # the SDK's no-op spans are gone too
     assert "McpSpanDetails" not in report["mcp"]
 
