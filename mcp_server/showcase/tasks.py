@@ -35,6 +35,7 @@ from mcp_server.features.kit import (
     elicit_form,
     gather,
 )
+from mcp_server.showcase.interactive import NAME_SCHEMA
 
 MAX_SECONDS = 600
 
@@ -42,11 +43,6 @@ CONFIRM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"confirm": {"type": "boolean", "description": "Go ahead"}},
     "required": ["confirm"],
-}
-NAME_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "description": "A name"}},
-    "required": ["name"],
 }
 
 

@@ -33,6 +33,32 @@ SCENARIO_TIMEOUT = 120
 TASK_SCENARIO = re.compile(r"^\s*- (tasks-[a-z-]+) \[extension\]", re.MULTILINE)
 
 
+def suite_env(tmp_path: Path, deployment: Deployment, bearer_token: str) -> dict[str, str]:
+    """The suite's environment: Node 22, and every request it makes carrying the token."""
+    return node_env(
+        tmp_path,
+        NODE_OPTIONS=f"--import {INJECT_AUTH}",
+        MCP_BEARER_TOKEN=bearer_token,
+        MCP_BEARER_ORIGIN=deployment.base_url,
+        MCP_TOOLS_NODE_MODULES=str(TOOLS_NODE_MODULES),
+    )
+
+
+def run_suite(
+    command: list[str], env: dict[str, str], cwd: Path, timeout: int
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def bearer_token(deployment: Deployment) -> str:
     """A token for demo with every scope the server knows, minted through the real pages."""
@@ -58,23 +84,7 @@ def test_conformance_server_suite_passes_against_the_protected_server_with_a_rea
     command += ["--spec-version", spec_version, "-o", str(tmp_path / "results")]
     if EXPECTED_FAILURES.exists():
         command += ["--expected-failures", str(EXPECTED_FAILURES)]
-    env = node_env(
-        tmp_path,
-        NODE_OPTIONS=f"--import {INJECT_AUTH}",
-        MCP_BEARER_TOKEN=bearer_token,
-        MCP_BEARER_ORIGIN=deployment.base_url,
-        MCP_TOOLS_NODE_MODULES=str(TOOLS_NODE_MODULES),
-    )
-    done = subprocess.run(
-        command,
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT,
-        check=False,
-    )
+    done = run_suite(command, suite_env(tmp_path, deployment, bearer_token), tmp_path, SUITE_TIMEOUT)
     output = done.stdout + done.stderr
     summary = output[output.find("=== SUMMARY ===") :] if "=== SUMMARY ===" in output else output[-6000:]
     assert done.returncode == 0, summary
@@ -87,13 +97,7 @@ def test_conformance_server_suite_passes_against_the_protected_server_with_a_rea
 def test_every_tasks_extension_scenario_passes_against_the_protected_server(
     deployment: Deployment, bearer_token: str, tmp_path: Path
 ) -> None:
-    env = node_env(
-        tmp_path,
-        NODE_OPTIONS=f"--import {INJECT_AUTH}",
-        MCP_BEARER_TOKEN=bearer_token,
-        MCP_BEARER_ORIGIN=deployment.base_url,
-        MCP_TOOLS_NODE_MODULES=str(TOOLS_NODE_MODULES),
-    )
+    env = suite_env(tmp_path, deployment, bearer_token)
     listed = subprocess.run(
         [str(tool("conformance")), "list", "--server"],
         env=env,
@@ -108,16 +112,7 @@ def test_every_tasks_extension_scenario_passes_against_the_protected_server(
     def run(scenario: str) -> tuple[str, int, str]:
         command = [str(tool("conformance")), "server", "--url", deployment.mcp_url, "--scenario", scenario]
         command += ["-o", str(tmp_path / scenario)]
-        done = subprocess.run(
-            command,
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=SCENARIO_TIMEOUT,
-            check=False,
-        )
+        done = run_suite(command, env, tmp_path, SCENARIO_TIMEOUT)
         return scenario, done.returncode, done.stdout + done.stderr
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # two at a time: the machine has two cores
