@@ -150,7 +150,7 @@ class TaskHandle:
         return answers
 
     def poke(self) -> None:
-        """Something about the task changed in this process (an answer, a cancellation)."""
+        """An answer for the task arrived in this process: look now, not at the next poll."""
         self._poked.set()
 
     async def wait_for_poke(self, longest: float) -> None:
@@ -277,6 +277,8 @@ class TaskRunner:
             await self.store.finish(meta, task_id, self._outcome(meta.tool, body))
         except StorageUnavailable:
             logger.warning("task %s: storage unavailable, outcome not recorded", _short(task_id))
+        except Exception:  # a bug here must not vanish with the background task: the lease ends it
+            logger.exception("task %s: supervisor failed", _short(task_id))
         finally:
             self._running.pop(task_id, None)
 
