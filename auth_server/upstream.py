@@ -157,7 +157,12 @@ class UpstreamProvider:
             raise UpstreamUnavailable from None
         if document.get("issuer") != self.issuer or not isinstance(document.get("jwks_uri"), str):
             self._forget_metadata()
-            logger.error("upstream metadata names issuer %r, not %r", document.get("issuer"), self.issuer)
+            logger.error(
+                "upstream metadata names issuer %r, not %r (UPSTREAM_OIDC_ISSUER), or has no jwks_uri: "
+                "nobody can sign in; set UPSTREAM_OIDC_ISSUER to exactly the issuer the provider publishes",
+                str(document.get("issuer"))[:200],
+                self.issuer,
+            )
             raise UpstreamUnavailable
         # ID tokens are verified with the provider's public keys only: never `none`, never HMAC.
         offered = document.get("id_token_signing_alg_values_supported") or ["RS256"]

@@ -9,7 +9,8 @@ address without knowing about proxies:
 - from a peer FORWARDED_ALLOW_IPS does not name (the default: nobody), the headers are ignored;
 - from a trusted peer, the addresses of `X-Forwarded-For` and of RFC 7239 `Forwarded` (`for=`)
   are read right to left, skipping trusted proxies; the first address that is not one is the
-  client (the left part of the list is whatever the client sent, so it is never believed);
+  client (the left part of the list is whatever the client sent, so it is never believed; when
+  every hop is a trusted proxy, the nearest one is the client);
 - when both headers are present and name different clients (a proxy that appends to one passes
   the client's own copy of the other through: nginx forwards a client's `Forwarded` untouched),
   or the entry found is not an IP address (`unknown`, an obfuscated name, garbage), nothing is
@@ -77,10 +78,15 @@ class TrustedProxies:
 
     def client(self, hops: Sequence[str]) -> tuple[str, int] | None:
         """The right-most hop that is not a trusted proxy, as (address, port); None when that
-        hop is not an IP address (nothing to believe)."""
+        hop is not an IP address (nothing to believe).
+
+        When every hop is trusted, the right-most one (the address the nearest proxy saw), never
+        the left-most as uvicorn takes: the left end is whatever the sender wrote, so a host in a
+        trusted network could otherwise name itself 127.0.0.1 and pass the loopback-only /metrics.
+        """
         if not hops:
             return None
-        chosen = hops[0]
+        chosen = hops[-1]
         for hop in reversed(hops):
             host, _ = _split_port(hop)
             if not self.trusts(host):
@@ -178,10 +184,12 @@ class ForwardedHeadersMiddleware:
         return reported[0]
 
 
-# Headers reverse proxies and HTTP tunnels add (nginx, Caddy, ngrok, cloudflared, localtunnel...):
-# a request carrying one was relayed from another machine.
+# Headers reverse proxies, CDNs and HTTP tunnels add (nginx, Caddy, ngrok, cloudflared,
+# localtunnel, Akamai; `Via` is required of proxies by RFC 9110): a request carrying one was
+# relayed from another machine. No local client (a browser, curl, an MCP client) sends them.
 RELAY_HEADERS = frozenset(
-    {b"x-forwarded-for", b"forwarded", b"x-real-ip", b"cf-connecting-ip", b"x-forwarded-host"}
+    {b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"forwarded", b"via"}
+    | {b"x-real-ip", b"cf-connecting-ip", b"true-client-ip"}
 )
 
 

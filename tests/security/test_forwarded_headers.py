@@ -113,3 +113,18 @@ def test_the_audit_log_names_the_address_the_proxy_reported(server: Deployment) 
     user = _fresh()
     assert _statuses(server, PROXY, [{"X-Forwarded-For": user}] * (LIMIT + 1))[-1] == 429
     assert any('"rate_limited"' in line and user in line for line in server.logs().splitlines())
+
+
+def test_a_client_behind_the_proxy_naming_itself_loopback_cannot_read_the_loopback_only_metrics(
+    server: Deployment,
+) -> None:
+    """/metrics (no METRICS_TOKEN) answers loopback clients only: the proxy on this host may scrape
+    it, a user behind the proxy who writes 127.0.0.1 into X-Forwarded-For may not."""
+    transport = httpx2.HTTPTransport(local_address=PROXY)
+    metrics = f"{server.issuer}/metrics"
+    with httpx2.Client(transport=transport, trust_env=False, timeout=5) as proxy:
+        assert proxy.get(metrics).status_code == 200
+        forged = proxy.get(metrics, headers={"X-Forwarded-For": f"127.0.0.1, {_fresh()}"})
+        assert forged.status_code == 403
+        forged = proxy.get(metrics, headers={"Forwarded": f'for="127.0.0.1", for={_fresh()}'})
+        assert forged.status_code == 403

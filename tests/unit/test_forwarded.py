@@ -39,8 +39,10 @@ def test_several_header_lines_read_as_one_list_in_order() -> None:
     assert _believed(*headers) == ("203.0.113.5", 4711)
 
 
-def test_when_every_hop_is_trusted_the_left_most_is_the_client() -> None:
-    assert _believed(("X-Forwarded-For", "10.0.0.5, 10.0.0.2")) == ("10.0.0.5", 0)
+def test_when_every_hop_is_trusted_the_nearest_is_the_client_never_what_the_sender_wrote() -> None:
+    # A host inside a trusted network writes 127.0.0.1 first: it must not pass for loopback.
+    assert _believed(("X-Forwarded-For", "127.0.0.1, 10.0.0.5, 10.0.0.2")) == ("10.0.0.2", 0)
+    assert _believed(("X-Forwarded-For", "10.0.0.5, 10.0.0.2")) == ("10.0.0.2", 0)
 
 
 @pytest.mark.parametrize(
