@@ -3,7 +3,20 @@
 #   make dev-external   authorization server on AUTH_PORT (3001) and MCP server on MCP_PORT, two processes
 #   make dev-mcp        the MCP server alone, trusting the authorization server AUTH_SERVER_URL names
 #   make dev-stdio      the MCP server on stdio, no auth (stdout carries JSON-RPC only)
+#   make inspector      MCP Inspector web UI on http://127.0.0.1:6274 (pinned, Node 22 from .cache/)
 #   make test           lint, the whole test suite (real servers, Redis, browser) and the conformance suite
+#   make test-python    the test suite alone (pytest; `.venv/bin/python -m pytest tests/...` for a part)
+#   make lint           ruff check + ruff format --check + mypy --strict
+#   make format         ruff format and ruff check --fix
+#   make conformance    the official MCP conformance suite, both protocol revisions
+#   make loadtest       200 concurrent authenticated clients x 20 tool calls, both auth modes
+#   make bench          wrk benchmark of tools/call, every auth mode and revision (docs/performance.md)
+#   make bench-soak     5-minute memory soak (resident size must stay flat)
+#   make install        .venv with the project (editable) and its dev tools; Python >= 3.11
+#   make system-deps    Debian packages the tests drive: redis-server, redis-sentinel, chromium
+#   make node-tools     Node 22 and the pinned MCP tools (Inspector, conformance, mcp-remote) into .cache/
+#   make env-example    regenerate .env.example from shared/settings.py
+#   make clean          remove .venv, .cache and the tools' caches
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -20,14 +33,11 @@ MAKEFLAGS += --no-print-directory
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "  make lint           ruff + mypy --strict"
-	@echo "  make conformance    the official MCP conformance suite, both protocol revisions"
-	@echo "  make loadtest       200 concurrent authenticated clients x 20 tool calls, both auth modes"
-	@echo "  make bench          wrk benchmark of tools/call, every auth mode and revision (docs/performance.md)"
-	@echo "  make bench-soak     5-minute memory soak (resident size must stay flat)"
-	@echo "  make inspector      MCP Inspector web UI (pinned, Node 22 from .cache/)"
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "Python 3.11 or newer is needed; $(PYTHON) is $$($(PYTHON) -V 2>&1). Name another: make PYTHON=python3.12 $(MAKECMDGOALS)" >&2; \
+		exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

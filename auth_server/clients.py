@@ -200,7 +200,7 @@ def _configured_client(entry: Mapping[str, Any], *, where: str, native_schemes: 
     if "client_credentials" in metadata.grant_types and not metadata.scope:
         raise ValueError(
             f"{where} ({client_id}): a client_credentials client needs an explicit scope, the most "
-            'its tokens may carry (for example "scope": "notes:read")'
+            'its tokens may carry (for example "scope": "mcp:tools:read notes:read")'
         )
     return metadata.to_client(
         client_id, "preregistered", client_secret_digest=crypto.digest(secret) if secret else None

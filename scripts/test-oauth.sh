@@ -4,6 +4,11 @@
 # you can follow by hand.
 #
 #   scripts/test-oauth.sh [BASE_URL]        # default http://127.0.0.1:3232 (make dev-internal)
+#   scripts/test-oauth.sh --sign-in AUTHORIZE_URL
+#
+# --sign-in does only what a person at a browser does with an authorization URL your own client
+# built: sign in, approve, and print the URL the browser is finally sent to (the redirect URI with
+# `code`, `state` and `iss`) on standard output (docs/oauth.md uses it).
 #
 # BASE_URL is the MCP server's base URL; the MCP endpoint is BASE_URL/mcp. Works in both modes:
 # the authorization server is found through the MCP server's metadata, wherever it runs.
@@ -16,6 +21,11 @@
 # 7 tools/call whoami on /mcp; 8 refresh; 9 call with the new token; 10 revoke; 11 call again -> 401.
 set -euo pipefail
 
+SIGN_IN_URL=""
+if [ "${1:-}" = --sign-in ]; then
+  SIGN_IN_URL="${2:?usage: scripts/test-oauth.sh --sign-in AUTHORIZE_URL}"
+  set -- # no BASE_URL: only the pages are walked
+fi
 BASE_URL="${1:-http://127.0.0.1:3232}"
 BASE_URL="${BASE_URL%/}"
 MCP_URL="$BASE_URL/mcp"
@@ -149,6 +159,50 @@ else:
 PY
 }
 
+# sign_in URL REDIRECT_URI: GET the authorization URL and answer the pages as a person would (log
+# in, approve) until the AS sends the browser to REDIRECT_URI; that final URL is left in CODE_URL.
+sign_in() {
+  local URL="$1" REDIRECT_URI="$2" METHOD=GET DATA="" CODE LOCATION FIELDS KIND ACTION
+  CODE_URL=""
+  for _ in $(seq 1 12); do
+    if [ "$METHOD" = GET ]; then
+      curl -sS -b "$JAR" -c "$JAR" -o "$WORK/page.html" -D "$WORK/h" "$URL"
+    else
+      curl -sS -b "$JAR" -c "$JAR" -o "$WORK/page.html" -D "$WORK/h" -X POST "$URL" \
+        -H "content-type: application/x-www-form-urlencoded" --data "$DATA"
+    fi
+    CODE="$(status "$WORK/h")"
+    LOCATION="$(header "$WORK/h" location)"
+    if [ -n "$LOCATION" ]; then
+      LOCATION="$(absolute "$URL" "$LOCATION")"
+      say "$METHOD ${URL%%\?*} -> $CODE"
+      if [ "${LOCATION%%\?*}" = "$REDIRECT_URI" ]; then CODE_URL="$LOCATION"; break; fi
+      METHOD=GET URL="$LOCATION" DATA=""
+      continue
+    fi
+    [ "$CODE" = 200 ] || fail "$METHOD $URL answered $CODE: $(head -c 600 "$WORK/page.html")"
+    IFS='|' read -r FIELDS KIND ACTION <<<"$(form "$WORK/page.html")"
+    ACTION="$(absolute "$URL" "${ACTION:-$URL}")"
+    if [ "$KIND" = login ]; then
+      say "GET ${URL%%\?*} -> login page; POST username=$OAUTH_USER, password=***"
+      DATA="$FIELDS&username=$(urlencode "$OAUTH_USER")&password=$(urlencode "$OAUTH_PASSWORD")"
+    else
+      say "GET ${URL%%\?*} -> consent page; POST decision=approve"
+      DATA="$FIELDS&decision=approve"
+    fi
+    METHOD=POST URL="$ACTION"
+  done
+  [ -n "$CODE_URL" ] || fail "never redirected to $REDIRECT_URI"
+}
+
+if [ -n "$SIGN_IN_URL" ]; then
+  # Only the browser's part, for a flow a client of your own started: the walk goes to stderr,
+  # the URL the browser ends at (your redirect URI with code, state and iss) to stdout.
+  sign_in "$SIGN_IN_URL" "$(query_param "$SIGN_IN_URL" redirect_uri)" >&2
+  printf '%s\n' "$CODE_URL"
+  exit 0
+fi
+
 printf '%sOAuth 2.1 walkthrough against %s%s\n' "$B" "$MCP_URL" "$N"
 
 step "1. Call the MCP endpoint without a token"
@@ -209,36 +263,7 @@ SCOPE="$(json "$WORK/prm.json" '" ".join(d.get("scopes_supported", []))')"
 URL="$AUTHORIZE?response_type=code&client_id=$(urlencode "$CLIENT_ID")&redirect_uri=$(urlencode "$REDIRECT_URI")&scope=$(urlencode "$SCOPE")&state=$STATE&code_challenge=$CHALLENGE_S256&code_challenge_method=S256&resource=$(urlencode "$MCP_URL")"
 say "code_verifier  = $(short "$VERIFIER") (kept secret), code_challenge = $(short "$CHALLENGE_S256") (S256)"
 show "browser opens $URL"
-METHOD=GET DATA="" CODE_URL=""
-for _ in $(seq 1 12); do
-  if [ "$METHOD" = GET ]; then
-    curl -sS -b "$JAR" -c "$JAR" -o "$WORK/page.html" -D "$WORK/h" "$URL"
-  else
-    curl -sS -b "$JAR" -c "$JAR" -o "$WORK/page.html" -D "$WORK/h" -X POST "$URL" \
-      -H "content-type: application/x-www-form-urlencoded" --data "$DATA"
-  fi
-  CODE="$(status "$WORK/h")"
-  LOCATION="$(header "$WORK/h" location)"
-  if [ -n "$LOCATION" ]; then
-    LOCATION="$(absolute "$URL" "$LOCATION")"
-    say "$METHOD ${URL%%\?*} -> $CODE"
-    if [ "${LOCATION%%\?*}" = "$REDIRECT_URI" ]; then CODE_URL="$LOCATION"; break; fi
-    METHOD=GET URL="$LOCATION" DATA=""
-    continue
-  fi
-  [ "$CODE" = 200 ] || fail "$METHOD $URL answered $CODE: $(head -c 600 "$WORK/page.html")"
-  IFS='|' read -r FIELDS KIND ACTION <<<"$(form "$WORK/page.html")"
-  ACTION="$(absolute "$URL" "${ACTION:-$URL}")"
-  if [ "$KIND" = login ]; then
-    say "GET ${URL%%\?*} -> login page; POST username=$OAUTH_USER, password=***"
-    DATA="$FIELDS&username=$(urlencode "$OAUTH_USER")&password=$(urlencode "$OAUTH_PASSWORD")"
-  else
-    say "GET ${URL%%\?*} -> consent page; POST decision=approve"
-    DATA="$FIELDS&decision=approve"
-  fi
-  METHOD=POST URL="$ACTION"
-done
-[ -n "$CODE_URL" ] || fail "never redirected to $REDIRECT_URI"
+sign_in "$URL" "$REDIRECT_URI"
 [ -z "$(query_param "$CODE_URL" error)" ] || fail "authorization error: $CODE_URL"
 AUTH_CODE="$(query_param "$CODE_URL" code)"
 [ -n "$AUTH_CODE" ] || fail "no code in $CODE_URL"
