@@ -13,7 +13,7 @@
 #   make bench          wrk benchmark of tools/call, every auth mode and revision (docs/performance.md)
 #   make bench-soak     5-minute memory soak (resident size must stay flat)
 #   make install        .venv with the project (editable) and its dev tools; Python >= 3.11
-#   make system-deps    Debian packages the tests drive: redis-server, redis-sentinel, chromium
+#   make system-deps    Debian packages the tests drive: redis, redis-sentinel, chromium, nginx, caddy
 #   make node-tools     Node 22 and the pinned MCP tools (Inspector, conformance, mcp-remote) into .cache/
 #   make env-example    regenerate .env.example from shared/settings.py
 #   make clean          remove .venv, .cache and the tools' caches

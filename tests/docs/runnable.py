@@ -13,21 +13,26 @@ each page that uses it):
 * ```` ```<lang> file=PATH ```` — a file a page tells the reader to write (an nginx site, a unit);
   tests that run it find it by its path (`file_block`).
 
-In the session, `curl` fails on an HTTP error status (`--fail-with-body`) and on a JSON-RPC error or
-a tool result with `isError: true`, so a block whose request is refused fails the test, though the
-reader's own curl would only print the refusal. The development URLs of the examples
+In the session, `curl` fails on an HTTP error status (`--fail-with-body`, unless the block asks for
+the status itself with `-f` or `-w`) and on a JSON-RPC error or a tool result with `isError: true`,
+so a block whose request is refused fails the test, though the reader's own curl would only print
+the refusal. The development URLs of the examples
 (`http://127.0.0.1:3232`, `http://127.0.0.1:3001`) are replaced by those of the servers the test
 started on free ports; nothing else of a block is changed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_MCP_URL = "http://127.0.0.1:3232"
@@ -40,8 +45,11 @@ _FENCE = re.compile(
 # Wraps curl in the session: a refusal must fail the block. The output is passed on unchanged.
 _CURL_GUARD = r"""
 curl() {
-  local out
-  out=$(command curl --fail-with-body "$@") || { printf '%s\n' "$out" >&2; return 1; }
+  local out arg fail=--fail-with-body
+  for arg in "$@"; do  # a block that reads the status itself (-f, -w) keeps curl's own behaviour
+    case $arg in --fail*|--write-out*) fail="";; --*) ;; -*[fw]*) fail="";; esac
+  done
+  out=$(command curl $fail "$@") || { printf '%s\n' "$out" >&2; return 1; }
   printf '%s\n' "$out"
   if [[ $out == *'"jsonrpc"'* ]] && [[ $out =~ \"error\":\ ?\{|\"isError\":\ ?true ]]; then
     echo "runnable docs: the JSON-RPC answer above is an error" >&2
@@ -117,18 +125,31 @@ def scratch_folder(path: Path) -> Path:
     return path
 
 
-def session_script(document: str, urls: Mapping[str, str]) -> str:
-    """The bash program a reader's terminal would have run: the page's runnable blocks, in order."""
+PAUSED = ">>> paused"
+
+
+def session_script(document: str, urls: Mapping[str, str], pause_before: int | None = None) -> str:
+    """The bash program a reader's terminal would have run: the page's runnable blocks, in order.
+
+    `urls` maps what the page says (a development URL, a path) to what the test uses instead,
+    longest first. With `pause_before` (a line of the page), the session stops before the first
+    block below that line until the test has done what the reader does there by hand (start the
+    servers) and writes a line to the fifo `$RUNNABLE_RESUME`."""
     parts = ["set -euo pipefail", _CURL_GUARD]
+    replacements = sorted(urls.items(), key=lambda item: -len(item[0]))
     for block in runnable_blocks(document):
         code = block.code
-        for development_url, real_url in urls.items():
+        for development_url, real_url in replacements:
             code = code.replace(development_url, real_url)
+        if pause_before is not None and block.line > pause_before:
+            parts.append(f"echo '{PAUSED}'\nread -r _ < \"$RUNNABLE_RESUME\"")
+            pause_before = None
         parts.append(f"echo '>>> {block.where}' >&2")
         if block.language == "dotenv":
             parts.append(f"set -a\n{code}set +a")
         else:
             parts.append(code)
+    assert pause_before is None, f"{document}: no runnable block after line {pause_before} to pause before"
     return "\n".join(parts) + "\n"
 
 
@@ -139,21 +160,56 @@ def run_session(
     env: Mapping[str, str],
     *,
     timeout: float = 240,
+    pause_before: int | None = None,
+    on_pause: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the page's blocks in one bash process (`env` is its whole environment); the output
-    names each block as it starts."""
+    names each block as it starts. At the pause (`session_script`), `on_pause()` runs in this
+    thread, then the session goes on; if it raises, the session is killed."""
     script = workdir / "session.sh"
-    script.write_text(session_script(document, urls))
-    return subprocess.run(
+    script.write_text(session_script(document, urls, pause_before))
+    fifo = workdir / "resume.fifo"
+    if pause_before is not None:
+        os.mkfifo(fifo)
+    process = subprocess.Popen(
         ["bash", str(script)],
         cwd=workdir,
-        env=dict(env),
+        env={**env, "RUNNABLE_RESUME": str(fifo)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # one stream: each block's output follows its marker
         text=True,
-        timeout=timeout,
-        check=False,
     )
+    assert process.stdout is not None
+    lines: list[str] = []
+    paused = threading.Event()
+
+    def pump(stream: IO[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            if line.rstrip("\n") == PAUSED:
+                paused.set()
+
+    reader = threading.Thread(target=pump, args=(process.stdout,), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    try:
+        if pause_before is not None:
+            while not paused.wait(0.05) and process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{document}: the session never reached its pause:\n{''.join(lines)}")
+            if paused.is_set():
+                assert on_pause is not None
+                on_pause()
+                with fifo.open("w") as resume:
+                    resume.write("go\n")
+        process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        reader.join(timeout=5)
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines))
 
 
 def failed_block(output: str) -> str:

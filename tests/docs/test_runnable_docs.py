@@ -2,7 +2,8 @@
 
 The marker and the rules are in tests/docs/runnable.py. Each page runs in one bash session against
 the deployment a reader of that page has running (`PAGES`), started fresh with the page's own
-`dotenv runnable` settings in its `.env`.
+`dotenv runnable` settings in its `.env`. docs/deployment.md's blocks need TLS, a reverse proxy and
+Redis in front of and behind the servers: tests/deployment/test_deployment_guide.py runs them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ PAGES: dict[str, Mode] = {
     "README.md": "internal",  # make dev-internal
     "docs/oauth.md": "internal",  # make dev-internal
 }
-RUN_ELSEWHERE: dict[str, str] = {}  # page -> the test that runs its blocks
+RUN_ELSEWHERE = {"docs/deployment.md": "tests/deployment/test_deployment_guide.py"}  # page -> its test
 
 
 def start_for(page: str, workdir: Path) -> Deployment:

@@ -15,6 +15,7 @@ a worker thread (`authorize_async`), which also keeps it apart from any client u
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -156,18 +157,20 @@ def authorize(
     password: str = DEMO_USER[1],
     approve: bool = True,
     client: httpx2.Client | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> AuthorizationResponse:
     """Walk from the authorization URL to the redirect URI, logging in and consenting.
 
     `redirect_uri` defaults to the one in the authorization URL. Pass a `client` to keep a login
-    session (cookies) across several authorizations, as a browser would.
+    session (cookies) across several authorizations, as a browser would; `verify` is how the
+    driver's own client checks an https server (a context trusting a test CA).
     """
     if redirect_uri is None:
         redirect_uri = parse_qs(urlsplit(authorize_url).query).get("redirect_uri", [None])[0]
     parts = urlsplit(authorize_url)
     as_origin = f"{parts.scheme}://{parts.netloc}"
     owns_client = client is None
-    http = client or httpx2.Client(follow_redirects=False, timeout=15.0, trust_env=False)
+    http = client or httpx2.Client(follow_redirects=False, timeout=15.0, trust_env=False, verify=verify)
     visited: list[str] = []
     saw_login = saw_consent = False
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -63,10 +64,13 @@ class HeadlessUser:
     password: str = DEMO_USER[1]
     authorization_urls: list[str] = field(default_factory=list)
     responses: list[AuthorizationResponse] = field(default_factory=list)
+    verify: ssl.SSLContext | bool = True  # the browser's trust (a test CA behind an https proxy)
 
     async def redirect_handler(self, authorization_url: str) -> None:
         self.authorization_urls.append(authorization_url)
-        result = await authorize_async(authorization_url, username=self.username, password=self.password)
+        result = await authorize_async(
+            authorization_url, username=self.username, password=self.password, verify=self.verify
+        )
         assert result.error is None, f"authorization refused: {result.redirect_url}"
         self.responses.append(result)
 
@@ -128,6 +132,7 @@ class SdkClient:
             timeout=httpx2.Timeout(30.0),
             event_hooks={"response": [self.traffic.on_response]},
             trust_env=False,
+            verify=self.user.verify,
         )
         async with http:
             mode = "legacy" if revision == "2025-11-25" else revision
