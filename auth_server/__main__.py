@@ -7,6 +7,9 @@ MCP_PORT) when the MCP server runs elsewhere; the banner says which resource it 
 
 Settings: the environment, then `.env` in the working directory, then the defaults; a flag
 below overrides its setting.
+
+`python -m auth_server admin ...` is the admin CLI instead (`auth_server/admin/cli.py`), for either
+mode.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from shared.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv and argv[0] == "admin":
+        from auth_server.admin.cli import main as admin
+
+        sys.exit(admin(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m auth_server", description=__doc__)
     parser.add_argument("--port", type=int, help="overrides AUTH_PORT")
     parser.add_argument("--host", help="overrides HOST")

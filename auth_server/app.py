@@ -15,6 +15,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from auth_server.admin.api import admin_routes
+from auth_server.admin.credentials import AdminCredentials
+from auth_server.admin.service import AdminService
 from auth_server.audit import AuditLog
 from auth_server.backchannel import BackChannel, backchannel_routes
 from auth_server.clients import StoreClientRegistry, preregistered_clients
@@ -79,7 +82,30 @@ def create_auth_routes(
     audit = AuditLog(settings.audit_log, on_revoked=on_revoked)
     front = FrontChannel.create(settings, store, registry, audit=audit)
     back = BackChannel.create(settings, store, registry, audit=front.audit, limiter=front.limiter)
-    return [*metadata_routes(settings), *front_channel_routes(front), *backchannel_routes(back)]
+    return [
+        *metadata_routes(settings),
+        *front_channel_routes(front),
+        *backchannel_routes(back),
+        *admin_api_routes(settings, back, registry),
+    ]
+
+
+def admin_api_routes(settings: Settings, back: BackChannel, registry: StoreClientRegistry) -> list[BaseRoute]:
+    """The admin API (ADMIN_TOKEN_SHA256 set; otherwise no route at all), acting through the back
+    channel's services: a rotated signing key signs in this process at once."""
+    credentials = AdminCredentials.from_settings(settings)
+    if not credentials:
+        return []
+    service = AdminService(
+        back.store,
+        registry,
+        back.grants,
+        back.apps,
+        back.keys,
+        back.audit,
+        token_format=settings.token_format,
+    )
+    return admin_routes(settings, service, credentials, back.limiter, back.audit)
 
 
 def authorization_server_facts(settings: Settings) -> startup.AuthorizationServerFacts:

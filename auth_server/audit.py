@@ -35,12 +35,20 @@ AuditEvent = Literal[
     "logout",  # a browser session at the authorization server ended
     "introspection_denied",
     "rate_limited",
+    # The admin API (docs/operations.md): each names the admin token by `token_fp`.
+    "admin_auth_failed",  # a wrong admin token (a missing one is no attempt)
+    "client_disabled",
+    "client_enabled",
+    "client_deleted",
+    "grants_revoked",  # an administrator ended grants (by user, client or id) or a machine client's tokens
+    "signing_key_rotated",
+    "store_purged",
 ]
 
 # Events that end tokens of a user: each is also reported to `on_revoked` (the subject), so what
 # the MCP server caches per principal in this process can be dropped (shared/revocations.py).
 REVOKING_EVENTS: frozenset[AuditEvent] = frozenset(
-    {"revoked", "app_revoked", "grant_evicted", "code_replay", "refresh_reuse"}
+    {"revoked", "app_revoked", "grant_evicted", "code_replay", "refresh_reuse", "grants_revoked"}
 )
 LOGGER_NAME = "auth_server.audit"
 FINGERPRINT_CHARS = 12

@@ -149,6 +149,17 @@ class AuthorizedApps:
                 found.append(record)
         return sorted(found, key=lambda grant: grant.created_at)
 
+    async def tidy(self, subject: str, client_id: str) -> int:
+        """Drop the index entries of one user's app that point to nothing (grants ended by other
+        means, the app itself once it holds neither grant nor consent); returns how many."""
+        indexed = await self._index.grants_of(subject, client_id)
+        live = await self.grants_of(subject, client_id)
+        dropped = len(indexed) - len(live)
+        if not live and not (await self._consents.recall(subject, client_id)).scopes:
+            await self._index.remove_app(subject, client_id)
+            dropped += 1
+        return dropped
+
     async def has_authorized(self, subject: str, client_id: str) -> bool:
         return client_id in await self._index.apps_of(subject)
 

@@ -16,6 +16,7 @@ from auth_server import urls
 from auth_server.audit import AuditLog
 from auth_server.authorized_apps import AuthorizedApps
 from auth_server.client_auth import ClientAuthenticator
+from auth_server.clients import DisabledClients
 from auth_server.cors import preflight, with_cors
 from auth_server.endpoints.forms import Endpoint
 from auth_server.grants.context import GrantContext
@@ -68,7 +69,15 @@ class BackChannel:
 
     @property
     def grant_context(self) -> GrantContext:
-        return GrantContext(self.settings, self.store, self.tokens, self.grants, self.audit, self.apps)
+        return GrantContext(
+            self.settings,
+            self.store,
+            self.tokens,
+            self.grants,
+            self.audit,
+            self.apps,
+            DisabledClients(self.store),
+        )
 
 
 def backchannel_routes(channel: BackChannel) -> list[Route]:

@@ -11,6 +11,10 @@ Lookup order for a client_id:
 
 Secrets from configuration are kept only as `crypto.digest` values.
 
+Any client_id, whatever its source, can be disabled by an administrator (`DisabledClients`, the
+admin API): it then resolves to nothing, so it neither authenticates nor starts an authorization,
+and no metadata document is fetched for it.
+
 Two kinds of configured clients never obtain a token for a user, and they are kept apart:
 * a resource server's credential (`may_introspect`: INTROSPECTION_CLIENT_*, or an AUTH_CLIENTS
   entry flagged so) only introspects: no grant, no redirect URI, no scope. It exists where a
@@ -32,9 +36,13 @@ from auth_server.endpoints.client_metadata import (
     ClientMetadataDocuments,
     looks_like_metadata_url,
 )
+from auth_server.endpoints.client_metadata import cache_key as metadata_cache_key
+from auth_server.grants.index import GrantIndex
 from auth_server.models import Client
 from shared.settings import Settings
 from shared.storage.base import Store
+
+DISABLED_PREFIX = "auth:client-disabled:"
 
 
 class UnknownClient(Exception):
@@ -43,6 +51,37 @@ class UnknownClient(Exception):
 
 def client_key(client_id: str) -> str:
     return f"auth:client:{client_id}"
+
+
+class DisabledClients:
+    """Client_ids an administrator disabled, under `auth:client-disabled:{digest(client_id)}`.
+
+    In the Store, so every instance refuses the client from its next request on, and it survives
+    restarts (a configured client too: enable it again, or it stays disabled). `ttl` makes a
+    short-lived refusal: a deleted client's, which only has to outlast the token requests that
+    were in flight when it was deleted."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def disable(self, client_id: str, *, at: int, ttl: float | None = None) -> None:
+        await self._store.set(DISABLED_PREFIX + crypto.digest(client_id), str(at), ttl=ttl)
+
+    async def enable(self, client_id: str) -> bool:
+        """False if it was not disabled."""
+        return await self._store.delete(DISABLED_PREFIX + crypto.digest(client_id)) > 0
+
+    async def disabled_at(self, client_id: str) -> int | None:
+        raw = await self._store.get(DISABLED_PREFIX + crypto.digest(client_id))
+        return int(raw) if raw is not None and raw.isdigit() else None
+
+    async def is_disabled(self, client_id: str) -> bool:
+        return await self._store.get(DISABLED_PREFIX + crypto.digest(client_id)) is not None
+
+    async def disabled_for_good(self, client_id: str) -> bool:
+        """Disabled until enabled again (not merely for a moment after a deletion)."""
+        key = DISABLED_PREFIX + crypto.digest(client_id)
+        return await self._store.get(key) is not None and await self._store.ttl(key) is None
 
 
 class StoreClientRegistry:
@@ -60,6 +99,7 @@ class StoreClientRegistry:
         self.native_schemes = frozenset(settings.native_redirect_schemes)
         self._preregistered = preregistered_clients(settings)
         self._documents = metadata_documents or ClientMetadataDocuments(settings, store)
+        self.disabled = DisabledClients(store)
 
     async def get(self, client_id: str) -> Client | None:
         """The client, or None when unknown or its metadata document is unusable."""
@@ -80,6 +120,8 @@ class StoreClientRegistry:
     async def resolve(self, client_id: str, *, requester: str | None = None) -> Client:
         """The client, or UnknownClient explaining why there is none. `requester` is the client
         address asking (for the per-address limit on metadata document fetches), if known."""
+        if await self.disabled.is_disabled(client_id):
+            raise UnknownClient("this client is disabled")
         if client_id in self._preregistered:
             return self._preregistered[client_id]
         if looks_like_metadata_url(client_id):
@@ -104,12 +146,28 @@ class StoreClientRegistry:
         return client
 
     async def add(self, client: Client) -> bool:
-        """Store a dynamically registered client; False if the client_id is already taken."""
+        """Store a dynamically registered client and list it for administrators; False if the
+        client_id is already taken."""
         if client.client_id in self._preregistered:
             return False
-        return await self._store.set(
+        added = await self._store.set(
             client_key(client.client_id), client.model_dump_json(), only_if_absent=True
         )
+        if added:
+            await GrantIndex(self._store).add_client(client.client_id)
+        return added
+
+    @property
+    def configured(self) -> dict[str, Client]:
+        """The clients from configuration (AUTH_CLIENTS, the introspection client), by client_id."""
+        return dict(self._preregistered)
+
+    async def forget(self, client_id: str) -> bool:
+        """Delete a dynamically registered client, or drop a cached metadata document (it is
+        fetched again on its next use); False if neither was there. Configured clients stay."""
+        if looks_like_metadata_url(client_id):
+            return await self._store.delete(metadata_cache_key(client_id)) > 0
+        return await self._store.delete(client_key(client_id)) > 0
 
 
 def preregistered_clients(settings: Settings) -> dict[str, Client]:

@@ -18,6 +18,17 @@ def new_credential() -> str:
     return secrets.token_urlsafe(CREDENTIAL_BYTES)
 
 
+def derived_credential(secret: str, salt: str, purpose: str) -> str:
+    """A credential only the holder of `secret` (a credential we issued) can compute again, given
+    `salt`: BASE64URL(HMAC-SHA256(secret, purpose:salt)), as long as `new_credential`'s.
+
+    For answering a retried request with the very tokens the first one got without storing them:
+    the Store keeps the salt and the digests, never `secret`, so a copy of the Store yields nothing.
+    The salt is random per use, so no chain of credentials follows from one of them alone."""
+    mac = hmac.new(secret.encode(), f"{purpose}:{salt}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
 def digest(value: str) -> str:
     """The storage key of a credential (hex SHA-256): unguessable inputs need no salt or KDF."""
     return hashlib.sha256(value.encode()).hexdigest()

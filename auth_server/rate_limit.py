@@ -31,7 +31,7 @@ LimitedEndpoint = Literal[
 # Buckets counted per authenticated client rather than per IP, and buckets that count only
 # failures (checked before the work, counted after it fails).
 ClientBucket = Literal["introspect"]
-FailureBucket = Literal["introspect-auth-failed"]
+FailureBucket = Literal["introspect-auth-failed", "admin-auth-failed"]
 
 WINDOW_SECONDS = 60.0
 

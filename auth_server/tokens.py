@@ -112,6 +112,22 @@ class IssuedTokens:
 
 
 @dataclass(frozen=True, slots=True)
+class Derivation:
+    """Tokens a retry can get again, identical (refresh rotation's grace period, grants/refresh_token.py).
+
+    Every credential is `crypto.derived_credential(secret, salt, ...)`: `secret` is the token the
+    client presented (never stored), `salt` random and stored; the claims are fixed by `issued_at`
+    and `jti`. Issuing twice writes the same records under the same keys; a JWT is signed again
+    (ES256 signatures differ) over the same claims and jti, so both copies are the same token to
+    every check."""
+
+    secret: str
+    salt: str
+    issued_at: int
+    jti: str
+
+
+@dataclass(frozen=True, slots=True)
 class FoundToken:
     """A live token and the Store key that keeps it alive (delete it to revoke)."""
 
@@ -157,11 +173,14 @@ class TokenService:
         resource: str,
         grant_id: str | None,
         refresh_scopes: Sequence[str] | None = None,
+        derivation: Derivation | None = None,
     ) -> IssuedTokens:
         """An access token for `scopes` at `resource`, plus a refresh token carrying
         `refresh_scopes` (the grant's full scope) when given. Everything is stored with its TTL
-        before the tokens are returned."""
+        before the tokens are returned. With `derivation`, the tokens are the ones it determines
+        (the same on every call) and live what is left of their lifetime since its `issued_at`."""
         now = int(self._clock())
+        issued_at = now if derivation is None else derivation.issued_at
         scope = " ".join(scopes)
         record = AccessTokenRecord(
             sub=subject,
@@ -169,9 +188,9 @@ class TokenService:
             scope=scope,
             aud=(resource,),
             iss=self._issuer,
-            exp=now + self._access_ttl,
-            iat=now,
-            jti=secrets.token_urlsafe(16),
+            exp=issued_at + self._access_ttl,
+            iat=issued_at,
+            jti=secrets.token_urlsafe(16) if derivation is None else derivation.jti,
             grant_id=grant_id,
             format=self._format,
         )
@@ -179,29 +198,32 @@ class TokenService:
             access_token = await self._keys.sign(_jwt_claims(record))
             key = jti_key(record.jti)
         else:
-            access_token = crypto.new_credential()
+            access_token = _credential(derivation, "access")
             key = access_key(access_token)
-        await self._store.set(key, record.model_dump_json(), ttl=self._access_ttl)
+        access_left = max(1, record.exp - now)
+        await self._store.set(key, record.model_dump_json(), ttl=access_left)
         keys = [key]
 
         refresh_token = None
         if refresh_scopes is not None:
             assert grant_id is not None, "a refresh token always belongs to a grant"
-            refresh_token = crypto.new_credential()
+            refresh_token = _credential(derivation, "refresh")
             refresh_record = RefreshTokenRecord(
                 sub=subject,
                 client_id=client_id,
                 scope=" ".join(refresh_scopes),
                 resource=resource,
                 iss=self._issuer,
-                exp=now + self._refresh_ttl,
-                iat=now,
+                exp=issued_at + self._refresh_ttl,
+                iat=issued_at,
                 grant_id=grant_id,
             )
             rkey = refresh_key(refresh_token)
-            await self._store.set(rkey, refresh_record.model_dump_json(), ttl=self._refresh_ttl)
+            await self._store.set(
+                rkey, refresh_record.model_dump_json(), ttl=max(1, refresh_record.exp - now)
+            )
             keys.append(rkey)
-        return IssuedTokens(access_token, self._access_ttl, scope, record.jti, refresh_token, tuple(keys))
+        return IssuedTokens(access_token, access_left, scope, record.jti, refresh_token, tuple(keys))
 
     # -- finding --------------------------------------------------------------------------
 
@@ -265,6 +287,17 @@ class TokenService:
             if refresh is not None:
                 return FoundToken("refresh_token", refresh, refresh_key(token))
         return None
+
+
+def derived_refresh_token(derivation: Derivation) -> str:
+    """The refresh token `TokenService.issue` mints with `derivation`."""
+    return _credential(derivation, "refresh")
+
+
+def _credential(derivation: Derivation | None, purpose: Literal["access", "refresh"]) -> str:
+    if derivation is None:
+        return crypto.new_credential()
+    return crypto.derived_credential(derivation.secret, derivation.salt, purpose)
 
 
 def _jwt_claims(record: AccessTokenRecord) -> dict[str, Any]:

@@ -14,7 +14,17 @@ from urllib.parse import urlsplit
 from shared.settings import Settings
 
 Endpoint = Literal[
-    "authorize", "token", "register", "introspect", "revoke", "jwks", "login", "consent", "account", "logout"
+    "authorize",
+    "token",
+    "register",
+    "introspect",
+    "revoke",
+    "jwks",
+    "login",
+    "consent",
+    "account",
+    "logout",
+    "admin",
 ]
 
 

@@ -48,6 +48,11 @@ DEFAULT_JWT_ALGORITHMS = (
 
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 
+# A retried refresh may re-issue tokens into its grant only while that grant's revocation tombstone
+# (auth_server/grants/grant.py, 300 s) would still stop it: keep the window far below it.
+MAX_REFRESH_GRACE_PERIOD = 60
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 # Schemes NATIVE_REDIRECT_SCHEMES may never name: web and script schemes, and ones browsers or
@@ -254,6 +259,14 @@ class Settings(BaseSettings):
     token_format: TokenFormat = Field("opaque", description="Access token format: opaque or jwt")
     access_token_ttl: int = Field(3600, gt=0, description="Access token lifetime, seconds")
     refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0, description="Refresh token lifetime, seconds")
+    refresh_token_grace_period: int = Field(
+        30,
+        ge=0,
+        le=MAX_REFRESH_GRACE_PERIOD,
+        description="Seconds in which a just-rotated refresh token presented again by its own client "
+        "returns the same new tokens (a retry, or concurrent refreshes) instead of ending the grant; "
+        "0: any second use ends it (docs/oauth.md)",
+    )
     authorization_code_ttl: int = Field(120, gt=0, le=600, description="Authorization code lifetime, s")
     login_session_ttl: int = Field(8 * 3600, gt=0, description="Login cookie lifetime at the AS, s")
     jwt_signing_keys: str | None = Field(
@@ -301,6 +314,16 @@ class Settings(BaseSettings):
         "limit, never per IP; see docs/oauth.md)",
     )
     audit_log: bool = Field(True, description="Write one structured audit line per security event")
+    admin_token_sha256: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 hex digests of the admin API's tokens (JSON list; `python -m auth_server "
+        "admin new-token` makes a token and its digest); empty: no admin API at all (docs/operations.md)",
+    )
+    admin_api_remote: bool = Field(
+        False,
+        description="Let the admin API answer clients other than loopback ones (an admin token is "
+        "always required)",
+    )
     upstream_oidc_issuer: str | None = Field(
         None,
         description="Sign users in at this OpenID provider instead of local users (federated login; "
@@ -497,6 +520,18 @@ class Settings(BaseSettings):
         if self.upstream_oidc_issuer and "openid" not in self.upstream_oidc_scope.split():
             raise ValueError("UPSTREAM_OIDC_SCOPE must include openid")
         return self
+
+    @field_validator("admin_token_sha256")
+    @classmethod
+    def _token_digests(cls, value: list[str]) -> list[str]:
+        digests = [digest.strip().lower() for digest in value]
+        for digest in digests:
+            if not _SHA256_HEX.fullmatch(digest):
+                raise ValueError(
+                    "each entry must be the SHA-256 hex digest (64 characters) of an admin token, never "
+                    "the token itself; python -m auth_server admin new-token makes both"
+                )
+        return list(dict.fromkeys(digests))
 
     @field_validator("request_state_keys")
     @classmethod

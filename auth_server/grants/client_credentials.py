@@ -19,6 +19,7 @@ from auth_server.client_auth import AuthenticatedClient
 from auth_server.endpoints.forms import Form
 from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, requested_scopes
+from auth_server.grants.index import GrantIndex
 from auth_server.resources import default_resource
 from auth_server.tokens import IssuedTokens
 from shared import scopes as scope_model
@@ -40,6 +41,12 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         resource=resource,
         grant_id=None,
     )
+    for key in issued.store_keys:
+        await GrantIndex(ctx.store).add_machine_token(client.client_id, key, issued.expires_in)
+    # Disabling writes its flag, then ends the indexed tokens: one of the two sees the other.
+    if await ctx.disabled.is_disabled(client.client_id):
+        await ctx.store.delete(*issued.store_keys)
+        raise OAuthError("unauthorized_client", "the client was disabled while this request was in flight")
     ctx.audit.record(
         "token_issued",
         ip=ip,

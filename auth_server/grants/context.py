@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 
 from auth_server.audit import AuditLog
 from auth_server.authorized_apps import AuthorizedApps
+from auth_server.clients import DisabledClients
 from auth_server.endpoints.forms import quoted
 from auth_server.errors import OAuthError
 from auth_server.grants.grant import GrantRecord, Grants
 from auth_server.resources import served_resources
-from auth_server.tokens import IssuedTokens, TokenService
+from auth_server.tokens import Derivation, IssuedTokens, TokenService
 from shared import scopes as scope_model
 from shared.settings import Settings
 from shared.storage.base import Store
@@ -26,6 +27,7 @@ class GrantContext:
     grants: Grants
     audit: AuditLog
     apps: AuthorizedApps
+    disabled: DisabledClients
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -42,11 +44,14 @@ class GrantContext:
         grant_type: str,
         ip: str,
         revoked_meanwhile: str,
+        derivation: Derivation | None = None,
+        note: str | None = None,
     ) -> IssuedTokens:
-        """Mint tokens into `grant`, (re)save and index it for `ttl` (its last use: now) and audit
-        the issue. If the grant was revoked while this request was in flight, or its app was
-        revoked since the user approved it, the fresh tokens are deleted again and the answer is
-        invalid_grant with `revoked_meanwhile`."""
+        """Mint tokens into `grant` (the ones `derivation` determines, if given), (re)save and
+        index it for `ttl` (its last use: now) and audit the issue (with `note` as its reason). If
+        the grant was revoked while this request was in flight, its app was revoked since the user
+        approved it, or its client was disabled meanwhile, the fresh tokens are deleted again and
+        the answer is invalid_grant with `revoked_meanwhile`."""
         issued = await self.tokens.issue(
             client_id=grant.client_id,
             subject=grant.subject,
@@ -54,12 +59,18 @@ class GrantContext:
             resource=grant.resource,
             grant_id=grant.grant_id,
             refresh_scopes=refresh_scopes,
+            derivation=derivation,
         )
         if not await self.grants.attach(grant.grant_id, issued.store_keys, ttl):
             raise invalid_grant(revoked_meanwhile)
         used = grant.model_copy(update={"last_used_at": self.clock()})
         if not await self.apps.record_grant(used, ttl):
             raise invalid_grant(revoked_meanwhile)
+        # Disabling writes its flag, then ends the client's indexed grants: this grant was indexed
+        # above, so either the disabling found it or this read finds the flag.
+        if await self.disabled.is_disabled(grant.client_id):
+            await self.grants.revoke(grant.grant_id)
+            raise invalid_grant("the client was disabled while this request was in flight")
         self.audit.record(
             "token_issued",
             ip=ip,
@@ -70,6 +81,7 @@ class GrantContext:
             scope=issued.scope,
             resource=grant.resource,
             jti=issued.jti,
+            reason=note,
         )
         return issued
 

@@ -86,6 +86,13 @@ class Grants:
         await self._store.delete(*keys)
         return False
 
+    async def prune(self, grant_id: str) -> int:
+        """Forget the members whose tokens are gone (expired, consumed by a rotation); returns how
+        many. A grant refreshed for months otherwise remembers every token it ever held."""
+        members = await self._store.smembers(members_key(grant_id))
+        gone = [key for key in members if await self._store.get(key) is None]
+        return await self._store.srem(members_key(grant_id), *gone)
+
     async def revoke(self, grant_id: str) -> int:
         """End the grant: every token in it stops working now. Returns how many tokens were
         still alive. Idempotent."""

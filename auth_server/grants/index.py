@@ -17,6 +17,13 @@ expiring indexes (each member expires on its own, the key with its last member):
   sign in and consent), but never stale: expired members are dropped on every write.
 * `auth:app-revoked:{digest(subject)}:{digest(client_id)}`: when a user last revoked the client
   (a short-lived marker, see `AuthorizedApps.revoke`).
+* `auth:clients`: the client_ids an administrator may look for besides the configured ones: every
+  client holding a grant or a consent (as long as it does), and dynamically registered and
+  disabled clients (until deleted: REGISTERED_LISTED_FOR). Nothing else lists clients, the Store
+  having no way to enumerate keys. One key for the whole deployment: a member per client.
+* `auth:client-tokens:{digest(client_id)}`: the Store keys of a machine client's live
+  client_credentials access tokens (they belong to no grant), each until it expires, so that
+  disabling or revoking the client ends them too.
 
 Members are only hints: every reader checks the grant record (the truth) and prunes what is gone.
 Nothing here is written by an anonymous caller: a grant needs a signed-in user's consent.
@@ -32,6 +39,9 @@ MAX_GRANTS_PER_APP = 25
 # Longer than an authorization code can live (AUTHORIZATION_CODE_TTL is at most 600 s) plus any
 # token request in flight: a code approved before a revocation is refused for as long as it exists.
 APP_REVOKED_TTL = 900
+# "Until removed": an expiring index member needs a lifetime, and a registration has none.
+REGISTERED_LISTED_FOR = 100 * 365 * 24 * 3600
+CLIENTS_KEY = "auth:clients"
 
 
 def apps_key(subject: str) -> str:
@@ -50,6 +60,10 @@ def app_revoked_key(subject: str, client_id: str) -> str:
     return f"auth:app-revoked:{crypto.digest(subject)}:{crypto.digest(client_id)}"
 
 
+def machine_tokens_key(client_id: str) -> str:
+    return f"auth:client-tokens:{crypto.digest(client_id)}"
+
+
 class GrantIndex:
     """The index keys above, written and read; what evictions mean is the caller's business."""
 
@@ -65,8 +79,30 @@ class GrantIndex:
     async def add_app(self, subject: str, client_id: str, ttl: float) -> list[str]:
         """Index the app (a grant or a consent lives `ttl` more seconds); returns the client_ids
         of the apps evicted to make room."""
+        await self.add_client(client_id, ttl)
         await self._store.index_add(app_users_key(client_id), subject, ttl)
         return await self._store.index_add(apps_key(subject), client_id, ttl, limit=MAX_APPS_PER_USER)
+
+    async def add_client(self, client_id: str, ttl: float = REGISTERED_LISTED_FOR) -> None:
+        """List the client for administrators for at least `ttl` more seconds."""
+        await self._store.index_add(CLIENTS_KEY, client_id, ttl)
+
+    async def clients(self) -> list[str]:
+        """Every listed client_id, sorted."""
+        return sorted(await self._store.index_members(CLIENTS_KEY))
+
+    async def remove_client(self, client_id: str) -> None:
+        await self._store.index_remove(CLIENTS_KEY, client_id)
+
+    async def add_machine_token(self, client_id: str, store_key: str, ttl: float) -> None:
+        await self._store.index_add(machine_tokens_key(client_id), store_key, ttl)
+
+    async def machine_tokens(self, client_id: str) -> list[str]:
+        """The Store keys of `client_id`'s live client_credentials access tokens."""
+        return list(await self._store.index_members(machine_tokens_key(client_id)))
+
+    async def forget_machine_tokens(self, client_id: str) -> None:
+        await self._store.delete(machine_tokens_key(client_id))
 
     async def apps_of(self, subject: str) -> list[str]:
         """The client_ids of the apps `subject` authorized."""

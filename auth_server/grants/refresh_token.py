@@ -1,26 +1,49 @@
-"""`grant_type=refresh_token` with rotation and reuse detection (OAuth 2.1 section 4.3,
-RFC 9700 section 4.14.2).
+"""`grant_type=refresh_token`: rotation, reuse detection, and a grace period for retries
+(OAuth 2.1 section 4.3, RFC 9700 sections 2.2.2 and 4.14.2).
 
-Every refresh consumes the presented refresh token and returns a new one with the grant's full
-scope and a fresh REFRESH_TOKEN_TTL (so the lifetime is an idle timeout). The consumed token
-leaves a marker for the rest of its would-be lifetime; presenting it again is reuse: either an
-attacker or the legitimate client is holding a stolen copy, the AS cannot tell which, so the
-whole grant is revoked and the user must authorize again.
+Rotation. Every refresh consumes the presented refresh token and returns a new one with the grant's
+full scope and a fresh REFRESH_TOKEN_TTL (so the lifetime is an idle timeout). Checks that leave
+the token usable come first: another client presenting it (`invalid_grant`), a broader scope
+(`invalid_scope`), another resource (`invalid_target`).
 
-Checks happen before the token is consumed, so a request that merely asks for too much scope
-(`invalid_scope`), another resource (`invalid_target`) or comes from another client
-(`invalid_grant`) leaves the token usable by its owner.
+Reuse. A consumed token leaves a marker (`auth:refresh-rotated:{digest}`) for the rest of its
+would-be lifetime, naming the one rotation that consumed it. Its own client presenting it again
+after the grace period is reuse: an attacker or the legitimate client holds a stolen copy, the AS
+cannot tell which, so the whole grant is revoked and the user must authorize again. Another client
+presenting it learns nothing and changes nothing.
 
-Race policy: no grace period. Two concurrent refreshes with the same token are indistinguishable
-from theft: one wins, the other finds the reuse marker and the grant ends. Clients must
-serialise refreshes (the MCP SDKs do). The marker is written *before* the token is consumed, so
-every loser of the race finds it whatever the interleaving of Store calls (across instances
-too): N concurrent refreshes always end the grant, and the winner's fresh tokens die with it (the
-winner gets `invalid_grant` "revoked while this request was in flight" if the grant ended
-before its tokens joined it, else its 200 carries tokens that no longer work).
+Grace period (REFRESH_TOKEN_GRACE_PERIOD seconds, 30 by default, 0 to turn it off). Real clients
+refresh concurrently (two requests notice the expiry at once) and retry when a response is lost;
+without a grace period either one ends the grant. Within the period after a token's first
+presentation, its own client presenting it again gets the *same* tokens that rotation issued, not
+new ones: concurrent refreshes all end up holding one working pair, and a retry gets what the lost
+response carried. Nothing is stored to make this possible but a salt: the rotation's tokens are
+HMACs of the presented token and a random salt (`crypto.derived_credential`), and the salt and the
+rotation's fixed claims are kept for the period under `auth:refresh-retry:{digest}`. Only a holder
+of the presented token can get the tokens again; a copy of the Store cannot.
+
+The trade-off (RFC 9700 section 4.14.2 counts on the second presentation of a rotated token to
+reveal a theft): for those seconds a thief who presents a stolen token right after its owner gets
+the owner's new tokens instead of ending the grant. It gains no chain of its own (it holds the very
+tokens the owner holds), the next rotation by either one makes the other's copy a rotated token,
+and presenting that after the period ends the grant as before. A retry is also refused as reuse
+once the tokens it would return have themselves been rotated (a stale duplicate).
+
+Atomicity, across instances and on a Redis Cluster (one key per Store operation):
+1. a presentation that finds the token proposes a rotation (salt, jti, time, scope); `SET NX` on
+   the retry record makes the first proposal *the* rotation of this token for the grace period
+   (period 0: no retry record; each proposal stands alone);
+2. `SET NX` on the reuse marker with that rotation's id: whoever writes it first names the
+   rotation that consumes the token. Finding another rotation's id there means the token was
+   consumed before, by a rotation whose period is over: reuse;
+3. the token is consumed (`take`) and the rotation's tokens are issued into the grant. A grant
+   revoked meanwhile (its tombstone) deletes them again, as for every issue, so a retry cannot
+   bring a revoked grant's tokens back (the period is far shorter than the tombstone lives).
 """
 
 from __future__ import annotations
+
+import secrets
 
 from pydantic import BaseModel, ValidationError
 
@@ -30,76 +53,176 @@ from auth_server.endpoints.forms import Form
 from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, invalid_grant, requested_scopes
 from auth_server.grants.grant import GrantRecord
-from auth_server.tokens import IssuedTokens, RefreshTokenRecord, refresh_key
+from auth_server.tokens import Derivation, IssuedTokens, derived_refresh_token, refresh_key
 from shared import scopes as scope_model
 
 ROTATED_PREFIX = "auth:refresh-rotated:"
+RETRY_PREFIX = "auth:refresh-retry:"
 _INVALID = "the refresh token is invalid, expired or revoked"
 REVOKED_IN_FLIGHT = "the grant was revoked while this request was in flight"
+RETRY_NOTE = "the same tokens again: a retry within REFRESH_TOKEN_GRACE_PERIOD"
 
 
 class RotatedRefreshToken(BaseModel):
+    """Reuse memory of a consumed token: its client and grant, and the rotation that consumed it
+    ("" when written by a version without a grace period: no retry matches it)."""
+
     client_id: str
     grant_id: str
+    rotation: str = ""
+
+
+class Rotation(BaseModel):
+    """One rotation of one refresh token, as a retry within the grace period needs it to answer
+    the same again. No credential: the salt derives nothing without the presented token."""
+
+    rotation: str
+    salt: str
+    issued_at: int
+    jti: str
+    client_id: str
+    grant_id: str
+    subject: str
+    scope: str  # the access token's (a refresh may narrow it)
+    refresh_scope: str  # the grant's full scope, which the next refresh token carries again
+    resource: str
+    token_exp: int  # when the presented token would have expired: how long reuse is remembered
 
 
 async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, ip: str) -> IssuedTokens:
     token = form.require("refresh_token")
     digest = crypto.digest(token)
     record = await ctx.tokens.find_refresh(token)
-    if record is None:
+    proposal: Rotation | None = None
+    if record is not None:
+        if record.client_id != caller.client_id:
+            raise invalid_grant("the refresh token was issued to another client")
+        _check_resource(form, record.resource)
+        scopes = requested_scopes(form.get("scope"), scope_model.parse(record.scope))
+        proposal = Rotation(
+            rotation=secrets.token_urlsafe(12),
+            salt=crypto.new_credential(),
+            issued_at=int(ctx.clock()),
+            jti=secrets.token_urlsafe(16),
+            client_id=record.client_id,
+            grant_id=record.grant_id,
+            subject=record.sub,
+            scope=" ".join(scopes),
+            refresh_scope=record.scope,
+            resource=record.resource,
+            token_exp=record.exp,
+        )
+        rotation = await _propose(ctx, digest, proposal)
+    else:
+        found = await _retry_record(ctx, digest)
+        if found is None:
+            await _on_reuse(ctx, caller, digest, ip)
+            raise invalid_grant(_INVALID)
+        if found.client_id != caller.client_id:
+            raise invalid_grant(_INVALID)  # not its token: the same answer as for an unknown one
+        _check_resource(form, found.resource)
+        rotation = found
+
+    derivation = Derivation(secret=token, salt=rotation.salt, issued_at=rotation.issued_at, jti=rotation.jti)
+    retry = proposal is None or rotation.rotation != proposal.rotation
+    if not await _consume(ctx, token, digest, rotation) or (
+        retry and await _successor_rotated(ctx, derivation)
+    ):
         await _on_reuse(ctx, caller, digest, ip)
         raise invalid_grant(_INVALID)
-    if record.client_id != caller.client_id:
-        raise invalid_grant("the refresh token was issued to another client")
-    resource = form.get("resource")
-    if resource is not None and resource != record.resource:
-        raise OAuthError("invalid_target", "a refresh cannot change the resource")
-    granted = scope_model.parse(record.scope)
-    scopes = requested_scopes(form.get("scope"), granted)
 
-    # Marker first, then consume: whoever loses the take below is certain to find the marker.
-    remaining = max(1, record.exp - int(ctx.clock()))
-    marker = RotatedRefreshToken(client_id=record.client_id, grant_id=record.grant_id)
-    await ctx.store.set(ROTATED_PREFIX + digest, marker.model_dump_json(), ttl=remaining)
-    if await ctx.store.take(refresh_key(token)) is None:  # consumed or revoked since we read it
-        await _on_reuse(ctx, caller, digest, ip)
-        raise invalid_grant(_INVALID)
-
-    ttl = ctx.tokens.refresh_ttl
     return await ctx.issue_in_grant(
-        await ctx.grants.get(record.grant_id) or _grant_from(record),
-        scopes=scopes,
-        refresh_scopes=granted,
-        ttl=ttl,
+        await ctx.grants.get(rotation.grant_id) or _grant_from(rotation),
+        scopes=scope_model.parse(rotation.scope),
+        refresh_scopes=scope_model.parse(rotation.refresh_scope),
+        ttl=ctx.tokens.refresh_ttl,
         grant_type="refresh_token",
         ip=ip,
         revoked_meanwhile=REVOKED_IN_FLIGHT,
+        derivation=derivation,
+        note=RETRY_NOTE if retry else None,
     )
 
 
-def _grant_from(record: RefreshTokenRecord) -> GrantRecord:
+def _check_resource(form: Form, granted: str) -> None:
+    resource = form.get("resource")
+    if resource is not None and resource != granted:
+        raise OAuthError("invalid_target", "a refresh cannot change the resource")
+
+
+async def _propose(ctx: GrantContext, digest: str, proposal: Rotation) -> Rotation:
+    """The rotation of this token: `proposal`, unless another presentation's came first within
+    the grace period."""
+    grace = ctx.settings.refresh_token_grace_period
+    if grace <= 0:
+        return proposal
+    if await ctx.store.set(RETRY_PREFIX + digest, proposal.model_dump_json(), ttl=grace, only_if_absent=True):
+        return proposal
+    return await _retry_record(ctx, digest) or proposal  # (expired just now: the marker decides)
+
+
+async def _retry_record(ctx: GrantContext, digest: str) -> Rotation | None:
+    if ctx.settings.refresh_token_grace_period <= 0:
+        return None
+    raw = await ctx.store.get(RETRY_PREFIX + digest)
+    if raw is None:
+        return None
+    try:
+        return Rotation.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+async def _consume(ctx: GrantContext, token: str, digest: str, rotation: Rotation) -> bool:
+    """Mark the token consumed by `rotation` and delete it; False if another rotation consumed it
+    before (reuse). Every presentation of one rotation writes the same marker and takes the token:
+    whichever gets there first, the others change nothing."""
+    marker = RotatedRefreshToken(
+        client_id=rotation.client_id, grant_id=rotation.grant_id, rotation=rotation.rotation
+    )
+    remember = max(rotation.token_exp - int(ctx.clock()), ctx.settings.refresh_token_grace_period, 1)
+    key = ROTATED_PREFIX + digest
+    if not await ctx.store.set(key, marker.model_dump_json(), ttl=remember, only_if_absent=True):
+        existing = _parse_marker(await ctx.store.get(key))
+        if existing is None or existing.rotation != rotation.rotation:
+            return False
+    await ctx.store.take(refresh_key(token))
+    return True
+
+
+async def _successor_rotated(ctx: GrantContext, derivation: Derivation) -> bool:
+    """Whether the refresh token this rotation issued has been rotated in its turn: a retry then
+    comes from a generation the client has left behind, and answering it would hand out a
+    consumed token again."""
+    successor = crypto.digest(derived_refresh_token(derivation))
+    return await ctx.store.get(ROTATED_PREFIX + successor) is not None
+
+
+def _grant_from(rotation: Rotation) -> GrantRecord:
     return GrantRecord(
-        grant_id=record.grant_id,
-        client_id=record.client_id,
-        subject=record.sub,
-        scope=record.scope,
-        resource=record.resource,
-        created_at=record.iat,
+        grant_id=rotation.grant_id,
+        client_id=rotation.client_id,
+        subject=rotation.subject,
+        scope=rotation.refresh_scope,
+        resource=rotation.resource,
+        created_at=rotation.issued_at,
     )
+
+
+def _parse_marker(raw: str | None) -> RotatedRefreshToken | None:
+    if raw is None:
+        return None
+    try:
+        return RotatedRefreshToken.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 async def _on_reuse(ctx: GrantContext, caller: AuthenticatedClient, digest: str, ip: str) -> None:
     """A rotated token came back: end its grant, unless another client is presenting it (that
     client cannot be its owner, so it learns nothing and changes nothing)."""
-    raw = await ctx.store.get(ROTATED_PREFIX + digest)
-    if raw is None:
-        return
-    try:
-        rotated = RotatedRefreshToken.model_validate_json(raw)
-    except ValidationError:
-        return
-    if rotated.client_id != caller.client_id:
+    rotated = _parse_marker(await ctx.store.get(ROTATED_PREFIX + digest))
+    if rotated is None or rotated.client_id != caller.client_id:
         return
     grant = await ctx.grants.get(rotated.grant_id)
     alive = await ctx.grants.revoke(rotated.grant_id)

@@ -74,6 +74,9 @@ class Store(Protocol):
 
     async def smembers(self, key: str) -> builtins.set[str]: ...
 
+    async def srem(self, key: str, *members: str) -> int:
+        """Remove members from a set; returns how many were in it. An emptied set disappears."""
+
     async def index_add(self, key: str, member: str, ttl: float, *, limit: int | None = None) -> list[str]:
         """Keep `member` in the index at `key` for at least ttl more seconds (an existing
         member's expiry is extended, never shortened). Members whose time is up are dropped
@@ -86,6 +89,15 @@ class Store(Protocol):
 
     async def index_remove(self, key: str, *members: str) -> int:
         """Remove members; returns how many were live. An emptied index disappears."""
+
+    async def drop_expired(self) -> int:
+        """Remove now every key and expiring-index member whose time is up; returns how many.
+
+        Expired data is never visible either way; this is about memory only. The memory store
+        otherwise drops an expired key when it is next touched or by its incremental sweep, so a
+        quiet process keeps them. Redis expires keys itself (when touched, and by sampling keys
+        with a ttl ten times a second) and an index's expired members go at its next write or
+        with the index itself: nothing is left for a client to force, so it returns 0."""
 
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""

@@ -166,6 +166,16 @@ class MemoryStore:
     async def smembers(self, key: str) -> builtins.set[str]:
         return set(self._lookup(key, set) or ())
 
+    async def srem(self, key: str, *members: str) -> int:
+        found = self._lookup(key, set)
+        if found is None:
+            return 0
+        removed = sum(1 for member in set(members) if member in found)
+        found.difference_update(members)
+        if not found:  # Redis removes a set with no members left
+            self._remove(key)
+        return removed
+
     # -- expiring indexes ------------------------------------------------------------------
 
     async def index_add(self, key: str, member: str, ttl: float, *, limit: int | None = None) -> list[str]:
@@ -211,6 +221,20 @@ class MemoryStore:
         return index
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    async def drop_expired(self) -> int:
+        now = self._clock()
+        expired = [key for key, at in self._expires_at.items() if at <= now]
+        for key in expired:
+            self._remove(key)
+        dropped = len(expired)
+        for value in list(self._data.values()):
+            if isinstance(value, _Index):
+                gone = [name for name, at in value.items() if at <= now]
+                for name in gone:
+                    del value[name]
+                dropped += len(gone)
+        return dropped
 
     async def ping(self) -> bool:
         return True

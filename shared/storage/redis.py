@@ -347,6 +347,13 @@ class RedisStore:
             members = cast(builtins.set[str], await self._redis.smembers(self._k(key)))
         return members
 
+    async def srem(self, key: str, *members: str) -> int:
+        if not members:
+            return 0
+        with _redis_errors():
+            removed: int = await self._redis.srem(self._k(key), *members)
+        return removed
+
     # -- expiring indexes ------------------------------------------------------------------
 
     async def index_add(self, key: str, member: str, ttl: float, *, limit: int | None = None) -> list[str]:
@@ -368,6 +375,10 @@ class RedisStore:
         return int(removed)
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    async def drop_expired(self) -> int:
+        """Nothing to do: Redis expires keys itself (see `Store.drop_expired`)."""
+        return 0
 
     async def ping(self) -> bool:
         """Readiness: False rather than an exception when Redis does not answer."""

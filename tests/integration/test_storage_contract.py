@@ -273,6 +273,20 @@ async def test_sadd_with_ttl_leaves_a_set_without_expiry_without_expiry(store: S
     assert await store.ttl("grants") is None
 
 
+async def test_srem_removes_members_and_an_emptied_set_disappears(store: Store) -> None:
+    await store.sadd("grants", "a", "b", "c", ttl=10)
+    assert await store.srem("grants", "a", "not-a-member") == 1
+    assert await store.smembers("grants") == {"b", "c"}
+    left = await store.ttl("grants")
+    assert left is not None
+    assert 9 < left <= 10, "srem keeps the set's expiry"
+    assert await store.srem("grants") == 0
+    assert await store.srem("grants", "b", "c") == 2
+    assert await store.smembers("grants") == set()
+    assert await store.set("grants", "a string now") is True  # the key is gone, not an empty set
+    assert await store.srem("nobody", "a") == 0
+
+
 # -- expiring indexes ------------------------------------------------------------------------
 
 
@@ -369,6 +383,22 @@ async def test_using_a_key_as_the_wrong_kind_raises_type_error(store: Store) -> 
     assert await store.set("hash", "overwritten") is True  # set replaces any kind, like Redis
 
 
+async def test_drop_expired_keeps_what_lives_and_what_expired_stays_gone(store: Store) -> None:
+    await store.set("gone", "v", ttl=SHORT)
+    await store.set("kept", "v", ttl=10)
+    await store.set("forever", "v")
+    await store.index_add("apps", "short", SHORT)
+    await store.index_add("apps", "long", 10)
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.drop_expired() >= 0
+    assert await store.get("gone") is None
+    assert (await store.get("kept"), await store.get("forever")) == ("v", "v")
+    assert set(await store.index_members("apps")) == {"long"}
+    left = await store.ttl("kept")
+    assert left is not None
+    assert 9 < left <= 10
+
+
 async def test_ping_answers_true_when_the_backend_is_up(store: Store) -> None:
     assert await store.ping() is True
 
@@ -391,6 +421,23 @@ async def test_memory_store_sweeps_expired_keys_nobody_reads_again() -> None:
     assert store.raw_size == 101
     assert await store.get("live:0") == "v"
     assert await store.ttl("live:99") == pytest.approx(98)
+
+
+async def test_memory_store_drops_every_expired_key_and_index_member_at_once() -> None:
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0], sweep_every=1_000_000)
+    for i in range(50):
+        await store.set(f"expiring:{i}", "v", ttl=1)
+    await store.set("live", "v", ttl=100)
+    await store.index_add("index", "short", 1)
+    await store.index_add("index", "long", 100)
+    await store.index_add("short-index", "only", 1)
+    assert store.raw_size == 53
+    now[0] = 2.0
+    assert await store.drop_expired() == 52  # 50 keys, the index whose members all expired, a member
+    assert store.raw_size == 2
+    assert await store.index_members("index") == {"long": 98.0}
+    assert await store.drop_expired() == 0
 
 
 def raw_keys(request: pytest.FixtureRequest, topology: str, pattern: str) -> dict[str, int]:

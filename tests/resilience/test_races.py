@@ -6,8 +6,9 @@ loop. The policies under test (docs/oauth.md, "Concurrency"):
 - an authorization code is redeemed exactly once; the other presentations are `invalid_grant`,
   and since they carry the client's own PKCE proof they are a proven replay: the grant ends, so no
   token from it stays alive;
-- a refresh token rotates exactly once; concurrent presentations are reuse, which ends the grant
-  (no grace window), so no token from it stays alive either;
+- without a grace period (REFRESH_TOKEN_GRACE_PERIOD=0, set for this module), a refresh token
+  rotates exactly once; concurrent presentations are reuse, which ends the grant, so no token from
+  it stays alive either (with the default period, tests/resilience/test_refresh_grace.py);
 - concurrent registrations each get their own working client, and concurrent logins of
   different users each get their own session, consent and token.
 """
@@ -69,7 +70,10 @@ def cluster(
         Path(tmp_path_factory.mktemp(f"races-{request.param}")),
         redis_url=redis_server.url if on_redis else None,
         instances=2 if on_redis else 1,
-        env={"AUTH_USERS": json.dumps({name: hash_password(pw) for name, pw in USERS.items()})},
+        env={
+            "AUTH_USERS": json.dumps({name: hash_password(pw) for name, pw in USERS.items()}),
+            "REFRESH_TOKEN_GRACE_PERIOD": "0",
+        },
     )
     with running(deployment):
         yield deployment
@@ -139,7 +143,7 @@ async def test_100_parallel_redemptions_of_one_code_redeem_it_once_and_the_prove
         await assert_dead(cluster, meta, client_id, tokens)
 
 
-async def test_50_parallel_refreshes_with_one_token_rotate_it_once_and_the_reuse_ends_the_grant(
+async def test_without_a_grace_period_50_parallel_refreshes_rotate_once_and_the_reuse_ends_the_grant(
     cluster: Cluster,
 ) -> None:
     with http_client() as browser:

@@ -108,7 +108,8 @@ async def audited_events_leave_no_credential(
     first = (await redeem(http, code, client)).json()
     assert "refresh_token" in first, first
     second = (await refresh(http, first["refresh_token"], client)).json()
-    await refresh(http, first["refresh_token"], client)  # reuse: grant revoked
+    await refresh(http, second["refresh_token"], client)
+    await refresh(http, first["refresh_token"], client)  # reuse (its successor was used): grant revoked
     replayed = await store_code(store, client, settings=settings)
     secrets += [replayed.code, replayed.verifier]
     third = (await redeem(http, replayed, client)).json()

@@ -1,4 +1,9 @@
-"""Refresh tokens: rotation, reuse detection, client binding, scope and resource (RT-01..RT-06)."""
+"""Refresh tokens: rotation, reuse detection, client binding, scope and resource (RT-01..RT-06).
+
+Reuse is shown the two ways it is detected: a rotated token presented again after its successor
+was used (so within REFRESH_TOKEN_GRACE_PERIOD too), and, on a server without a grace period, any
+second presentation. Retries within the period have their own module (test_refresh_grace.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import httpx2
 
 from shared.settings import Settings
 from shared.storage.base import Store
+from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.helpers import RESOURCE, add_client, introspect, is_active, refresh, tokens_for
 from tests.integration.auth.test_token_endpoint import assert_error
 
@@ -23,12 +29,31 @@ async def test_a_public_client_gets_a_new_refresh_token_on_every_refresh(
     second = response.json()
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
+    assert not await is_active(http, first["refresh_token"])
+    assert (await refresh(http, second["refresh_token"], client)).status_code == 200
     assert_error(await refresh(http, first["refresh_token"], client), "invalid_grant")
 
 
 async def test_refresh_token_reuse_revokes_the_whole_grant(
     http: httpx2.AsyncClient, store: Store, settings: Settings
 ) -> None:
+    client = await add_client(store)
+    first = await tokens_for(http, store, settings, client)
+    second = (await refresh(http, first["refresh_token"], client)).json()
+    third = (await refresh(http, second["refresh_token"], client)).json()
+
+    assert_error(await refresh(http, first["refresh_token"], client), "invalid_grant")
+
+    assert_error(await refresh(http, third["refresh_token"], client), "invalid_grant")
+    for body in (first, second, third):
+        assert not await is_active(http, body["access_token"])
+    assert not await is_active(http, third["refresh_token"])
+
+
+async def test_without_a_grace_period_a_second_presentation_revokes_the_whole_grant(
+    make_http: HttpFactory, store: Store, settings: Settings
+) -> None:
+    http = await make_http(refresh_token_grace_period=0)
     client = await add_client(store)
     first = await tokens_for(http, store, settings, client)
     second = (await refresh(http, first["refresh_token"], client)).json()
@@ -46,17 +71,20 @@ async def test_reuse_ends_only_its_own_grant(
     client = await add_client(store)
     victim = await tokens_for(http, store, settings, client)
     bystander = await tokens_for(http, store, settings, client)
-    await refresh(http, victim["refresh_token"], client)
-    await refresh(http, victim["refresh_token"], client)
+    second = (await refresh(http, victim["refresh_token"], client)).json()
+    await refresh(http, second["refresh_token"], client)
+    assert_error(await refresh(http, victim["refresh_token"], client), "invalid_grant")
+    assert not await is_active(http, second["access_token"])
     assert await is_active(http, bystander["access_token"])
     assert (await refresh(http, bystander["refresh_token"], client)).status_code == 200
 
 
-async def test_concurrent_refreshes_with_one_token_count_as_reuse_and_end_the_grant(
-    http: httpx2.AsyncClient, store: Store, settings: Settings
+async def test_without_a_grace_period_concurrent_refreshes_with_one_token_end_the_grant(
+    make_http: HttpFactory, store: Store, settings: Settings
 ) -> None:
-    """Documented policy: no grace window. Parallel use of one refresh token is indistinguishable
-    from theft, so at most one request gets tokens, and those die with the grant at once."""
+    """REFRESH_TOKEN_GRACE_PERIOD=0: parallel use of one refresh token is indistinguishable from
+    theft, so at most one request gets tokens, and those die with the grant at once."""
+    http = await make_http(refresh_token_grace_period=0)
     client = await add_client(store)
     first = await tokens_for(http, store, settings, client)
     responses = await asyncio.gather(*(refresh(http, first["refresh_token"], client) for _ in range(5)))
