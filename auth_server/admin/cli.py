@@ -54,32 +54,39 @@ def default_admin_url(settings: Settings) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line; --url and --token-file go before or after the command."""
     top = argparse.ArgumentParser(prog="python -m auth_server admin", description=__doc__.split("\n\n")[0])
-    top.add_argument(
-        "--url", help="the admin API's base URL (default: this host's server, from the settings)"
-    )
-    top.add_argument(
-        "--token-file", help=f"read the admin token from this file (- for stdin) instead of ${TOKEN_VARIABLE}"
-    )
+    common = argparse.ArgumentParser(add_help=False)
+    for options in (top, common):
+        options.add_argument(
+            "--url", help="the admin API's base URL (default: this host's server, from the settings)"
+        )
+        options.add_argument(
+            "--token-file", help=f"read the admin token from this file (- for stdin), not ${TOKEN_VARIABLE}"
+        )
+    for action in common._actions:  # given after the command, they must not undo what came before it
+        action.default = argparse.SUPPRESS
     commands = top.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("new-token", help="print a new admin token and the digest for ADMIN_TOKEN_SHA256")
+    commands.add_parser(
+        "new-token", parents=[common], help="print a new admin token and the digest for ADMIN_TOKEN_SHA256"
+    )
 
     clients = commands.add_parser("clients", help="list, show, disable, enable or delete clients")
     client_actions = clients.add_subparsers(dest="action", required=True)
-    client_actions.add_parser("list", help="every client this server knows")
+    client_actions.add_parser("list", parents=[common], help="every client this server knows")
     for action, text in (
         ("show", "one client, its users, grants and machine tokens"),
         ("disable", "refuse the client everywhere and end every token it holds"),
         ("enable", "let a disabled client in again (nothing it held comes back)"),
         ("delete", "end every token it holds and forget its registration or cached document"),
     ):
-        client_actions.add_parser(action, help=text).add_argument("client_id")
+        client_actions.add_parser(action, parents=[common], help=text).add_argument("client_id")
 
     grants = commands.add_parser("grants", help="list or revoke grants by user or client")
     grant_actions = grants.add_subparsers(dest="action", required=True)
     for action, text in (("list", "the live grants"), ("revoke", "revoke them with every token in them")):
-        sub = grant_actions.add_parser(action, help=text)
+        sub = grant_actions.add_parser(action, parents=[common], help=text)
         sub.add_argument("--user", help="the user's subject (as whoami shows it)")
         sub.add_argument("--client", help="the client_id")
         if action == "revoke":
@@ -87,10 +94,12 @@ def parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="the JWT signing keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
-    key_actions.add_parser("list", help="the keys published now")
-    key_actions.add_parser("rotate", help="a new key signs from now on")
+    key_actions.add_parser("list", parents=[common], help="the keys published now")
+    key_actions.add_parser("rotate", parents=[common], help="a new key signs from now on")
 
-    commands.add_parser("purge", help="remove what expired or ended but is still held (every page)")
+    commands.add_parser(
+        "purge", parents=[common], help="remove what expired or ended but is still held (every page)"
+    )
     return top
 
 
