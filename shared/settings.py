@@ -314,10 +314,11 @@ class Settings(BaseSettings):
         "limit, never per IP; see docs/oauth.md)",
     )
     audit_log: bool = Field(True, description="Write one structured audit line per security event")
-    admin_token_sha256: list[str] = Field(
+    admin_token_sha256: StringList = Field(
         default_factory=list,
-        description="SHA-256 hex digests of the admin API's tokens (JSON list; `python -m auth_server "
-        "admin new-token` makes a token and its digest); empty: no admin API at all (docs/operations.md)",
+        description="SHA-256 hex digests of the admin API's tokens (comma-separated or a JSON list; "
+        "`python -m auth_server admin new-token` makes a token and its digest); empty: no admin API at all "
+        "(docs/operations.md)",
     )
     admin_api_remote: bool = Field(
         False,
