@@ -109,9 +109,8 @@ def main(argv: list[str]) -> int:
         if args.command == "new-token":
             token, digest = new_admin_token()
             print(f"admin token (for the CLI's {TOKEN_VARIABLE}; shown only now):\n  {token}")
-            print(
-                f"for the server's settings (a comma-separated list, to add to any there):\n  ADMIN_TOKEN_SHA256={digest}"
-            )
+            print("for the server's settings (a comma-separated list: add it to any there):")
+            print(f"  ADMIN_TOKEN_SHA256={digest}")
             return 0
         url = (args.url or default_admin_url(load_settings())).rstrip("/")
         with AdminClient(url, _token(args.token_file)) as api:
