@@ -64,8 +64,8 @@ def parser() -> argparse.ArgumentParser:
         options.add_argument(
             "--token-file", help=f"read the admin token from this file (- for stdin), not ${TOKEN_VARIABLE}"
         )
-    for action in common._actions:  # given after the command, they must not undo what came before it
-        action.default = argparse.SUPPRESS
+    for option in common._actions:  # given after the command, they must not undo what came before it
+        option.default = argparse.SUPPRESS
     commands = top.add_subparsers(dest="command", required=True)
 
     commands.add_parser(
