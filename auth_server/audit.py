@@ -37,6 +37,7 @@ AuditEvent = Literal[
     "rate_limited",
     # The admin API (docs/operations.md): each names the admin token by `token_fp`.
     "admin_auth_failed",  # a wrong admin token (a missing one is no attempt)
+    "admin_read",  # an administrator listed or looked at clients, grants or keys
     "client_disabled",
     "client_enabled",
     "client_deleted",

@@ -127,7 +127,18 @@ class AdminDoor:
                     headers={"WWW-Authenticate": f'{self._challenge}, error="invalid_token"'},
                 )
             try:
-                return await handler(request, AdminCall(by=by, ip=ip))
+                response = await handler(request, AdminCall(by=by, ip=ip))
+                if request.method == "GET":  # reads show personal data: who looked is recorded too
+                    query = request.query_params
+                    self._audit.record(
+                        "admin_read",
+                        ip=ip,
+                        endpoint=request.url.path[:200],
+                        subject=query.get("subject"),
+                        client_id=query.get("client_id"),
+                        token_fp=by,
+                    )
+                return response
             except NoSuchThing as exc:
                 raise OAuthError("not_found", str(exc), status_code=404) from None
             except NotAllowed as exc:

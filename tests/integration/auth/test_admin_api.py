@@ -399,6 +399,7 @@ async def test_every_admin_action_is_audited_with_the_admin_tokens_fingerprint(
     await admin_call(admin, "DELETE", "/grants", params={"client_id": client.client_id})
     await admin_call(admin, "DELETE", client_path(client.client_id))
     await admin_call(admin, "POST", "/purge")
+    await admin_call(admin, "GET", "/grants", params={"subject": "demo"})
 
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "auth_server.audit"]
     admin_lines = [line for line in lines if line.get("token_fp") == fingerprint(ADMIN_TOKEN)]
@@ -408,6 +409,9 @@ async def test_every_admin_action_is_audited_with_the_admin_tokens_fingerprint(
         "grants_revoked",
         "client_deleted",
         "store_purged",
+        "admin_read",
     ]
+    assert admin_lines[-1]["subject"] == "demo"
+    assert admin_lines[-1]["endpoint"] == "/admin/grants"
     assert all(line["ip"].startswith("127.") for line in admin_lines)
     assert ADMIN_TOKEN not in caplog.text
