@@ -2,8 +2,9 @@
 
 The contract suite (tests/integration/test_storage_contract.py) holds every Store operation to
 the same behaviour on a cluster; this runs the callers: a real `python -m mcp_server` (internal
-mode) on a real three-primary cluster, through sign-in, tools, notes, refresh rotation and the
-end of a grant on refresh-token reuse, which deletes tokens that live in several hash slots.
+mode) on a real three-primary cluster, through sign-in, tools, notes, refresh rotation (a retry
+within the grace period gets the same tokens) and the end of a grant on refresh-token reuse, which
+deletes tokens that live in several hash slots.
 Then it looks at the cluster itself: records spread over every primary, and a grant's own keys
 (`{grant id}` hash tag) share one slot.
 
@@ -24,6 +25,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from auth_server.admin.credentials import new_admin_token
 from shared.storage.base import StorageUnavailable
 from shared.storage.redis import RedisStore
 from tests.fixtures.redis_topologies import RedisClusterDeployment, start_redis_cluster, wait_until
@@ -43,10 +45,17 @@ from tests.resilience.cluster import (
 pytestmark = pytest.mark.timeout(90)
 
 
+ADMIN_TOKEN, ADMIN_DIGEST = new_admin_token()
+
+
 @pytest.fixture(scope="module")
 def app(redis_cluster: RedisClusterDeployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     deployment = build_cluster(
-        "internal", Path(tmp_path_factory.mktemp("cluster-app")), redis_url=redis_cluster.url, instances=1
+        "internal",
+        Path(tmp_path_factory.mktemp("cluster-app")),
+        redis_url=redis_cluster.url,
+        instances=1,
+        env={"ADMIN_TOKEN_SHA256": ADMIN_DIGEST},
     )
     with running(deployment):
         yield deployment
@@ -96,6 +105,12 @@ async def test_sign_in_tools_refresh_and_ending_a_grant_work_on_a_cluster_whose_
         rotated = token_request(browser, victim.metadata, form)
         assert rotated.status_code == 200, rotated.text
         fresh = rotated.json()
+        retried = token_request(browser, victim.metadata, form)  # within REFRESH_TOKEN_GRACE_PERIOD
+        assert retried.status_code == 200, retried.text
+        assert (retried.json()["access_token"], retried.json()["refresh_token"]) == (
+            fresh["access_token"],
+            fresh["refresh_token"],
+        ), "a retry on a cluster gets the same tokens"
         onwards = token_request(browser, victim.metadata, {**form, "refresh_token": fresh["refresh_token"]})
         assert onwards.status_code == 200, onwards.text
         fresh = onwards.json()
@@ -120,6 +135,25 @@ async def test_sign_in_tools_refresh_and_ending_a_grant_work_on_a_cluster_whose_
             },
         )
         assert again.status_code == 400, "the rotated refresh token outlived its grant"
+
+
+async def test_the_admin_api_lists_revokes_and_purges_on_a_cluster(app: Cluster) -> None:
+    """Its indexes and markers are one key each, in whatever slot: every action works on a cluster."""
+    with http_client() as browser:
+        minted = mint(app, browser)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx2.AsyncClient(
+        base_url=f"{app.url(0)}/admin", headers=admin, timeout=TIMEOUT, trust_env=False
+    ) as http:
+        listed = (await http.get("/grants", params={"client_id": minted.client_id})).json()["grants"]
+        assert [g["subject"] for g in listed] == ["demo"]
+        disabled = await http.patch(f"/clients/{minted.client_id}", json={"disabled": True})
+        assert disabled.json()["ended"] == {"grants": 1, "live_tokens": 2}, disabled.text
+        purged = await http.post("/purge")
+        assert purged.status_code == 200, purged.text
+    async with httpx2.AsyncClient(timeout=TIMEOUT, trust_env=False) as http:
+        body, headers = modern_call("whoami", {}, minted.access_token)
+        assert (await http.post(f"{app.url(0)}/mcp", json=body, headers=headers)).status_code == 401
 
 
 # As in test_redis_failover.py: no operation waits for the failover itself.
