@@ -8,7 +8,7 @@ loop. The policies under test (docs/oauth.md, "Concurrency"):
   token from it stays alive;
 - without a grace period (REFRESH_TOKEN_GRACE_PERIOD=0, set for this module), a refresh token
   rotates exactly once; concurrent presentations are reuse, which ends the grant, so no token from
-  it stays alive either (with the default period, tests/resilience/test_refresh_grace.py);
+  it stays alive either (with the default period, tests/resilience/test_refresh_grace_across_instances.py);
 - concurrent registrations each get their own working client, and concurrent logins of
   different users each get their own session, consent and token.
 """
