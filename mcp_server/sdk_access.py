@@ -44,7 +44,7 @@ def drop_sdk_tracing(server: MCPServer) -> None:
 
     MCPServer always installs `OpenTelemetryMiddleware` (in the private `mcp.server._otel`) at
     the head of its public `middleware` list. Without a tracer provider it records nothing, yet
-    every message still pays for extracting `_meta` and opening a no-op span (about 5% of an
+    every message still pays for extracting `_meta` and opening a no-op span (5-12% of an
     in-process tools/call, `scripts/bench/tracing.py`). With tracing off the app removes it, so
     tracing off costs nothing at all; with tracing on it stays: its spans are the MCP ones.
     """

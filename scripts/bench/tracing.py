@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from starlette.applications import Starlette
 from starlette.types import Message
 
-from scripts.bench.validation import BODY, PORT, SCOPES, settings
+from scripts.bench.validation import BODY, PORT, SCOPES, TOOLS_CALL_HEADERS, settings
 from shared.runtime import freeze_startup_heap
 from shared.storage.factory import open_store
 
@@ -52,15 +52,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGET_OFF = 0.97
 CHUNK = 25  # requests timed together before switching to the other app
 SINK_LIFETIME = 900.0  # seconds: the receiver stops by itself even if its parent is killed
-HEADERS = [
-    (b"host", f"127.0.0.1:{PORT}".encode()),
-    (b"content-type", b"application/json"),
-    (b"accept", b"application/json, text/event-stream"),
-    (b"mcp-protocol-version", b"2026-07-28"),
-    (b"mcp-method", b"tools/call"),
-    (b"mcp-name", b"echo"),
-    (b"content-length", str(len(BODY)).encode()),
-]
 
 
 # --- the child: one variant against no-otel, in one process -----------------------------------------
@@ -119,7 +110,7 @@ async def call(app: Starlette, token: bytes) -> bytes:
         "path": "/mcp",
         "raw_path": b"/mcp",
         "query_string": b"",
-        "headers": [*HEADERS, (b"authorization", b"Bearer " + token)],
+        "headers": [*TOOLS_CALL_HEADERS, (b"authorization", b"Bearer " + token)],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", PORT),
         "state": {},

@@ -69,6 +69,18 @@ BODY = json.dumps(
 ).encode()
 
 
+# The headers of that POST (a stateless 2026-07-28 request names its method and tool in headers).
+TOOLS_CALL_HEADERS = [
+    (b"host", f"127.0.0.1:{PORT}".encode()),
+    (b"content-type", b"application/json"),
+    (b"accept", b"application/json, text/event-stream"),
+    (b"mcp-protocol-version", b"2026-07-28"),
+    (b"mcp-method", b"tools/call"),
+    (b"mcp-name", b"echo"),
+    (b"content-length", str(len(BODY)).encode()),
+]
+
+
 def settings(**values: Any) -> Settings:
     base: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -181,16 +193,7 @@ def stack_call(
         reached.append(True)
 
     wrapped = guard(app)
-    headers = [
-        (b"host", f"127.0.0.1:{PORT}".encode()),
-        (b"content-type", b"application/json"),
-        (b"accept", b"application/json, text/event-stream"),
-        (b"mcp-protocol-version", b"2026-07-28"),
-        (b"mcp-method", b"tools/call"),
-        (b"mcp-name", b"echo"),
-        (b"content-length", str(len(BODY)).encode()),
-        (b"user-agent", b"bench"),
-    ]
+    headers = [*TOOLS_CALL_HEADERS, (b"user-agent", b"bench")]
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
 

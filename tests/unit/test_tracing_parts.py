@@ -134,21 +134,29 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_an_app_built_without_otel_variables_loads_no_sdk_and_adds_nothing_to_the_request_path() -> None:
+def what_the_app_runs(**env: str) -> dict[str, Any]:
+    """Build the app and the MCP server in a fresh process (the tracer provider is process-wide):
+    which OpenTelemetry SDK modules got imported, the app's middleware, the MCP server's."""
     done = run_python(
         "import json, sys\n"
         "from mcp_server.app import create_app\n"
-        "from shared.settings import load_settings\n"
         "from mcp_server.server import build_mcp_server\n"
+        "from shared.settings import load_settings\n"
         "from shared.storage.memory import MemoryStore\n"
         "app = create_app(load_settings())\n"
         "server = build_mcp_server(load_settings(), MemoryStore())[0]\n"
         "print(json.dumps({'sdk': sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')),"
         " 'middleware': [m.cls.__name__ for m in app.user_middleware],"
-        " 'mcp': [type(m).__name__ for m in server.middleware]}))\n"
+        " 'mcp': [type(m).__name__ for m in server.middleware]}))\n",
+        **env,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return report
+
+
+def test_an_app_built_without_otel_variables_loads_no_sdk_and_adds_nothing_to_the_request_path() -> None:
+    report = what_the_app_runs()
     assert report["sdk"] == []
     # RefuseRelayedRequests: the demo user is in effect, so relayed requests are refused
     # (shared/forwarded.py); no tracing middleware either way.
@@ -158,20 +166,7 @@ def test_an_app_built_without_otel_variables_loads_no_sdk_and_adds_nothing_to_th
 
 
 def test_with_an_endpoint_the_app_is_traced_outermost_and_the_sdk_keeps_its_mcp_spans() -> None:
-    done = run_python(
-        "import json\n"
-        "from mcp_server.app import create_app\n"
-        "from shared.settings import load_settings\n"
-        "from mcp_server.server import build_mcp_server\n"
-        "from shared.storage.memory import MemoryStore\n"
-        "app = create_app(load_settings())\n"
-        "server = build_mcp_server(load_settings(), MemoryStore())[0]\n"
-        "print(json.dumps({'middleware': [m.cls.__name__ for m in app.user_middleware],"
-        " 'mcp': [type(m).__name__ for m in server.middleware]}))\n",
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
+    report = what_the_app_runs(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
     assert report["middleware"][0] == "HttpTracingMiddleware"
     assert report["mcp"][0] == "OpenTelemetryMiddleware"  # the SDK's MCP spans, outermost
     assert "McpSpanDetails" in report["mcp"]
