@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +22,14 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from auth_server.users import hash_password
 from tests.e2e.oauth_flow import MintedGrant, http, mint, refresh
-from tests.e2e.servers import Deployment, build_deployment
+from tests.e2e.servers import Deployment, build_deployment, clean_environ
 from tests.fixtures.otlp_receiver import OtlpReceiver, ReceivedSpan, exporting_to, otlp_receiver
 from tests.fixtures.tasks_client import TaskClient, reply
 
@@ -356,3 +358,26 @@ def test_log_lines_written_inside_a_request_carry_its_trace_id(
     assert lines, mcp_process.log_tail()
     assert all(line["trace_id"] == trace_id and len(line["span_id"]) == 16 for line in lines)
     assert any(line["logger"] == "uvicorn.access" for line in lines)
+
+
+async def test_the_stdio_transport_is_traced_too_with_the_pipe_transport(
+    otlp_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """`python -m mcp_server --transport stdio`, launched by the MCP Python SDK's stdio client as a
+    desktop client would, exports its MCP and tool spans (nothing else: there is no HTTP)."""
+    env = clean_environ({**exporting_to(otlp_receiver), "AUTH_MODE": "none", "SHOWCASE": "false"})
+    server = StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_server", "--transport", "stdio"], env=env, cwd=tmp_path
+    )
+    trace_id, client_span = new_ids()
+    caller = NonRecordingSpan(SpanContext(int(trace_id, 16), int(client_span, 16), False, TraceFlags(1)))
+    with trace.use_span(caller):
+        async with Client(server, mode="legacy") as client:
+            who = await client.call_tool("whoami", {})
+    assert not who.is_error
+
+    spans = otlp_receiver.trace(trace_id, "tools/call whoami", "execute_tool whoami")
+    mcp_span = one(spans, name="tools/call whoami")
+    assert mcp_span.attributes["network.transport"] == "pipe"
+    assert "client.address" not in mcp_span.attributes
+    assert one(spans, name="execute_tool whoami").parent_span_id == mcp_span.span_id
