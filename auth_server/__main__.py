@@ -1,9 +1,10 @@
 """`python -m auth_server`: the authorization server on its own (AUTH_MODE=external).
 
-Serves on HOST:AUTH_PORT; the MCP server (`python -m mcp_server`) validates its tokens by
-introspection. `make dev-external` starts both. The MCP resource it issues tokens for is
-MCP_PUBLIC_URL + /mcp (unset: http://HOST:MCP_PORT/mcp), so set MCP_PUBLIC_URL (or the same
-MCP_PORT) when the MCP server runs elsewhere; the banner says which resource it serves.
+Serves on HOST:AUTH_PORT, in WEB_CONCURRENCY (--workers) processes; the MCP server
+(`python -m mcp_server`) validates its tokens by introspection. `make dev-external` starts both.
+The MCP resource it issues tokens for is MCP_PUBLIC_URL + /mcp (unset: http://HOST:MCP_PORT/mcp),
+so set MCP_PUBLIC_URL (or the same MCP_PORT) when the MCP server runs elsewhere; the banner says
+which resource it serves.
 
 Settings: the environment, then `.env` in the working directory, then the defaults; a flag
 below overrides its setting.
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--forwarded-allow-ips", metavar="IPS", help="overrides FORWARDED_ALLOW_IPS (comma-separated)"
     )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="overrides WEB_CONCURRENCY (worker processes on the port)"
+    )
     args = parser.parse_args(argv)
 
     overrides: dict[str, object] = {}
@@ -43,13 +47,22 @@ def main(argv: list[str] | None = None) -> None:
         overrides["host"] = args.host
     if args.forwarded_allow_ips is not None:
         overrides["forwarded_allow_ips"] = args.forwarded_allow_ips
+    if args.workers is not None:
+        overrides["web_concurrency"] = args.workers
     settings = load_settings(**overrides)
     configure_logging(settings)
     startup.warn_unknown_settings()
 
-    from auth_server.app import create_auth_app
+    from auth_server.app import authorization_server_role, create_auth_app
 
-    serve(lambda: create_auth_app(settings), settings=settings, port=settings.auth_port)
+    serve(
+        lambda announce: create_auth_app(settings, announce=announce),
+        settings=settings,
+        role=authorization_server_role,
+        port=settings.auth_port,
+        worker_factory="auth_server.app:create_auth_worker_app",
+        overrides=overrides,
+    )
 
 
 if __name__ == "__main__":

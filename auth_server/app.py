@@ -35,6 +35,7 @@ from shared.forwarded import forwarded_middleware
 from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
 from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths
+from shared.runtime import worker_app
 from shared.settings import Settings, load_settings
 from shared.storage.base import Store
 from shared.storage.factory import open_store
@@ -117,20 +118,36 @@ def authorization_server_facts(settings: Settings) -> startup.AuthorizationServe
     )
 
 
-def create_auth_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+def authorization_server_role(settings: Settings) -> startup.Role:
+    """What the standalone authorization server serves, for the start-up check and the banner."""
+    return startup.Role(
+        "authorization server", serves_mcp=False, authorization_server=authorization_server_facts(settings)
+    )
+
+
+def create_auth_worker_app() -> Starlette:
+    """One worker of `python -m auth_server --workers N` (see `create_auth_app`); uvicorn calls
+    this in each worker process with the settings the supervisor passed on."""
+    return worker_app(lambda settings: create_auth_app(settings, announce=False))
+
+
+def create_auth_app(
+    settings: Settings | None = None, store: Store | None = None, *, announce: bool = True
+) -> Starlette:
     """The standalone authorization server (AUTH_MODE=external), with health checks. `settings`
     default to the environment and `.env`; `store` replaces the Store the settings name
-    (embedding, tests); its caller then closes it.
+    (embedding, tests); its caller then closes it. `announce`: log the banner when the app starts
+    (not in the workers of `--workers N`, whose supervisor logs it once).
 
     Refuses (`startup.UnsafeOutsideDevelopment`, a readable exit) outside development while a
-    development default is in effect (shared/startup.py)."""
+    development default is in effect (shared/startup.py), and (`startup.WorkersRefused`) several
+    workers on the in-memory store."""
     if settings is None:
         settings = load_settings()
         startup.warn_unknown_settings()
-    role = startup.Role(
-        "authorization server", serves_mcp=False, authorization_server=authorization_server_facts(settings)
-    )
+    role = authorization_server_role(settings)
     development_defaults = startup.check_deployment(settings, role)
+    startup.check_workers(settings, role)
     configure_tracing(AUTH_SERVICE_NAME)  # once per process, when OTEL_* variables ask for traces
     tracer = active_tracer()
     owns_store = store is None
@@ -138,7 +155,8 @@ def create_auth_app(settings: Settings | None = None, store: Store | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        startup.log_banner(settings, role, defaults=development_defaults)
+        if announce:
+            startup.log_banner(settings, role, defaults=development_defaults)
         try:
             yield
         finally:

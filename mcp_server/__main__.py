@@ -1,9 +1,10 @@
 """`python -m mcp_server [--transport http|stdio]`: run the MCP server.
 
 HTTP serves /mcp (both protocol revisions), /sse and, in internal mode, the authorization
-server's routes on MCP_PORT. stdio serves one client on standard input/output, for local
-development and desktop clients that launch the server themselves: standard output then
-carries JSON-RPC and nothing else (logs, warnings and the banner go to standard error).
+server's routes on MCP_PORT, in WEB_CONCURRENCY (--workers) processes (docs/operations.md).
+stdio serves one client on standard input/output, for local development and desktop clients
+that launch the server themselves: standard output then carries JSON-RPC and nothing else
+(logs, warnings and the banner go to standard error).
 
 Settings: the environment, then `.env` in the working directory, then the defaults; a flag
 below overrides its setting.
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--forwarded-allow-ips", metavar="IPS", help="overrides FORWARDED_ALLOW_IPS (comma-separated)"
     )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="overrides WEB_CONCURRENCY (worker processes on the port)"
+    )
     args = parser.parse_args(argv)
 
     overrides: dict[str, object] = {}
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["host"] = args.host
     if args.forwarded_allow_ips is not None:
         overrides["forwarded_allow_ips"] = args.forwarded_allow_ips
+    if args.workers is not None:
+        overrides["web_concurrency"] = args.workers
     settings = load_settings(**overrides)
     configure_logging(settings)
     startup.warn_unknown_settings()
@@ -58,9 +64,16 @@ def main(argv: list[str] | None = None) -> None:
         anyio.run(server.run_stdio_async)
         return
 
-    from mcp_server.app import create_app
+    from mcp_server.app import create_app, mcp_server_role
 
-    serve(lambda: create_app(settings), settings=settings, port=settings.mcp_port)
+    serve(
+        lambda announce: create_app(settings, announce=announce),
+        settings=settings,
+        role=mcp_server_role,
+        port=settings.mcp_port,
+        worker_factory="mcp_server.app:create_worker_app",
+        overrides=overrides,
+    )
 
 
 if __name__ == "__main__":

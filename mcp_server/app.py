@@ -18,10 +18,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from mcp_server.protection import endpoint_guard
 from mcp_server.protection.enrichment import TenantCache, TenantLookup
 from mcp_server.protection.metadata import metadata_routes
+from mcp_server.responses import JsonResponseChoice
 from mcp_server.server import build_mcp_server
 from mcp_server.sessions import LegacySseQuota, SessionsEndpoint, session_ledger, streamable_http_sessions
 from mcp_server.tasks.extension import task_scopes
@@ -39,6 +41,7 @@ from shared.metrics import (
     watch_tenants,
 )
 from shared.revocations import RevocationFeed
+from shared.runtime import worker_app
 from shared.settings import Settings, load_settings
 from shared.storage import Store
 from shared.storage.factory import open_store
@@ -63,19 +66,24 @@ def create_app(
     store: Store | None = None,
     *,
     tenant_lookup: TenantLookup = look_up_tenant,
+    announce: bool = True,
 ) -> Starlette:
     """The MCP app for `settings` (default: read from the environment and `.env`). `store`
     replaces the Store the settings name (embedding; tests serving several apps over one
     in-memory Store); its caller then closes it. `tenant_lookup` replaces
     `mcp_server.tenants.look_up_tenant` (tests, the benchmark); a fork edits that one.
+    `announce`: log the banner when the app starts (not in the workers of `--workers N`, whose
+    supervisor logs it once).
 
     Refuses (`startup.UnsafeOutsideDevelopment`, a readable exit) outside development while a
-    development default is in effect."""
+    development default is in effect, and (`startup.WorkersRefused`) several workers that would
+    split state."""
     if settings is None:
         settings = load_settings()
         startup.warn_unknown_settings()
     role = mcp_server_role(settings)
     development_defaults = startup.check_deployment(settings, role)
+    startup.check_workers(settings, role)
     configure_tracing(MCP_SERVICE_NAME)  # once per process, when OTEL_* variables ask for traces
     tracer = active_tracer()
     owns_store = store is None
@@ -105,10 +113,10 @@ def create_app(
         extra_scopes=task_scopes(tasks.store),
     )
 
-    routes: list[BaseRoute] = [
-        *health_routes(store, readiness),
-        Route("/mcp", guard(SessionsEndpoint(session_manager))),
-    ]
+    endpoint: ASGIApp = SessionsEndpoint(session_manager)
+    if settings.mcp_json_responses == "auto":
+        endpoint = JsonResponseChoice(endpoint, answers_only=tools.answers_only)
+    routes: list[BaseRoute] = [*health_routes(store, readiness), Route("/mcp", guard(endpoint))]
     if validator is not None:
         routes += metadata_routes(settings)
     if settings.auth_mode == "internal":
@@ -125,7 +133,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        startup.log_banner(settings, role, defaults=development_defaults)
+        if announce:
+            startup.log_banner(settings, role, defaults=development_defaults)
         async with session_manager.run():
             try:
                 yield
@@ -145,6 +154,13 @@ def create_app(
     if tracer is not None:  # outermost: every log line of the request carries its trace id
         middleware.insert(0, Middleware(HttpTracingMiddleware, tracer=tracer, routes=route_paths(routes)))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+
+
+def create_worker_app() -> Starlette:
+    """One worker of `python -m mcp_server --workers N`: uvicorn calls this in each worker process
+    (`shared/runtime.py`). Settings come from the environment the supervisor passed on; the
+    supervisor checked them and logged the banner once."""
+    return worker_app(lambda settings: create_app(settings, announce=False))
 
 
 def mcp_server_role(settings: Settings) -> startup.Role:

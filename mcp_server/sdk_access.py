@@ -51,3 +51,15 @@ def drop_sdk_tracing(server: MCPServer) -> None:
     from mcp.server._otel import OpenTelemetryMiddleware
 
     server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+
+
+def tool_takes_context(server: MCPServer, name: str) -> bool | None:
+    """Whether the registered tool `name` receives the request's Context (None: no such tool).
+
+    A tool without a Context parameter cannot send anything to the client before its result (no
+    log, progress, sampling or elicitation), which is what lets a 2025-11-25 call of it be
+    answered with one JSON body (`mcp_server/sessions.py`). MCPServer records the parameter on
+    the tool (`Tool.context_kwarg`) in its private `_tool_manager`.
+    """
+    tool = server._tool_manager.get_tool(name)
+    return None if tool is None else tool.context_kwarg is not None

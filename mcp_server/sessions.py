@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.event_store import InMemoryEventStore
 from mcp_server.protection._asgi import CannedResponse, jsonrpc_error
+from mcp_server.responses import PerRequestTransport, answering_as_json
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,17 @@ class PrincipalQuotaSessionManager(StreamableHTTPSessionManager):
         self.ledger = ledger
         self._holder: dict[str, PrincipalKey | None] = {}
 
+    # The SDK reads this per request: a stateless 2025-11-25 request gets a fresh transport built
+    # with it, and 2026-07-28 requests are never marked (mcp_server/responses.py).
+    @property
+    def json_response(self) -> bool:
+        return answering_as_json()
+
+    @json_response.setter
+    def json_response(self, value: bool) -> None:
+        if value:
+            raise ValueError("JSON answers are chosen per request (mcp_server/responses.py)")
+
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         key = principal_key(requestor)
         self.ledger.take(key)
@@ -131,6 +143,9 @@ class PrincipalQuotaSessionManager(StreamableHTTPSessionManager):
         if transport is None or transport.mcp_session_id is None:
             self.ledger.give_back(key)
             return transport
+        # The SDK's transport, admitted by the SDK's own rules, made to answer JSON or SSE per
+        # request: only a class-level property can stand in for its flag attribute.
+        transport.__class__ = PerRequestTransport
         self._holder[transport.mcp_session_id] = key
         return transport
 

@@ -1,5 +1,6 @@
 """How every server process runs: `serve()` builds the app and hands it to uvicorn, with the
-process-level tuning applied once, after the app is built.
+process-level tuning applied once, after the app is built; with WEB_CONCURRENCY (`--workers`)
+above 1, uvicorn's supervisor runs that many worker processes on the one port.
 
 `freeze_startup_heap()`: the objects that exist once the app is built (the app, the MCP SDK,
 pydantic's validators and schemas, the templates...) live as long as the process. Left in the
@@ -7,17 +8,37 @@ garbage collector's generations, every full collection walks all of them again: 
 was one ~40 ms pause every few seconds and about 15% of the CPU of a tools/call benchmark
 (docs/performance.md). `gc.freeze()` moves them to the permanent generation, which is never
 scanned; everything allocated afterwards, per request, is collected exactly as before.
+
+Several workers (docs/operations.md, "Several workers"): the supervisor process builds the app
+once, which runs every check (`shared/startup.py`: development defaults outside development,
+state that several workers would split) and finds every bad setting, so a refusal is one message,
+said once; it logs the banner once; then uvicorn spawns the workers, fresh interpreters that
+build their own app with `worker_app` from the environment the supervisor passes on (its command
+line flags included), and restarts any that dies. The supervisor serves nothing itself.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from shared.settings import Settings
+from shared import startup
+from shared.logs import configure_logging
+from shared.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger("startup")
+
+# uvicorn's exit code for a worker that failed before it served: its supervisor then stops
+# instead of restarting it forever (the app would fail the same way every time).
+WORKER_STARTUP_FAILURE = 3
 
 
 def freeze_startup_heap() -> None:
@@ -25,21 +46,75 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def serve(build_app: Callable[[], ASGIApp], *, settings: Settings, port: int) -> None:
+def serve(
+    build_app: Callable[[bool], ASGIApp],
+    *,
+    settings: Settings,
+    role: Callable[[Settings], startup.Role],
+    port: int,
+    worker_factory: str,
+    overrides: Mapping[str, object] | None = None,
+) -> None:
     """Build the app, then serve it with uvicorn the same way for every server process.
+
+    `build_app(announce)` builds the app (logging the banner when it starts if `announce`);
+    `role` says what the process serves (for the banner the supervisor logs);
+    `worker_factory` is the import path of the function each worker builds it with
+    ("package.module:function"); `overrides` are the command line's settings, passed on to the
+    workers through their environment.
 
     A bad AUTH_USERS / AUTH_CLIENTS / API_KEYS entry is only found when the app is built: it
     stops start-up with one readable line, like a bad setting does, never a traceback.
     """
+    workers = settings.web_concurrency
     try:
-        app = build_app()
+        app = build_app(workers == 1)
     except ValueError as exc:
         raise SystemExit(f"Invalid configuration:\n  {exc}") from None
+    if workers == 1:
+        freeze_startup_heap()
+        _run(app, settings, port)
+        return
+    del app  # it was built to check the configuration; each worker builds its own
+    serves = role(settings)
+    startup.log_banner(settings, serves, defaults=startup.check_deployment(settings, serves))
+    _pass_on(overrides or {})
+    if serves.serves_mcp and not settings.request_state_keys:
+        # 2026-07-28 requestState sealed by one worker must open in the others: one key for
+        # these workers, living as long as the supervisor (other instances need REQUEST_STATE_KEYS).
+        os.environ["REQUEST_STATE_KEYS"] = secrets.token_urlsafe(32)
+        logger.info(
+            "  requestState: sealed with a key generated for these workers (REQUEST_STATE_KEYS unset)"
+        )
+    _run(worker_factory, settings, port, workers=workers)
+
+
+AppT = TypeVar("AppT")
+
+
+def worker_app(build: Callable[[Settings], AppT]) -> AppT:
+    """What one worker process serves: its settings from the environment the supervisor set up,
+    its logging configured (a worker is a fresh interpreter), the app built without a banner.
+    A configuration that fails here anyway stops the supervisor rather than a restart loop."""
+    settings = load_settings()
+    configure_logging(settings)
+    try:
+        app = build(settings)
+    except (SettingsError, ValueError) as exc:
+        logging.getLogger("startup").error("%s", exc)
+        sys.exit(WORKER_STARTUP_FAILURE)
     freeze_startup_heap()
+    return app
+
+
+def _run(app: ASGIApp | str, settings: Settings, port: int, *, workers: int = 1) -> None:
+    """uvicorn with the same options for one process and for a worker factory (an import path)."""
     uvicorn.run(
         app,
         host=settings.host,
         port=port,
+        workers=workers,  # explicit: uvicorn would otherwise read WEB_CONCURRENCY itself
+        factory=workers > 1,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's loggers propagate to the one handler configure_logging installed
         proxy_headers=False,
@@ -47,3 +122,10 @@ def serve(build_app: Callable[[], ASGIApp], *, settings: Settings, port: int) ->
         # slower here and its p99 at 64 connections 6x worse (docs/performance.md).
         loop="asyncio",
     )
+
+
+def _pass_on(overrides: Mapping[str, object]) -> None:
+    """Command-line settings reach the workers as environment variables (what they read)."""
+    for name, value in overrides.items():
+        text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        os.environ[name.upper()] = text

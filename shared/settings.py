@@ -37,6 +37,7 @@ TokenFormat = Literal["opaque", "jwt"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "json", "text"]
 SessionMode = Literal["stateful", "stateless"]
+JsonResponses = Literal["auto", "never"]
 IntrospectionAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
 # Asymmetric only: a resource server holds no shared secret, and HMAC would let anyone sign with
@@ -151,6 +152,14 @@ class Settings(BaseSettings):
         "(the bundled one or any OAuth/OpenID provider, see docs/identity-providers.md); with "
         "AUTH_ISSUER_URL set, only the address it is reached at",
     )
+    web_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes each server runs on its port (uvicorn's variable; also --workers); "
+        "more than one needs REDIS_URL, and for the MCP server MCP_SESSION_MODE=stateless and "
+        "LEGACY_SSE=false (docs/operations.md)",
+    )
     log_level: LogLevel = Field("INFO", description="Log level of every process")
     log_format: LogFormat = Field(
         "auto",
@@ -193,6 +202,12 @@ class Settings(BaseSettings):
         description="2025-11-25 sessions: stateful (in process memory; several instances need sticky "
         "routing on Mcp-Session-Id) or stateless (any instance serves any request; no server-to-client "
         "requests)",
+    )
+    mcp_json_responses: JsonResponses = Field(
+        "auto",
+        description="2025-11-25 requests: auto answers those that cannot stream anything (ping, lists, "
+        "tools without a Context) with one JSON body, the rest with an SSE stream; never answers "
+        "every one with an SSE stream, as the SDK does (docs/performance.md)",
     )
     mcp_max_sessions: int = Field(
         10_000,

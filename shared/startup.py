@@ -229,6 +229,66 @@ def check_deployment(settings: Settings, role: Role) -> list[Problem]:
     return []
 
 
+class WorkersRefused(SettingsError):
+    """More than one worker with a setting that would split state between them (exits readably)."""
+
+
+def worker_problems(settings: Settings, role: Role) -> list[Problem]:
+    """What makes WEB_CONCURRENCY > 1 wrong for this process, one problem per setting.
+
+    uvicorn's workers share one listening socket and the kernel hands each new connection to
+    whichever worker accepts it first: nothing in front of them (a balancer, a proxy) can choose
+    the worker, so anything a request leaves in one worker's memory for a later request is lost
+    whenever that request arrives on another connection, which clients do all the time (a GET
+    stream beside POSTs, a pool, a reconnect). So such state is refused, not merely warned about:
+    it would fail at random, not degrade.
+    """
+    workers = settings.web_concurrency
+    if workers <= 1:
+        return []
+    problems = []
+    if not settings.redis_url:
+        problems.append(
+            Problem(
+                "REDIS_URL",
+                f"unset, so each of the {workers} workers would keep its own in-memory store and a "
+                "token, sign-in or note made through one would be unknown to the others; set REDIS_URL "
+                "(every worker then shares everything) or run one worker",
+            )
+        )
+    if role.serves_mcp and settings.mcp_session_mode == "stateful":
+        problems.append(
+            Problem(
+                "MCP_SESSION_MODE",
+                "stateful keeps each 2025-11-25 session in the worker that opened it, and no balancer "
+                "can send the session's next connection back there (404 Session not found); set "
+                "MCP_SESSION_MODE=stateless, or run one worker per port behind a balancer with session "
+                "affinity (docs/operations.md)",
+            )
+        )
+    if role.serves_mcp and settings.legacy_sse:
+        problems.append(
+            Problem(
+                "LEGACY_SSE",
+                "true serves the deprecated HTTP+SSE transport, whose /messages/ posts must reach the "
+                "worker holding their /sse stream; set LEGACY_SSE=false, or run one worker",
+            )
+        )
+    return problems
+
+
+def check_workers(settings: Settings, role: Role) -> None:
+    """Refuse (WorkersRefused) more than one worker while state would be split between them."""
+    problems = worker_problems(settings, role)
+    if problems:
+        lines = [
+            f"Refusing to start the {role.name} with WEB_CONCURRENCY={settings.web_concurrency} "
+            'workers (docs/operations.md, "Several workers"):',
+            *(f"  {problem}" for problem in problems),
+        ]
+        raise WorkersRefused("\n".join(lines))
+
+
 def _unique(problems: Iterable[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
@@ -250,6 +310,8 @@ def banner(settings: Settings, role: Role, *, transport: str = "http") -> list[s
     if role.serves_mcp and transport == "http":
         lines.append(f"  auth: {_auth_line(settings)}")
     lines.append(f"  store: {_store_line(settings)}")
+    if settings.web_concurrency > 1 and transport == "http":
+        lines.append(f"  workers: {settings.web_concurrency} processes on this port (WEB_CONCURRENCY)")
     facts = role.authorization_server
     if facts is not None and facts.demo_login is not None:
         lines.append(f"  sign in as {facts.demo_login[0]} / {facts.demo_login[1]} (the development user)")

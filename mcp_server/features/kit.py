@@ -43,7 +43,7 @@ from opentelemetry.trace import Tracer
 from mcp_server.client_input import answer_as, elicit_form, gather
 from mcp_server.protection.principal import ANONYMOUS, current_principal, current_tenant
 from mcp_server.protection.scopes import DEFAULT_TOOL_SCOPES
-from mcp_server.sdk_access import replace_input_schema
+from mcp_server.sdk_access import replace_input_schema, tool_takes_context
 from mcp_server.tasks.extension import TaskSupport, TaskTool
 from mcp_server.tasks.runner import current_task
 from mcp_server.tenants import ANONYMOUS_TENANT, Tenant
@@ -120,6 +120,7 @@ class Tools:
         self._registered: set[str] = set()
         self._scopes: dict[str, frozenset[str]] = {}
         self._task_tools: dict[str, TaskTool] = {}
+        self._quiet: set[str] = set()
 
     def add(
         self,
@@ -131,6 +132,7 @@ class Tools:
         input_schema: dict[str, Any] | None = None,
         task: TaskSupport | None = None,
         task_ttl: float | None = None,
+        quiet: bool = False,
     ) -> Callable[[FnT], FnT]:
         """Register the decorated function as a tool (it is returned unchanged).
 
@@ -139,7 +141,14 @@ class Tools:
         express; arguments are still validated against the signature first. `task`: the tool
         may ("optional") or must ("required") run as a task for clients of the tasks extension;
         `task_ttl`: how long its tasks are kept, seconds (at most TASK_MAX_TTL, the default).
+        `quiet`: the tool takes a Context only to read the caller and never logs, reports
+        progress or asks the client anything, so a 2025-11-25 call of it is answered with one
+        JSON body instead of an SSE stream (`mcp_server/responses.py`; a tool without a Context
+        is quiet by construction). Its notifications would be dropped, and a request to the
+        client would fail at once.
         """
+        if quiet and task is not None:
+            raise ValueError("a task tool reports to its task, never quietly: drop quiet=True")
         if isinstance(scopes, str):
             raise TypeError(f"scopes is a list of scope names: scopes=[{scopes!r}]")
         if task_ttl is not None and (task is None or task_ttl <= 0):
@@ -170,6 +179,8 @@ class Tools:
                 self._scopes[tool_name] = required
             if task is not None:
                 self._task_tools[tool_name] = TaskTool(task, required or DEFAULT_TOOL_SCOPES, task_ttl)
+            if quiet:
+                self._quiet.add(tool_name)
             return fn
 
         return register
@@ -180,6 +191,7 @@ class Tools:
         self._registered.discard(name)
         self._scopes.pop(name, None)
         self._task_tools.pop(name, None)
+        self._quiet.discard(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._registered
@@ -187,6 +199,14 @@ class Tools:
     def required_scopes(self, name: str) -> frozenset[str] | None:
         """The scopes the tool `name` declared; None when it declared none (or is unknown)."""
         return self._scopes.get(name)
+
+    def answers_only(self, name: str) -> bool:
+        """Whether a call of the tool `name` can send nothing but its result: a tool registered
+        here, not a task tool, that takes no Context (it has no way to) or was registered with
+        `quiet=True`. Such a 2025-11-25 call is answered with one JSON body."""
+        if name not in self._registered or name in self._task_tools:
+            return False
+        return name in self._quiet or tool_takes_context(self.server, name) is False
 
     def task_tool(self, name: str) -> TaskTool | None:
         """How the tool `name` runs as a task; None when it never does (or is unknown)."""

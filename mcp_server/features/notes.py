@@ -84,7 +84,7 @@ async def add_note(store: Store, owner: str, text: str, *, limit: int) -> Note:
 
 
 def register(tools: Tools, store: Store) -> None:
-    @tools.add(scopes=[NOTES_READ], annotations=READ_ONLY, title="List my notes")
+    @tools.add(scopes=[NOTES_READ], annotations=READ_ONLY, title="List my notes", quiet=True)
     async def notes_list(ctx: ToolContext) -> NoteList:
         """List your own notes, oldest first."""
         owner = caller_subject(ctx)
@@ -96,12 +96,12 @@ def register(tools: Tools, store: Store) -> None:
         tenant = caller_tenant(ctx)
         return NoteList(owner=owner, tenant=tenant.id, limit=tenant.note_limit, notes=notes)
 
-    @tools.add(scopes=[NOTES_WRITE], annotations=WRITES, title="Add a note")
+    @tools.add(scopes=[NOTES_WRITE], annotations=WRITES, title="Add a note", quiet=True)
     async def notes_add(text: str, ctx: ToolContext) -> Note:
         """Add a note to your own notes."""
         return await add_note(store, caller_subject(ctx), text, limit=caller_tenant(ctx).note_limit)
 
-    @tools.add(scopes=[NOTES_WRITE], annotations=DELETES, title="Delete a note")
+    @tools.add(scopes=[NOTES_WRITE], annotations=DELETES, title="Delete a note", quiet=True)
     async def notes_delete(note_id: str, ctx: ToolContext) -> Deleted:
         """Delete one of your own notes by id."""
         with storage_errors_as_tool_errors():

@@ -21,7 +21,7 @@ class Identity(BaseModel):
 
 
 def register(tools: Tools, store: Store) -> None:
-    @tools.add(annotations=READ_ONLY)
+    @tools.add(annotations=READ_ONLY, quiet=True)
     async def whoami(ctx: ToolContext) -> Identity:
         """Who you are to this server: subject, client, scopes, audience, issuer and token expiry."""
         principal = current_principal(ctx)

@@ -10,6 +10,10 @@ from starlette.types import Message, Receive, Send
 
 Headers = list[tuple[bytes, bytes]]
 
+# Where `ScopeCheck` leaves the JSON-RPC message it parsed (scope["state"]), so that the layers
+# after it (`mcp_server.responses`) read the same decoded body instead of parsing it again.
+JSONRPC_MESSAGE_STATE_KEY = "mcpref.jsonrpc_message"
+
 
 class CannedResponse:
     """A response whose bytes are built once (hot path: challenges are sent without formatting)."""

@@ -52,7 +52,7 @@ from typing import Any, Final
 from mcp_types import PARSE_ERROR
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_server.protection._asgi import BufferedBody, CannedResponse, jsonrpc_error
+from mcp_server.protection._asgi import JSONRPC_MESSAGE_STATE_KEY, BufferedBody, CannedResponse, jsonrpc_error
 from mcp_server.protection.middleware import PRINCIPAL_STATE_KEY
 from shared import untrusted_json
 from shared.scopes import CATALOGUE, PROMPTS_READ, RESOURCES_READ, TOOLS_READ
@@ -174,6 +174,7 @@ class ScopeCheck:
         if needed and not needed <= CATALOGUE.expand(principal.scopes):
             await self._forbidden(needed, principal).send(send)
             return
+        scope["state"][JSONRPC_MESSAGE_STATE_KEY] = message
         await self.app(scope, buffered.receive, send)
 
     def _forbidden(self, needed: frozenset[str], principal: Principal) -> CannedResponse:

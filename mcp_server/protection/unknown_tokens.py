@@ -16,7 +16,10 @@ The address is the request's client as the ASGI scope has it (`scope["client"]`,
 FORWARDED_ALLOW_IPS middleware rewrites behind trusted proxies). IPv6 clients count per /64,
 the block one subscriber usually holds, so rotating addresses inside it buys nothing. The counts
 live in this process (each instance bounds its own calls) in a table of at most `max_addresses`,
-oldest window dropped first.
+oldest window dropped first. With several workers on one port (WEB_CONCURRENCY) each worker
+gets its share of the budget, so the server as a whole still asks about at most about
+`per_minute` unknown tokens per address (an address whose connections all land on one worker is
+limited a little earlier), with no shared counter on the path of every junk token.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class UnknownTokenLimit:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UnknownTokenLimit:
-        return cls(settings.unknown_tokens_per_minute)
+        return cls(math.ceil(settings.unknown_tokens_per_minute / settings.web_concurrency))
 
     def __len__(self) -> int:
         """Addresses currently tracked (at most `max_addresses`)."""

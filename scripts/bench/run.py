@@ -8,6 +8,9 @@ Scenarios (each at 16 and 64 connections; `scripts/bench/tools_call.lua` posts `
                       cache (INTROSPECTION_CACHE_TTL=30 s), both revisions
 - external-uncached:  the same with INTROSPECTION_CACHE_TTL=0: one introspection call per request
 - jwt:                AUTH_MODE=external, TOKEN_FORMAT=jwt (RFC 9068, local signature checks), both
+- internal-sse:       internal with MCP_JSON_RESPONSES=never, 2025-11-25 only: every request
+                      answered as an SSE stream, as the SDK does (what 2025-11-25 cost before
+                      mcp_server/responses.py), against internal's JSON answers in the same run
 - internal-tenant:    internal, with a tenant lookup (mcp_server/tenants.py) that takes 40 ms, as a
                       customer database would: what the cache (TENANT_CACHE_TTL) leaves of that cost;
                       the server's own count of lookups and their mean time come from /metrics
@@ -67,7 +70,16 @@ from tests.e2e.servers import PYTHON, REPO_ROOT, ServerProcess, clean_environ, f
 RESULTS_DIR = REPO_ROOT / "bench-results"
 LUA = Path(__file__).resolve().parent / "tools_call.lua"
 CONNECTIONS = (16, 64)
-SETUP_ORDER = ("bare", "none", "internal", "internal-tenant", "external-cached", "external-uncached", "jwt")
+SETUP_ORDER = (
+    "bare",
+    "none",
+    "internal",
+    "internal-sse",
+    "internal-tenant",
+    "external-cached",
+    "external-uncached",
+    "jwt",
+)
 TENANT_LOOKUP_MS = 40  # what a customer lookup costs in a real deployment: 30-60 ms
 USERS, CLIENTS_PER_USER, TOKENS_PER_CLIENT = 4, 2, 4
 SERVER_CPU, LOAD_CPU = "1", "0"
@@ -80,6 +92,7 @@ TARGETS = {
     "external_cached_vs_none": 0.85,
     "modern_vs_bare": 0.30,
     "legacy_vs_bare": 0.20,
+    "legacy_vs_modern": 0.75,
     "p99_ms_at_64": 250.0,
     "validation_p50_ms": 0.1,
     "rss_growth": 0.10,
@@ -105,6 +118,7 @@ def setups(compare_pure: bool) -> list[Setup]:
         Setup("bare", "bare", "none", ("bare",)),
         Setup("none", "mcp", "none", both),
         Setup("internal", "mcp", "internal", both),
+        Setup("internal-sse", "mcp", "internal", (LEGACY,), {"MCP_JSON_RESPONSES": "never"}),
         Setup(
             "internal-tenant",
             "mcp",
@@ -541,6 +555,24 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         **labels,
                     )
                 add("none / bare", 0.0, none, bare, **labels)
+            # A 2025-11-25 call against a 2026-07-28 one on the same server, and before the JSON
+            # answers (internal-sse: every 2025-11-25 request an SSE stream) against the same.
+            both = {"revision": f"{LEGACY} / {MODERN}", "connections": connections, "stack": stack}
+            for setup in ("none", "internal", "external-cached", "jwt"):
+                add(
+                    f"{setup}: 2025-11-25 / 2026-07-28",
+                    TARGETS["legacy_vs_modern"],
+                    find(rows, setup, LEGACY, connections, stack),
+                    find(rows, setup, MODERN, connections, stack),
+                    **both,
+                )
+            add(
+                "internal-sse 2025-11-25 / internal 2026-07-28 (before)",
+                0.0,
+                find(rows, "internal-sse", LEGACY, connections, stack),
+                find(rows, "internal", MODERN, connections, stack),
+                **both,
+            )
     return out
 
 

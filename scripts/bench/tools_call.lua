@@ -9,6 +9,8 @@
 --                   session is bound to the credential that opened it)
 --   BENCH_RESULT    where done() writes its JSON summary
 -- Each thread starts at a different offset in the lists so the connections spread over them.
+-- JSON-RPC ids are unique across threads (the thread's offset in the high digits): one session
+-- may be used by both threads, and an id must not be reused within a session.
 
 local revision = os.getenv("BENCH_REVISION") or "2026-07-28"
 
@@ -68,7 +70,7 @@ function request()
   elseif revision == "2025-11-25" and #sessions > 0 then
     headers["Mcp-Session-Id"] = sessions[counter % #sessions + 1]
   end
-  return wrk.format("POST", wrk.path, headers, body_for(counter))
+  return wrk.format("POST", wrk.path, headers, body_for((offset or 0) * 1000000000 + counter))
 end
 
 function done(summary, latency, requests)
