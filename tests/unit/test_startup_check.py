@@ -151,3 +151,33 @@ def test_the_stdio_banner_has_no_url_to_paste() -> None:
     lines = startup.banner(_settings(auth_mode="none"), MCP_ONLY, transport="stdio")
     assert lines[0].startswith("MCP server on stdio")
     assert not any("http" in line for line in lines)
+
+
+def test_one_worker_needs_nothing_and_several_need_shared_state() -> None:
+    assert startup.worker_problems(_settings(), MCP_INTERNAL) == []
+    shared = {"redis_url": "redis://127.0.0.1:6379/0"}
+    ready = _settings(web_concurrency=4, mcp_session_mode="stateless", legacy_sse=False, **shared)
+    assert startup.worker_problems(ready, MCP_INTERNAL) == []
+    assert startup.worker_problems(_settings(web_concurrency=4, **shared), STANDALONE_AS) == []
+
+    on_memory = startup.worker_problems(_settings(web_concurrency=2), STANDALONE_AS)
+    assert [problem.setting for problem in on_memory] == ["REDIS_URL"]
+    everything = startup.worker_problems(_settings(web_concurrency=2), MCP_ONLY)
+    assert [problem.setting for problem in everything] == ["REDIS_URL", "MCP_SESSION_MODE", "LEGACY_SSE"]
+    with pytest.raises(startup.WorkersRefused, match="WEB_CONCURRENCY=2 workers") as refused:
+        startup.check_workers(_settings(web_concurrency=2), MCP_ONLY)
+    assert len(str(refused.value).splitlines()) == 4  # the headline, then one line per setting
+
+
+def test_both_app_factories_refuse_workers_on_the_memory_store() -> None:
+    with pytest.raises(startup.WorkersRefused, match="REDIS_URL"):
+        create_app(_settings(web_concurrency=2, mcp_session_mode="stateless", legacy_sse=False))
+    with pytest.raises(startup.WorkersRefused, match="REDIS_URL"):
+        create_auth_app(_settings(auth_mode="external", web_concurrency=2))
+
+
+def test_the_banner_counts_the_workers_only_when_there_are_several() -> None:
+    shared = {"redis_url": "redis://127.0.0.1:6379/0", "mcp_session_mode": "stateless", "legacy_sse": False}
+    lines = startup.banner(_settings(web_concurrency=3, **shared), MCP_INTERNAL)
+    assert "  workers: 3 processes on this port (WEB_CONCURRENCY)" in lines
+    assert not any("workers:" in line for line in startup.banner(_settings(), MCP_INTERNAL))

@@ -134,3 +134,40 @@ async def test_without_authentication_the_caller_is_anonymous(tools: Tools) -> N
 
 def test_the_apps_features_are_the_modules_beside_the_kit() -> None:
     assert feature_modules() == ["long_running", "notes", "whoami"]
+
+
+def test_only_tools_that_cannot_send_anything_but_their_result_answer_only(tools: Tools) -> None:
+    """What decides a one-JSON-body answer on 2025-11-25 (mcp_server/responses.py)."""
+
+    @tools.add(annotations=READ_ONLY)
+    async def plain(text: str) -> str:
+        """No Context: no way to log, report progress or ask anything."""
+        return text
+
+    @tools.add(annotations=READ_ONLY)
+    async def talks(ctx: ToolContext) -> str:
+        """Takes a Context: it may stream."""
+        return caller_subject(ctx)
+
+    @tools.add(annotations=READ_ONLY, quiet=True)
+    async def reads_the_caller(ctx: ToolContext) -> str:
+        """Takes a Context only to read the caller, and says so."""
+        return caller_subject(ctx)
+
+    @tools.add(annotations=READ_ONLY, task="optional")
+    async def slow() -> str:
+        """A task tool reports to its task."""
+        return "done"
+
+    assert tools.answers_only("plain") is True
+    assert tools.answers_only("reads_the_caller") is True
+    assert tools.answers_only("talks") is False
+    assert tools.answers_only("slow") is False
+    assert tools.answers_only("unknown") is False
+    tools.remove("reads_the_caller")
+    assert tools.answers_only("reads_the_caller") is False
+
+
+def test_a_task_tool_cannot_be_declared_quiet(tools: Tools) -> None:
+    with pytest.raises(ValueError, match="task tool"):
+        tools.add(annotations=READ_ONLY, task="optional", quiet=True)

@@ -51,3 +51,18 @@ def test_the_table_keeps_at_most_max_addresses_dropping_the_oldest_window() -> N
     assert len(limit) == 3
     assert limit.spend("192.0.2.4") > 0  # the newest are still counted
     assert limit.spend("192.0.2.0") == 0  # the oldest was dropped
+
+
+def test_several_workers_share_out_the_budget_of_an_address() -> None:
+    from shared.settings import Settings
+
+    def budget(**values: object) -> int:
+        limit = UnknownTokenLimit.from_settings(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        spent = 0
+        while limit.spend("192.0.2.7") == 0:
+            spent += 1
+        return spent
+
+    assert budget(unknown_tokens_per_minute=60) == 60
+    assert budget(unknown_tokens_per_minute=60, web_concurrency=2) == 30
+    assert budget(unknown_tokens_per_minute=10, web_concurrency=3) == 4  # rounded up, never 0
