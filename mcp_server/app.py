@@ -11,8 +11,11 @@ development defaults never reach production) and the banner cannot be skipped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -99,7 +102,8 @@ def create_app(
     tenants = TenantCache.from_settings(settings, tenant_lookup)
     revocations.subscribe(tenants.invalidate)
     watch_tenants(tenants)
-    validator, api_keys, readiness = _validators(settings, store, revocations)
+    validation = _validators(settings, store, revocations)
+    validator, api_keys = validation.validator, validation.api_keys
     if tracer is not None and validator is not None:  # a `validate token` span around each one
         validator = TracedValidator(validator, tracer=tracer, kind=settings.auth_mode)
         if api_keys is not None:
@@ -116,7 +120,7 @@ def create_app(
     endpoint: ASGIApp = SessionsEndpoint(session_manager)
     if settings.mcp_json_responses == "auto":
         endpoint = JsonResponseChoice(endpoint, answers_only=tools.answers_only)
-    routes: list[BaseRoute] = [*health_routes(store, readiness), Route("/mcp", guard(endpoint))]
+    routes: list[BaseRoute] = [*health_routes(store, validation.readiness), Route("/mcp", guard(endpoint))]
     if validator is not None:
         routes += metadata_routes(settings)
     if settings.auth_mode == "internal":
@@ -135,12 +139,17 @@ def create_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if announce:
             startup.log_banner(settings, role, defaults=development_defaults)
+        said: asyncio.Task[None] | None = None
+        if validation.announce is not None:  # in every worker: each discovers the provider itself
+            said = asyncio.create_task(validation.announce())  # the provider may be slow: not awaited
         async with session_manager.run():
             try:
                 yield
             finally:
+                if said is not None:
+                    said.cancel()
                 await tasks.aclose()
-                close = getattr(validator, "aclose", None)
+                close = getattr(validation.validator, "aclose", None)  # the validator, untraced
                 if close is not None:
                     await close()
                 if owns_store:
@@ -173,20 +182,28 @@ def mcp_server_role(settings: Settings) -> startup.Role:
     return startup.Role("MCP server", serves_mcp=True, authorization_server=authorization_server)
 
 
-def _validators(
-    settings: Settings, store: Store, revocations: RevocationFeed
-) -> tuple[TokenValidator | None, TokenValidator | None, list[ReadinessProbe]]:
-    """The bearer validator by AUTH_MODE, the API-key validator (also chained in front of it),
-    and what readiness must check besides storage (external: a provider this server can use).
+@dataclass
+class _Validation:
+    """How /mcp checks credentials: the bearer validator by AUTH_MODE (None: no authentication),
+    the API-key validator (also chained in front of it), what readiness must check besides
+    storage, and what to say at start once the provider is known (external mode)."""
 
-    internal: the AS lives in this process, so tokens are looked up in the shared store (no HTTP).
-    external: RFC 7662 introspection against the AS, with local JWT checks first when it issues
-    JWTs (opaque tokens fall through to introspection); the AS is AUTH_SERVER_URL, the bundled one
-    or any provider (docs/identity-providers.md). none: no authentication (loopback only).
+    validator: TokenValidator | None = None
+    api_keys: TokenValidator | None = None
+    readiness: list[ReadinessProbe] = field(default_factory=list)
+    announce: Callable[[], Coroutine[Any, Any, None]] | None = None
+
+
+def _validators(settings: Settings, store: Store, revocations: RevocationFeed) -> _Validation:
+    """internal: the AS lives in this process, so tokens are looked up in the shared store (no HTTP).
+    external: the trusted provider's tokens (AUTH_SERVER_URL: the bundled AS or any provider,
+    docs/identity-providers.md), each checked locally as a JWT or by RFC 7662 introspection as
+    TOKEN_VALIDATION decides (`shared/validators/external.py`). none: no authentication
+    (loopback only).
     """
     if settings.auth_mode == "none":
-        return None, None, []
-    readiness: list[ReadinessProbe] = []
+        return _Validation()
+    validation = _Validation()
     primary: TokenValidator
     if settings.auth_mode == "internal":
         from auth_server.validator import InProcessTokenValidator
@@ -194,21 +211,21 @@ def _validators(
         primary = InProcessTokenValidator(settings, store)
     else:
         from shared.validators.discovery import ProviderMetadata
-        from shared.validators.introspection import IntrospectionValidator
+        from shared.validators.external import TokenRouter
 
-        # One discovery (RFC 8414, else OpenID) of the trusted issuer, shared by both validators.
+        # One discovery (RFC 8414, else OpenID) of the trusted issuer, shared by both checks.
         metadata = ProviderMetadata.from_settings(settings)
-        readiness.append(metadata.readiness_probe(timeout=settings.introspection_timeout))
-        primary = IntrospectionValidator.from_settings(settings, metadata=metadata, revocations=revocations)
-        watch_introspection(primary)
-        if settings.token_format == "jwt":  # noqa: S105 - a format name, not a secret
-            from shared.validators.jwt import JwtValidator
-
-            primary = ChainValidator([JwtValidator.from_settings(settings, metadata=metadata), primary])
-    if not settings.api_keys:
-        return primary, None, readiness
-    api_keys = ApiKeyValidator.from_settings(settings)
-    return ChainValidator([api_keys, primary]), api_keys, readiness
+        validation.readiness.append(metadata.readiness_probe(timeout=settings.introspection_timeout))
+        router = TokenRouter.from_settings(settings, metadata=metadata, revocations=revocations)
+        if router.introspection is not None:
+            watch_introspection(router.introspection)
+        validation.announce = router.announce
+        primary = router
+    validation.validator = primary
+    if settings.api_keys:
+        validation.api_keys = ApiKeyValidator.from_settings(settings)
+        validation.validator = ChainValidator([validation.api_keys, primary])
+    return validation
 
 
 def _grant_check(settings: Settings, store: Store) -> GrantCheck | None:

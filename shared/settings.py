@@ -34,6 +34,7 @@ from shared.storage.redis_url import parse_redis_url
 
 AuthMode = Literal["internal", "external", "none"]
 TokenFormat = Literal["opaque", "jwt"]
+TokenValidation = Literal["auto", "jwt", "introspection"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "json", "text"]
 SessionMode = Literal["stateful", "stateless"]
@@ -271,7 +272,11 @@ class Settings(BaseSettings):
     )
 
     # --- authorization server ------------------------------------------------------------------
-    token_format: TokenFormat = Field("opaque", description="Access token format: opaque or jwt")
+    token_format: TokenFormat = Field(
+        "opaque",
+        description="Access token format the bundled authorization server issues: opaque or jwt (how the "
+        "MCP server checks tokens is TOKEN_VALIDATION)",
+    )
     access_token_ttl: int = Field(3600, gt=0, description="Access token lifetime, seconds")
     refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0, description="Refresh token lifetime, seconds")
     refresh_token_grace_period: int = Field(
@@ -354,6 +359,12 @@ class Settings(BaseSettings):
     )
 
     # --- the MCP server as a protected resource -------------------------------------------------
+    token_validation: TokenValidation = Field(
+        "auto",
+        description="External mode: how the MCP server checks a token: auto (a JWT against the provider's "
+        "keys when its metadata publishes jwks_uri, anything else by introspection), jwt (JWTs only; "
+        "other tokens 401) or introspection (every token; revocation seen at once)",
+    )
     introspection_client_id: str = Field(
         "mcp-resource-server",
         description="Client ID the MCP server introspects with (external mode; it may only introspect)",

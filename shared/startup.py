@@ -323,8 +323,15 @@ def _auth_line(settings: Settings) -> str:
         return "none (AUTH_MODE=none: no authentication, loopback only)"
     if settings.auth_mode == "internal":
         return f"internal (authorization server in this process, issuer {settings.issuer})"
-    how = "JWT, else introspection" if settings.token_format == "jwt" else "introspection"  # noqa: S105
-    return f"external (tokens from {settings.issuer}, checked by {how}; set by {settings.issuer_setting})"
+    how = {
+        "auto": "a JWT locally when it publishes its keys, any other token by introspection",
+        "jwt": "JWTs only, locally against its keys",
+        "introspection": "introspection, every token",
+    }[settings.token_validation]
+    return (
+        f"external (tokens from {settings.issuer}, set by {settings.issuer_setting}; checked: {how}, "
+        f"TOKEN_VALIDATION={settings.token_validation})"
+    )
 
 
 def _store_line(settings: Settings) -> str:

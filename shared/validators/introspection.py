@@ -33,6 +33,12 @@ Why the cache looks the way it does:
 - The authorization server being down, slow, or answering nonsense is `ValidatorUnavailable`
   (503 + Retry-After at the middleware), bounded by `timeout` as a total deadline, never a hang or
   a 500. Such failures are not cached.
+- The authorization server refusing this server's own credential (401, 403 or `invalid_client`:
+  INTROSPECTION_CLIENT_ID is not registered there, or its secret is wrong, as with a third-party
+  provider and the development default) is no outage a retry would fix: the token cannot be
+  vouched for, so it is refused (401), the error is logged, and for `CREDENTIAL_RETRY_SECONDS`
+  opaque tokens are refused without asking again; then the credential is tried once more.
+  `credential_accepted` asks once at start, so the log says so before the first client does.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
@@ -69,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 INTROSPECTION_PATH = "/introspect"
 _MAX_RETRY_AFTER = 300
+CREDENTIAL_RETRY_SECONDS = 60.0
+CREDENTIAL_REFUSED = "the authorization server refuses this server's introspection credential"
 _MAX_RESPONSE_BYTES = 256 * 1024  # an introspection answer is a few hundred bytes; a provider's claims fit
 # RFC 7662 token_type values that are certainly not access tokens (RFC 6749 token types such as
 # "Bearer" and the RFC 7009 hint "access_token" are accepted).
@@ -145,6 +154,8 @@ class IntrospectionValidator:
         self.calls = 0  # introspection requests sent (observability and tests)
         self.cache_hits = 0  # answered from the cache (read by shared.metrics at scrape time)
         self.cache_misses = 0
+        self._client_id = client_id
+        self._refused_until = float("-inf")  # the AS refused our credential: opaque tokens 401 until then
 
     @classmethod
     def from_settings(
@@ -242,7 +253,21 @@ class IntrospectionValidator:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
+    async def credential_accepted(self) -> bool | None:
+        """Whether the introspection endpoint accepts this server's credential, asked once with a
+        random token: True (it answered), False (it refused the credential), None (no endpoint
+        is advertised, or it could not be reached)."""
+        try:
+            await self._call(secrets.token_urlsafe(32))
+        except TokenRejected:
+            return False if self._refused_until > self._clock() else None
+        except ValidatorUnavailable:
+            return None
+        return True
+
     async def _call(self, token: str) -> Mapping[str, Any]:
+        if self._refused_until > self._clock():
+            raise TokenRejected("unknown", CREDENTIAL_REFUSED)
         if self._client is None:
             self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
         self.calls += 1
@@ -262,6 +287,20 @@ class IntrospectionValidator:
         except (TimeoutError, httpx2.HTTPError) as exc:
             logger.warning("introspection endpoint unreachable: %s", type(exc).__name__)
             raise ValidatorUnavailable(retry_after=self._retry_after) from None
+        if response.status_code in (401, 403) or (
+            response.status_code == 400 and _error_code(response) == "invalid_client"
+        ):
+            self._refused_until = self._clock() + CREDENTIAL_RETRY_SECONDS
+            logger.error(
+                "the introspection endpoint refuses this server's credential (HTTP %d, "
+                "INTROSPECTION_CLIENT_ID=%s): opaque tokens are answered 401 (JWTs are still checked "
+                "locally unless TOKEN_VALIDATION=introspection); register the MCP server there as a "
+                "client that may introspect and set INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET "
+                "(docs/identity-providers.md)",
+                response.status_code,
+                self._client_id[:100],
+            )
+            raise TokenRejected("unknown", CREDENTIAL_REFUSED)
         if response.status_code == 400 and _error_code(response) == "unsupported_token_type":
             # RFC 7009 section 2.2.1 error some servers (oidc-provider for its JWTs) use here:
             # "I cannot vouch for this token", which for us is the same as inactive.
