@@ -624,6 +624,14 @@ class Settings(BaseSettings):
         return self.auth_server_url or self.issuer
 
     @property
+    def introspection_credential_set(self) -> bool:
+        """INTROSPECTION_CLIENT_SECRET is set. Its development default is a credential only the
+        bundled authorization server knows (in development): at any other provider the MCP server
+        then has no introspection credential (shared/validators/introspection.py)."""
+        default = type(self).model_fields["introspection_client_secret"].default
+        return bool(self.introspection_client_secret != default)
+
+    @property
     def binds_loopback(self) -> bool:
         return is_loopback_host(self.host)
 

@@ -33,11 +33,14 @@ Why the cache looks the way it does:
 - The authorization server being down, slow, or answering nonsense is `ValidatorUnavailable`
   (503 + Retry-After at the middleware), bounded by `timeout` as a total deadline, never a hang or
   a 500. Such failures are not cached.
-- The authorization server refusing this server's own credential (401, 403 or `invalid_client`:
-  INTROSPECTION_CLIENT_ID is not registered there, or its secret is wrong, as with a third-party
-  provider and the development default) is no outage a retry would fix: the token cannot be
-  vouched for, so it is refused (401), the error is logged, and for `CREDENTIAL_RETRY_SECONDS`
-  opaque tokens are refused without asking again; then the credential is tried once more.
+- The authorization server refusing this server's own credential (401, 403 or `invalid_client`)
+  means one of two things. With INTROSPECTION_CLIENT_SECRET unset (`credential_set` False: the
+  development default, which only the bundled authorization server knows) this server has *no*
+  credential at that provider, as with a third-party OpenID provider and no setting: nothing will
+  change by retrying, so opaque tokens are refused (401), the error is logged, and for
+  `CREDENTIAL_RETRY_SECONDS` they are refused without asking again. With a secret configured, a
+  refusal is a broken configuration (a rotated secret) that clients cannot fix by signing in
+  again: 503, as for an authorization server that cannot answer, and the error is logged.
   `credential_accepted` asks once at start, so the log says so before the first client does.
 """
 
@@ -77,7 +80,7 @@ logger = logging.getLogger(__name__)
 INTROSPECTION_PATH = "/introspect"
 _MAX_RETRY_AFTER = 300
 CREDENTIAL_RETRY_SECONDS = 60.0
-CREDENTIAL_REFUSED = "the authorization server refuses this server's introspection credential"
+NO_CREDENTIAL = "this server has no introspection credential at the authorization server"
 _MAX_RESPONSE_BYTES = 256 * 1024  # an introspection answer is a few hundred bytes; a provider's claims fit
 # RFC 7662 token_type values that are certainly not access tokens (RFC 6749 token types such as
 # "Bearer" and the RFC 7009 hint "access_token" are accepted).
@@ -108,6 +111,7 @@ class IntrospectionValidator:
         metadata: ProviderMetadata | None = None,
         client_id: str,
         client_secret: str,
+        credential_set: bool = True,
         resource: str,
         issuer: str | None,
         extra_audiences: Collection[str] = (),
@@ -155,7 +159,9 @@ class IntrospectionValidator:
         self.cache_hits = 0  # answered from the cache (read by shared.metrics at scrape time)
         self.cache_misses = 0
         self._client_id = client_id
-        self._refused_until = float("-inf")  # the AS refused our credential: opaque tokens 401 until then
+        self._credential_set = credential_set
+        self._refused_until = float("-inf")  # no credential there: opaque tokens 401 until then
+        self.credential_refused = False  # the last answer refused this server's credential
 
     @classmethod
     def from_settings(
@@ -170,6 +176,7 @@ class IntrospectionValidator:
             metadata=metadata or ProviderMetadata.from_settings(settings),
             client_id=settings.introspection_client_id,
             client_secret=settings.introspection_client_secret,
+            credential_set=settings.introspection_credential_set,
             resource=settings.mcp_resource_url,
             issuer=settings.issuer,
             extra_audiences=settings.accepted_audiences,
@@ -259,15 +266,13 @@ class IntrospectionValidator:
         is advertised, or it could not be reached)."""
         try:
             await self._call(secrets.token_urlsafe(32))
-        except TokenRejected:
-            return False if self._refused_until > self._clock() else None
-        except ValidatorUnavailable:
-            return None
+        except (TokenRejected, ValidatorUnavailable):
+            return False if self.credential_refused else None
         return True
 
     async def _call(self, token: str) -> Mapping[str, Any]:
         if self._refused_until > self._clock():
-            raise TokenRejected("unknown", CREDENTIAL_REFUSED)
+            raise TokenRejected("unknown", NO_CREDENTIAL)
         if self._client is None:
             self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
         self.calls += 1
@@ -287,20 +292,11 @@ class IntrospectionValidator:
         except (TimeoutError, httpx2.HTTPError) as exc:
             logger.warning("introspection endpoint unreachable: %s", type(exc).__name__)
             raise ValidatorUnavailable(retry_after=self._retry_after) from None
-        if response.status_code in (401, 403) or (
+        self.credential_refused = response.status_code in (401, 403) or (
             response.status_code == 400 and _error_code(response) == "invalid_client"
-        ):
-            self._refused_until = self._clock() + CREDENTIAL_RETRY_SECONDS
-            logger.error(
-                "the introspection endpoint refuses this server's credential (HTTP %d, "
-                "INTROSPECTION_CLIENT_ID=%s): opaque tokens are answered 401 (JWTs are still checked "
-                "locally unless TOKEN_VALIDATION=introspection); register the MCP server there as a "
-                "client that may introspect and set INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET "
-                "(docs/identity-providers.md)",
-                response.status_code,
-                self._client_id[:100],
-            )
-            raise TokenRejected("unknown", CREDENTIAL_REFUSED)
+        )
+        if self.credential_refused:
+            self._credential_refused(response.status_code)
         if response.status_code == 400 and _error_code(response) == "unsupported_token_type":
             # RFC 7009 section 2.2.1 error some servers (oidc-provider for its JWTs) use here:
             # "I cannot vouch for this token", which for us is the same as inactive.
@@ -324,6 +320,31 @@ class IntrospectionValidator:
             logger.warning("%s advertises no introspection_endpoint: opaque tokens are refused", self._issuer)
             raise TokenRejected("unknown", "the authorization server offers no introspection")
         return endpoint
+
+    def _credential_refused(self, status: int) -> None:
+        """The endpoint refused INTROSPECTION_CLIENT_ID's credential: 401 without one, else 503."""
+        client = self._client_id[:100]
+        if self._credential_set:
+            logger.error(
+                "the introspection endpoint refuses the credential of INTROSPECTION_CLIENT_ID=%s (HTTP %d): "
+                "opaque tokens get 503 until INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET match a "
+                "client registered there that may introspect",
+                client,
+                status,
+            )
+            raise ValidatorUnavailable(retry_after=self._retry_after)
+        self._refused_until = self._clock() + CREDENTIAL_RETRY_SECONDS
+        logger.error(
+            "this server has no introspection credential at %s (HTTP %d for INTROSPECTION_CLIENT_ID=%s with "
+            "the development default secret, which only the bundled authorization server knows): opaque "
+            "tokens are answered 401 (JWTs are still checked locally unless TOKEN_VALIDATION=introspection); "
+            "to accept its opaque tokens, register the MCP server there as a client that may introspect and "
+            "set INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (docs/identity-providers.md)",
+            self._issuer,
+            status,
+            client,
+        )
+        raise TokenRejected("unknown", NO_CREDENTIAL)
 
     def _retry_after_from(self, response: httpx2.Response) -> int:
         value = response.headers.get("retry-after", "")

@@ -6,9 +6,9 @@ because the MCP server introspected every token with a credential only the bundl
 server knows. Here that exact configuration (`python -m mcp_server`, AUTH_SERVER_URL and nothing
 about tokens or introspection) runs against oidc-provider issuing RFC 9068 JWTs: the MCP SDK's
 client signs in at the provider and its JWT is checked locally; an opaque token is refused with
-401, not 503; the start-up log says which checks apply and that the provider refuses the
-introspection credential. TOKEN_VALIDATION=jwt never introspects; TOKEN_VALIDATION=introspection
-introspects JWTs too (oidc-provider cannot introspect its own JWTs, so they are refused: the
+401, not 503; the start-up log says which checks apply and that the server has no introspection
+credential there (INTROSPECTION_CLIENT_SECRET unset). TOKEN_VALIDATION=jwt never introspects;
+TOKEN_VALIDATION=introspection introspects JWTs too (oidc-provider cannot introspect its own JWTs, so they are refused: the
 provider's word, not a local check).
 """
 
@@ -144,8 +144,10 @@ async def test_with_only_auth_server_url_the_providers_jwts_are_checked_locally(
     assert 503 not in sdk.traffic.statuses_for(choices.plain.mcp_url)
 
 
-def test_the_start_log_says_what_is_checked_and_that_the_credential_is_refused(choices: Choices) -> None:
-    logs = wait_for_log(choices.plain, "refuses this server's credential")
+def test_the_start_log_says_what_is_checked_and_that_there_is_no_introspection_credential(
+    choices: Choices,
+) -> None:
+    logs = wait_for_log(choices.plain, "this server has no introspection credential at")
     jwks_uri = choices.idp.metadata()["jwks_uri"]
     endpoint = choices.idp.metadata()["introspection_endpoint"]
     assert f"JWTs locally with the keys at {jwks_uri}" in logs
@@ -156,7 +158,7 @@ def test_the_start_log_says_what_is_checked_and_that_the_credential_is_refused(c
 
 
 def test_an_opaque_token_the_server_cannot_introspect_is_401_not_503(choices: Choices) -> None:
-    wait_for_log(choices.plain, "refuses this server's credential")
+    wait_for_log(choices.plain, "this server has no introspection credential at")
     response = whoami(choices.plain, secrets.token_urlsafe(32))
 
     assert response.status_code == 401, response.text
