@@ -8,8 +8,8 @@ about tokens or introspection) runs against oidc-provider issuing RFC 9068 JWTs:
 client signs in at the provider and its JWT is checked locally; an opaque token is refused with
 401, not 503; the start-up log says which checks apply and that the server has no introspection
 credential there (INTROSPECTION_CLIENT_SECRET unset). TOKEN_VALIDATION=jwt never introspects;
-TOKEN_VALIDATION=introspection introspects JWTs too (oidc-provider cannot introspect its own JWTs, so they are refused: the
-provider's word, not a local check).
+TOKEN_VALIDATION=introspection introspects JWTs too (oidc-provider cannot introspect its own
+JWTs, so they are refused: the provider's word, not a local check).
 """
 
 from __future__ import annotations
