@@ -11,6 +11,9 @@ Scenarios (each at 16 and 64 connections; `scripts/bench/tools_call.lua` posts `
 - internal-sse:       internal with MCP_JSON_RESPONSES=never, 2025-11-25 only: every request
                       answered as an SSE stream, as the SDK does (what 2025-11-25 cost before
                       mcp_server/responses.py), against internal's JSON answers in the same run
+- workers-1, workers-2: internal mode on a real redis-server, MCP_SESSION_MODE=stateless, run by
+                      `python -m mcp_server --workers N` (the real supervisor), with nothing pinned:
+                      what a second worker process adds on this machine's cores (wrk shares them)
 - internal-tenant:    internal, with a tenant lookup (mcp_server/tenants.py) that takes 40 ms, as a
                       customer database would: what the cache (TENANT_CACHE_TTL) leaves of that cost;
                       the server's own count of lookups and their mean time come from /metrics
@@ -66,6 +69,7 @@ from scripts.bench.common import (
     open_session,
 )
 from tests.e2e.servers import PYTHON, REPO_ROOT, ServerProcess, clean_environ, free_port
+from tests.fixtures.redis_server import start_redis
 
 RESULTS_DIR = REPO_ROOT / "bench-results"
 LUA = Path(__file__).resolve().parent / "tools_call.lua"
@@ -75,11 +79,15 @@ SETUP_ORDER = (
     "none",
     "internal",
     "internal-sse",
+    "workers-1",
+    "workers-2",
     "internal-tenant",
     "external-cached",
     "external-uncached",
     "jwt",
 )
+# What several workers need (docs/operations.md, "Several workers"); REDIS_URL is the bench's own.
+WORKERS_ENV = {"MCP_SESSION_MODE": "stateless", "LEGACY_SSE": "false"}
 TENANT_LOOKUP_MS = 40  # what a customer lookup costs in a real deployment: 30-60 ms
 USERS, CLIENTS_PER_USER, TOKENS_PER_CLIENT = 4, 2, 4
 SERVER_CPU, LOAD_CPU = "1", "0"
@@ -110,6 +118,11 @@ class Setup:
     env: dict[str, str] = field(default_factory=dict)
     stack: str = "fast"  # fast: asyncio + httptools (what the project runs); pure: asyncio + h11
     serve_args: tuple[str, ...] = ()  # extra arguments to scripts/bench/serve.py
+    workers: int = 0  # > 0: `python -m mcp_server --workers N` on Redis, stateless, nothing pinned
+
+    @property
+    def pinned(self) -> bool:
+        return not self.workers
 
 
 def setups(compare_pure: bool) -> list[Setup]:
@@ -119,6 +132,8 @@ def setups(compare_pure: bool) -> list[Setup]:
         Setup("none", "mcp", "none", both),
         Setup("internal", "mcp", "internal", both),
         Setup("internal-sse", "mcp", "internal", (LEGACY,), {"MCP_JSON_RESPONSES": "never"}),
+        Setup("workers-1", "mcp", "internal", both, WORKERS_ENV, workers=1),
+        Setup("workers-2", "mcp", "internal", both, WORKERS_ENV, workers=2),
         Setup(
             "internal-tenant",
             "mcp",
@@ -213,16 +228,28 @@ def run_wrk(
 
 # --- servers ---------------------------------------------------------------------------------------
 def rss_kib(process: ServerProcess) -> int | None:
+    """Resident size of the server: the process, plus its workers when it supervises some."""
     popen = process._process
     if popen is None:
         return None
-    try:
-        for line in Path(f"/proc/{popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    total = None
+    for pid in (popen.pid, *_children(popen.pid)):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total = (total or 0) + int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 @dataclass
@@ -233,7 +260,9 @@ class Running:
 
 
 @contextmanager
-def started(setup: Setup, workdir: Path, pin: bool, users: dict[str, str]) -> Iterator[Running]:
+def started(
+    setup: Setup, workdir: Path, pin: bool, users: dict[str, str], redis_url: str | None = None
+) -> Iterator[Running]:
     port = free_port()
     auth_port = free_port() if setup.mode == "external" else None
     env: dict[str, str] = {
@@ -251,6 +280,10 @@ def started(setup: Setup, workdir: Path, pin: bool, users: dict[str, str]) -> It
     }
     if auth_port is not None:
         env["AUTH_PORT"] = str(auth_port)
+    if setup.workers:
+        assert redis_url is not None
+        env["REDIS_URL"] = redis_url
+        env["REDIS_KEY_PREFIX"] = f"bench-{setup.name}:"
     full_env = clean_environ(env)
     loop, http = ("asyncio", "h11") if setup.stack == "pure" else ("asyncio", "httptools")
     serve = [
@@ -266,9 +299,15 @@ def started(setup: Setup, workdir: Path, pin: bool, users: dict[str, str]) -> It
         http,
         *setup.serve_args,
     ]
+    if setup.workers:  # the real entry point and its supervisor, as an operator runs it
+        serve = [PYTHON, "-m", "mcp_server", "--port", str(port), "--workers", str(setup.workers)]
     workdir.mkdir(parents=True, exist_ok=True)
     mcp = ServerProcess(
-        "mcp_server", pinned(SERVER_CPU, serve, pin), full_env, f"http://127.0.0.1:{port}/healthz", workdir
+        "mcp_server",
+        pinned(SERVER_CPU, serve, pin and setup.pinned),
+        full_env,
+        f"http://127.0.0.1:{port}/healthz",
+        workdir,
     )
     auth = None
     if auth_port is not None:
@@ -307,7 +346,7 @@ def prepare_clients(setup: Setup, running: Running, revision: str) -> Clients:
         ]
     sessions: list[str] = []
     with httpx2.Client(timeout=10.0, trust_env=False) as client:
-        if revision == LEGACY:
+        if revision == LEGACY and not setup.workers:  # stateless: 2025-11-25 requests need no session
             sessions = [open_session(client, running.mcp_url, token) for token in (tokens or [None] * count)]
         if setup.app == "mcp":
             for index in range(max(len(tokens), len(sessions), 1)):
@@ -394,11 +433,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
         cells: list[Cell] = []
         runnings: list[tuple[Setup, Running]] = []
-        for setup in setups(args.compare_pure):
-            if args.only and setup.name not in args.only:
-                continue
+        chosen = [s for s in setups(args.compare_pure) if not args.only or s.name in args.only]
+        redis_url = None
+        if any(setup.workers for setup in chosen):
+            redis = start_redis(Path(tmp) / "redis")
+            stack.callback(redis.stop)
+            redis_url = redis.url
+        for setup in chosen:
             workdir = Path(tmp) / f"{setup.name}-{setup.stack}"
-            running = stack.enter_context(started(setup, workdir, args.pin, users))
+            running = stack.enter_context(started(setup, workdir, args.pin, users, redis_url))
             runnings.append((setup, running))
             for revision in setup.revisions:
                 clients = prepare_clients(setup, running, revision)
@@ -419,9 +462,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for number in range(args.rounds):
             shift = number * len(cells) // max(1, args.rounds)
             for cell in cells[shift:] + cells[:shift]:
+                pin = args.pin and cell.setup.pinned
                 if number == 0 and args.warmup > 0:
-                    run_wrk_for(cell, args.warmup, args.pin)
-                result = run_wrk_for(cell, args.duration, args.pin)
+                    run_wrk_for(cell, args.warmup, pin)
+                result = run_wrk_for(cell, args.duration, pin)
                 cell.rounds.append(result)
                 latency = result["latency_us"]
                 print(
@@ -435,7 +479,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         rows = [row_of(cell) for cell in cells]
         tenants: dict[str, Any] = {}
         for setup, running in runnings:
-            if setup.mode != "none" and setup.stack == "fast":
+            if setup.mode != "none" and setup.stack == "fast" and not setup.workers:  # /metrics: one worker
                 metrics = scrape(running.mcp_url)
                 histogram = validation_histogram(metrics) if metrics else None
                 if histogram is not None:
@@ -565,6 +609,16 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     find(rows, setup, LEGACY, connections, stack),
                     find(rows, setup, MODERN, connections, stack),
                     **both,
+                )
+            for revision in (MODERN, LEGACY):
+                add(
+                    "workers-2 / workers-1 (unpinned)",
+                    0.0,
+                    find(rows, "workers-2", revision, connections, stack),
+                    find(rows, "workers-1", revision, connections, stack),
+                    revision=revision,
+                    connections=connections,
+                    stack=stack,
                 )
             add(
                 "internal-sse 2025-11-25 / internal 2026-07-28 (before)",
