@@ -12,11 +12,13 @@ would take the stream away from the tools that use it.
 So the choice is made per request, before the SDK sees it:
 
 - JSON for requests whose handler cannot send anything before its result: `ping`, the `*/list`
-  methods, and `tools/call` of a tool that takes no Context (without one a tool has no way to log,
-  report progress or ask the client anything), or that its author registered with
-  `Tools.add(..., quiet=True)` (it takes a Context only to read the caller): `Tools.answers_only`;
-- an SSE stream, as before, for everything else: `initialize`, tools that take a Context, task
-  tools, prompts, resources, completions, batches, unknown tools and methods.
+  methods, and `tools/call` of a tool with no way to reach the client (no Context to log, report
+  progress or ask with, and no parameter the SDK fills by asking the client, `Resolve(...)`), or
+  that its author registered with `Tools.add(..., quiet=True)` (it takes a Context only to read
+  the caller): `Tools.answers_only`;
+- an SSE stream, as before, for everything else: `initialize`, tools that take a Context or
+  resolve parameters from the client, task tools, prompts, resources, completions, batches,
+  unknown tools and methods.
 
 A JSON answer carries no event id, so that one response cannot be resumed with `Last-Event-ID`
 after a broken connection (the client sends the request again); everything that can stream keeps

@@ -53,13 +53,16 @@ def drop_sdk_tracing(server: MCPServer) -> None:
     server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
 
 
-def tool_takes_context(server: MCPServer, name: str) -> bool | None:
-    """Whether the registered tool `name` receives the request's Context (None: no such tool).
+def tool_reaches_client(server: MCPServer, name: str) -> bool | None:
+    """Whether the registered tool `name` can send anything to the client before its result (None:
+    no such tool): it receives the request's Context (log, progress, sampling, elicitation...), or
+    has parameters the SDK fills by asking the client (`Resolve(...)`: sampling, elicitation).
 
-    A tool without a Context parameter cannot send anything to the client before its result (no
-    log, progress, sampling or elicitation), which is what lets a 2025-11-25 call of it be
-    answered with one JSON body (`mcp_server/sessions.py`). MCPServer records the parameter on
-    the tool (`Tool.context_kwarg`) in its private `_tool_manager`.
+    A tool that can do neither is what lets a 2025-11-25 call of it be answered with one JSON body
+    (`mcp_server/responses.py`). MCPServer records both on the tool (`Tool.context_kwarg`,
+    `Tool.resolved_params`) in its private `_tool_manager`.
     """
     tool = server._tool_manager.get_tool(name)
-    return None if tool is None else tool.context_kwarg is not None
+    if tool is None:
+        return None
+    return tool.context_kwarg is not None or bool(tool.resolved_params)

@@ -43,7 +43,7 @@ from opentelemetry.trace import Tracer
 from mcp_server.client_input import answer_as, elicit_form, gather
 from mcp_server.protection.principal import ANONYMOUS, current_principal, current_tenant
 from mcp_server.protection.scopes import DEFAULT_TOOL_SCOPES
-from mcp_server.sdk_access import replace_input_schema, tool_takes_context
+from mcp_server.sdk_access import replace_input_schema, tool_reaches_client
 from mcp_server.tasks.extension import TaskSupport, TaskTool
 from mcp_server.tasks.runner import current_task
 from mcp_server.tenants import ANONYMOUS_TENANT, Tenant
@@ -202,11 +202,12 @@ class Tools:
 
     def answers_only(self, name: str) -> bool:
         """Whether a call of the tool `name` can send nothing but its result: a tool registered
-        here, not a task tool, that takes no Context (it has no way to) or was registered with
-        `quiet=True`. Such a 2025-11-25 call is answered with one JSON body."""
+        here, not a task tool, that has no way to reach the client (no Context, no parameter the
+        SDK resolves by asking the client) or was registered with `quiet=True`. Such a 2025-11-25
+        call is answered with one JSON body."""
         if name not in self._registered or name in self._task_tools:
             return False
-        return name in self._quiet or tool_takes_context(self.server, name) is False
+        return name in self._quiet or tool_reaches_client(self.server, name) is False
 
     def task_tool(self, name: str) -> TaskTool | None:
         """How the tool `name` runs as a task; None when it never does (or is unknown)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, CreateMessageResult, SamplingMessage, TextContent
 
 from mcp_server.features import feature_modules
 from mcp_server.features.kit import (
@@ -159,13 +161,25 @@ def test_only_tools_that_cannot_send_anything_but_their_result_answer_only(tools
         """A task tool reports to its task."""
         return "done"
 
+    @tools.add(annotations=READ_ONLY)
+    async def asks(prompt: str, reply: Annotated[CreateMessageResult, Resolve(sample_prompt)]) -> str:
+        """No Context, but the SDK fills `reply` by asking the client (sampling)."""
+        return prompt
+
     assert tools.answers_only("plain") is True
+    assert tools.answers_only("asks") is False
     assert tools.answers_only("reads_the_caller") is True
     assert tools.answers_only("talks") is False
     assert tools.answers_only("slow") is False
     assert tools.answers_only("unknown") is False
     tools.remove("reads_the_caller")
     assert tools.answers_only("reads_the_caller") is False
+
+
+def sample_prompt(prompt: str) -> Sample:
+    return Sample(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=5
+    )
 
 
 def test_a_task_tool_cannot_be_declared_quiet(tools: Tools) -> None:
