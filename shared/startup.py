@@ -20,6 +20,7 @@ the demo login and which development defaults are active. Logged (stderr) when t
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -169,6 +170,8 @@ def development_defaults(settings: Settings, role: Role) -> list[Problem]:
 def _secret_problems(setting: str, value: str, which: str) -> list[Problem]:
     if value == DEFAULT_INTROSPECTION_SECRET:
         wrong = "is the published development default"
+    elif DEFAULT_INTROSPECTION_SECRET in value:
+        wrong = "is the published development default with something added (guessable)"
     elif len(value) < MIN_SECRET_LENGTH:
         wrong = f"is shorter than {MIN_SECRET_LENGTH} characters (guessable offline)"
     else:
@@ -363,6 +366,19 @@ def log_banner(settings: Settings, role: Role, *, defaults: list[Problem], trans
             names,
             SECURITY_DOC,
         )
+    if trusts_every_address(settings):
+        logger.warning(
+            "FORWARDED_ALLOW_IPS trusts every address: any client can choose the address its rate "
+            "limits count under; list only your proxies unless nothing else can reach this server "
+            "(docs/operations.md)"
+        )
+
+
+def trusts_every_address(settings: Settings) -> bool:
+    """FORWARDED_ALLOW_IPS is `*`, or a network as wide (0.0.0.0/0, ::/0)."""
+    return any(
+        entry == "*" or ipaddress.ip_network(entry).prefixlen == 0 for entry in settings.forwarded_allow_ips
+    )
 
 
 def warn_unknown_settings() -> None:

@@ -181,3 +181,26 @@ def test_the_banner_counts_the_workers_only_when_there_are_several() -> None:
     lines = startup.banner(_settings(web_concurrency=3, **shared), MCP_INTERNAL)
     assert "  workers: 3 processes on this port (WEB_CONCURRENCY)" in lines
     assert not any("workers:" in line for line in startup.banner(_settings(), MCP_INTERNAL))
+
+
+def test_the_published_secret_with_something_added_is_refused_too() -> None:
+    settings = _settings(
+        auth_mode="external",
+        mcp_public_url="https://mcp.example.com",
+        auth_issuer_url="https://as.example.com",
+        introspection_client_secret=startup.DEFAULT_INTROSPECTION_SECRET + "-please-2026",
+    )
+    assert "with something added" in _refusal(settings, MCP_ONLY)
+
+
+@pytest.mark.parametrize(
+    ("entries", "everyone"), [(["*"], True), (["0.0.0.0/0"], True), (["::/0"], True), (["10.0.0.0/8"], False)]
+)
+def test_trusting_every_address_for_forwarded_headers_is_named_at_start(
+    entries: list[str], everyone: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(forwarded_allow_ips=entries)
+    assert startup.trusts_every_address(settings) is everyone
+    with caplog.at_level("WARNING", logger="startup"):
+        startup.log_banner(settings, MCP_ONLY, defaults=[])
+    assert any("trusts every address" in r.getMessage() for r in caplog.records) is everyone
