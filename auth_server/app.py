@@ -1,9 +1,11 @@
 """The authorization server as routes (internal mode) or as its own app (external mode).
 
 `create_auth_routes` is what both modes share: the MCP server's composition root mounts these
-routes in its own app, `create_auth_app` wraps them for `python -m auth_server`. One client
-registry, audit log and rate limiter serve the front channel (metadata, registration, the
-browser pages) and the back channel (token, introspection, revocation, JWKS).
+routes in its own app, `create_auth_app` wraps them for `python -m auth_server`. This is the one
+module that knows both the services (`services.py`) and the endpoints (`endpoints/`): it builds
+the services once and hands them to each endpoint. One client registry, audit log and rate
+limiter serve the front channel (metadata, registration, the browser pages) and the back channel
+(token, introspection, revocation, JWKS).
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from auth_server.admin.api import admin_routes
 from auth_server.admin.credentials import AdminCredentials
 from auth_server.admin.service import AdminService
 from auth_server.audit import AuditLog
-from auth_server.backchannel import BackChannel, backchannel_routes
-from auth_server.clients import StoreClientRegistry, preregistered_clients
-from auth_server.cors import preflight
+from auth_server.clients.registry import StoreClientRegistry, preregistered_clients
 from auth_server.endpoints.account import account_routes, account_sign_in_path, local_account_sign_in
 from auth_server.endpoints.authorize import authorize_endpoint
-from auth_server.endpoints.login import consent_form, consent_page, login_form, login_page
+from auth_server.endpoints.consent import consent_form, consent_page
+from auth_server.endpoints.cors import preflight, with_cors
+from auth_server.endpoints.flow import Page
+from auth_server.endpoints.introspection import introspection_endpoint
+from auth_server.endpoints.jwks import jwks_endpoint
+from auth_server.endpoints.login import login_form, login_page
 from auth_server.endpoints.metadata import metadata_routes
 from auth_server.endpoints.registration import registration_endpoint
-from auth_server.front_channel import FrontChannel
-from auth_server.urls import endpoint_path
+from auth_server.endpoints.revocation import revocation_endpoint
+from auth_server.endpoints.token import token_endpoint
+from auth_server.services import BackChannel, FrontChannel
+from auth_server.urls import Endpoint, endpoint_path
 from auth_server.users import DEV_PASSWORD, DEV_USER
 from shared import startup
 from shared.forwarded import forwarded_middleware
@@ -72,6 +79,25 @@ def sign_in_routes(fc: FrontChannel) -> list[BaseRoute]:
         Route(endpoint_path(fc.settings, "login"), login_form(fc), methods=["POST"]),
         Route(account_sign_in_path(fc), local_account_sign_in(fc), methods=["POST"]),
     ]
+
+
+def backchannel_routes(channel: BackChannel) -> list[BaseRoute]:
+    """The back-channel routes at the issuer's path. /token, /introspect and /revoke answer CORS
+    for any origin (browser-based MCP clients call them; they take no cookies, so no ambient
+    authority leaks), /jwks likewise (see its module)."""
+    settings = channel.settings
+    routes: list[BaseRoute] = []
+    apis: list[tuple[Endpoint, Callable[[BackChannel], Page]]] = [
+        ("token", token_endpoint),
+        ("introspect", introspection_endpoint),
+        ("revoke", revocation_endpoint),
+    ]
+    for name, make in apis:
+        path = endpoint_path(settings, name)
+        routes.append(Route(path, with_cors(make(channel), ["POST"]), methods=["POST"]))
+        routes.append(Route(path, preflight(["POST"]), methods=["OPTIONS"]))
+    routes.append(Route(endpoint_path(settings, "jwks"), jwks_endpoint(channel), methods=["GET", "OPTIONS"]))
+    return routes
 
 
 def create_auth_routes(

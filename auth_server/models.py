@@ -19,6 +19,11 @@ ClientSource = Literal["preregistered", "dynamic", "metadata_document"]
 MACHINE_SUBJECT_PREFIX = "client:"
 
 
+def looks_like_metadata_url(client_id: str) -> bool:
+    """Client IDs that are URLs are metadata document URLs; generated client_ids never are."""
+    return client_id.startswith(("https://", "http://"))
+
+
 class Client(BaseModel):
     """A registered OAuth client, whichever way it became known."""
 

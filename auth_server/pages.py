@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.responses import HTMLResponse
+
+from auth_server.models import Client, looks_like_metadata_url
+from auth_server.redirect_uris import display_host
 
 _environment = Environment(
     loader=PackageLoader("auth_server", "templates"),
@@ -86,4 +90,25 @@ def error_page(
         details=dict(details or {}),
         continue_url=continue_url,
         continue_host=continue_host,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AppLabel:
+    """How a page names the application (templates/app_label.html renders it)."""
+
+    name: str
+    verified: bool  # the operator vouches for the name (a configured client)
+    document_host: str | None  # a CIMD client: the host its metadata document came from
+
+
+def app_label(client: Client | None, client_id: str) -> AppLabel:
+    """`client` is None when it is not known right now (the account page lists apps without
+    fetching metadata documents): a URL client_id still names its document's host."""
+    name = (client.client_name if client else None) or client_id
+    from_document = client.source == "metadata_document" if client else looks_like_metadata_url(client_id)
+    return AppLabel(
+        name=name,
+        verified=client is not None and client.name_is_verified,
+        document_host=display_host(client_id) if from_document else None,
     )

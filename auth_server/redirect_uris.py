@@ -16,7 +16,7 @@ RFC 9700 section 2.1, RFC 8252 section 7.3):
 * except a private-use scheme the operator allows for native apps (RFC 8252 section 7.1,
   NATIVE_REDIRECT_SCHEMES, e.g. Cursor's `cursor://anysphere.cursor-mcp/oauth/callback`): the
   settings refuse web and script schemes there, and client registration takes such URIs only
-  from `application_type: native` clients (client_validation.py);
+  from `application_type: native` clients (clients/metadata.py);
 * a requested URI matches a registered one only by exact string comparison, except that a
   loopback http URI may differ in its port (native apps get an ephemeral port from the OS).
 """

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
+from joserfc.jwk import ECKey, RSAKey, import_key
 from pydantic import BaseModel
 
 from auth_server import crypto
@@ -314,8 +314,3 @@ class SigningKeys:
             raise SigningKeyError("every signing key needs a distinct kid")
         public = {"keys": [_public_jwk(key, alg) for key, alg in imported]}
         return _Loaded((signer, signer_alg), verifiers, public, now)
-
-
-def public_key_set(jwks: dict[str, Any]) -> KeySet:
-    """A joserfc KeySet over a public JWKS document (for tests and JWT-validating clients)."""
-    return KeySet.import_key_set(jwks)  # type: ignore[arg-type]

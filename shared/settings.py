@@ -55,8 +55,6 @@ DEFAULT_API_KEY_HEADER = "X-API-Key"
 MAX_REFRESH_GRACE_PERIOD = 60
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-
 # Schemes NATIVE_REDIRECT_SCHEMES may never name: web and script schemes, and ones browsers or
 # operating systems handle themselves (RFC 8252 section 7.1 is about an app's own private scheme).
 NEVER_NATIVE_SCHEMES = frozenset(

@@ -28,11 +28,10 @@ from pydantic import BaseModel
 
 from auth_server.audit import AuditLog
 from auth_server.authorized_apps import AuthorizedApps
-from auth_server.clients import StoreClientRegistry
-from auth_server.endpoints.client_metadata import looks_like_metadata_url
+from auth_server.clients.registry import StoreClientRegistry
 from auth_server.grants.grant import GrantRecord, Grants
 from auth_server.grants.index import GrantIndex
-from auth_server.models import MACHINE_SUBJECT_PREFIX, Client, ClientSource
+from auth_server.models import MACHINE_SUBJECT_PREFIX, Client, ClientSource, looks_like_metadata_url
 from auth_server.signing_keys import KeyInfo, SigningKeyError, SigningKeys
 from shared.settings import Settings, TokenFormat
 from shared.storage.base import Store

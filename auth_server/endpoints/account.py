@@ -41,19 +41,13 @@ from starlette.routing import BaseRoute, Route
 
 from auth_server import crypto
 from auth_server.authorized_apps import AuthorizedApp
-from auth_server.endpoints.login import AppLabel, app_label
-from auth_server.front_channel import (
-    FrontChannel,
-    Page,
-    html_endpoint,
-    read_form_pairs,
-    redirect,
-    single_values,
-)
+from auth_server.endpoints.flow import Page, html_endpoint, redirect
+from auth_server.endpoints.forms import read_form_pairs, single_values
 from auth_server.models import Client
-from auth_server.pages import error_page, render
+from auth_server.pages import AppLabel, app_label, error_page, render
 from auth_server.rate_limit import client_ip
 from auth_server.redirect_uris import display_host, is_private_use_redirect
+from auth_server.services import FrontChannel
 from auth_server.sessions import BrowserSession
 from auth_server.urls import endpoint_path
 from shared import scopes as scope_model

@@ -13,7 +13,7 @@ Parameters: unknown ones are ignored, empty ones count as absent, and a repeated
 `invalid_request`, except `resource`, which RFC 8707 allows to repeat.
 
 A valid request is kept server-side as a pending authorization and the browser is sent on to
-sign in, to consent, or straight back with a code when consent is remembered (`front_channel`).
+sign in, to consent, or straight back with a code when consent is remembered (`flow.py`).
 
 What an anonymous caller can make this endpoint keep is bounded (each number in one place):
 `RATE_LIMIT_PER_MINUTE` requests per client address (`rate_limit.client_ip`), counted before any
@@ -33,18 +33,16 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auth_server.clients import StoreClientRegistry, UnknownClient
-from auth_server.front_channel import (
-    FrontChannel,
+from auth_server.clients.registry import StoreClientRegistry, UnknownClient
+from auth_server.endpoints.flow import (
     Page,
     client_redirect_url,
     html_endpoint,
     next_step,
-    parse_form,
-    read_form_pairs,
     redirect,
     redirects_automatically,
 )
+from auth_server.endpoints.forms import parse_form, read_form_pairs
 from auth_server.models import Client
 from auth_server.pages import error_page
 from auth_server.pending import AuthorizationRequest
@@ -57,6 +55,7 @@ from auth_server.redirect_uris import (
     is_private_use_redirect,
 )
 from auth_server.resources import default_resource, is_served, is_well_formed_resource
+from auth_server.services import FrontChannel
 from shared import scopes as scope_model
 from shared.settings import Settings
 

@@ -30,9 +30,10 @@ from auth_server.endpoints.account import (
     read_sign_in_form,
     signed_in_to_account,
 )
-from auth_server.front_channel import FrontChannel, Page, deny, html_endpoint, next_step, redirect
+from auth_server.endpoints.flow import Page, deny, html_endpoint, next_step, redirect
 from auth_server.pages import error_page
 from auth_server.rate_limit import client_ip
+from auth_server.services import FrontChannel
 from auth_server.upstream import (
     CALLBACK_PATH,
     UpstreamLoginFailed,

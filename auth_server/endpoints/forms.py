@@ -1,9 +1,9 @@
-"""Reading back-channel requests (/token, /introspect, /revoke) and answering them.
+"""Reading form posts and answering the back channel's JSON.
 
 OAuth 2.1 section 3.2.2: parameters arrive as `application/x-www-form-urlencoded` in a POST body;
 unknown ones are ignored, a repeated one is an error, and an empty value counts as absent. Parsing
 is done here, strictly and with a size cap, instead of through a generic multipart parser, so every
-odd input becomes `invalid_request` and never a 500.
+odd input becomes `invalid_request` (back channel) or a `BadForm` page (browser forms), never a 500.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth_server.errors import NO_STORE, OAuthError
+from auth_server.params import Form, quoted
 from shared.storage.base import StorageUnavailable
 
 MAX_BODY_BYTES = 16 * 1024  # a token request is a few hundred bytes
@@ -24,32 +25,6 @@ MAX_FIELDS = 64
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 logger = logging.getLogger(__name__)
-
-
-def quoted(value: str, limit: int = 60) -> str:
-    """Client input made safe to echo in `error_description`, which RFC 6749 section 5.2 limits
-    to printable ASCII without `"` and `\\`; long values are cut."""
-    kept = "".join(c for c in value[:limit] if " " <= c <= "~" and c not in '"\\')
-    return f"'{kept}'" + ("..." if len(value) > limit else "")
-
-
-class Form:
-    """The request's parameters: each name at most once, empty values already dropped."""
-
-    def __init__(self, params: dict[str, str]) -> None:
-        self._params = params
-
-    def get(self, name: str) -> str | None:
-        return self._params.get(name)
-
-    def require(self, name: str) -> str:
-        value = self._params.get(name)
-        if value is None:
-            raise OAuthError("invalid_request", f"missing parameter: {name}")
-        return value
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._params
 
 
 async def read_form(request: Request) -> Form:
@@ -77,6 +52,43 @@ async def read_form(request: Request) -> Form:
         if value:
             params[name] = value
     return Form(params)
+
+
+class BadForm(Exception):
+    """The POST body of a page's form is not a small, well-formed urlencoded form."""
+
+
+async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
+    """The urlencoded body as (name, value) pairs, repeats kept (callers decide what they mean)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise BadForm(f"the request body must be {FORM_TYPE}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadForm("the request body is too large")
+    return parse_form(bytes(body))
+
+
+def parse_form(encoded: bytes) -> list[tuple[str, str]]:
+    """A urlencoded body or query string, held to the same limits (MAX_BODY_BYTES, MAX_FIELDS)."""
+    if len(encoded) > MAX_BODY_BYTES:
+        raise BadForm("the request is too large")
+    try:
+        return parse_qsl(encoded.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadForm("the request is not valid form encoding") from None
+
+
+def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Form fields as a dict; a repeated field is a malformed (or tampered) form."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise BadForm(f"the field {name} is repeated")
+        values[name] = value
+    return values
 
 
 def json_response(body: dict[str, Any], status_code: int = 200) -> JSONResponse:

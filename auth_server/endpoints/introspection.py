@@ -26,7 +26,7 @@ forgets finds no audience of its own on a refresh token.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,10 +35,8 @@ from auth_server.endpoints.forms import Endpoint, json_response, oauth_endpoint,
 from auth_server.errors import OAuthError
 from auth_server.rate_limit import client_ip
 from auth_server.resources import served_resources
+from auth_server.services import BackChannel
 from auth_server.tokens import AccessTokenRecord, FoundToken
-
-if TYPE_CHECKING:
-    from auth_server.backchannel import BackChannel
 
 INACTIVE: dict[str, Any] = {"active": False}
 

@@ -8,15 +8,11 @@ that meets an unknown kid refetches.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth_server.endpoints.forms import Endpoint, oauth_endpoint
-
-if TYPE_CHECKING:
-    from auth_server.backchannel import BackChannel
+from auth_server.services import BackChannel
 
 CORS = {
     "Access-Control-Allow-Origin": "*",

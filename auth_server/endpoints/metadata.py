@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth_server.cors import cors_headers, preflight
+from auth_server.endpoints.cors import cors_headers, preflight
 from auth_server.urls import endpoint_url, path_appended_well_known, path_inserted_well_known
 from shared.scopes import CATALOGUE
 from shared.settings import Settings

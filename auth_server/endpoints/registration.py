@@ -1,7 +1,7 @@
 """Dynamic client registration, POST /register (RFC 7591).
 
 Open registration (no initial access token), as MCP clients expect, but rate-limited per client
-IP (429 + Retry-After). The metadata rules are `client_validation.parse_client_metadata`; this
+IP (429 + Retry-After). The metadata rules are `clients.metadata.parse_client_metadata`; this
 module adds what is specific to registration:
 
 * client_ids are random and never look like a URL, so they cannot collide with client ID
@@ -24,9 +24,9 @@ from starlette.responses import JSONResponse, Response
 
 from auth_server import crypto
 from auth_server.audit import AuditLog
-from auth_server.client_validation import ClientMetadataRejected, parse_client_metadata
-from auth_server.clients import StoreClientRegistry
-from auth_server.cors import with_cors
+from auth_server.clients.metadata import ClientMetadataRejected, parse_client_metadata
+from auth_server.clients.registry import StoreClientRegistry
+from auth_server.endpoints.cors import with_cors
 from auth_server.endpoints.forms import Endpoint, oauth_endpoint
 from auth_server.errors import NO_STORE
 from auth_server.models import Client

@@ -13,8 +13,6 @@ RFC requires, so the endpoint is no oracle for guessed tokens.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,10 +20,8 @@ from auth_server.audit import fingerprint
 from auth_server.endpoints.forms import Endpoint, oauth_endpoint, read_form
 from auth_server.errors import NO_STORE, OAuthError
 from auth_server.rate_limit import client_ip
+from auth_server.services import BackChannel
 from auth_server.tokens import RefreshTokenRecord
-
-if TYPE_CHECKING:
-    from auth_server.backchannel import BackChannel
 
 
 def revocation_endpoint(channel: BackChannel) -> Endpoint:

@@ -9,21 +9,19 @@ Order of checks: rate limit, form syntax, grant type (so `password` is always
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auth_server.client_auth import AuthenticatedClient
-from auth_server.endpoints.forms import Endpoint, Form, json_response, oauth_endpoint, quoted, read_form
+from auth_server.clients.authentication import AuthenticatedClient
+from auth_server.endpoints.forms import Endpoint, json_response, oauth_endpoint, read_form
 from auth_server.errors import OAuthError
 from auth_server.grants import authorization_code, client_credentials, refresh_token
 from auth_server.grants.context import GrantContext
+from auth_server.params import Form, quoted
 from auth_server.rate_limit import client_ip
+from auth_server.services import BackChannel
 from auth_server.tokens import IssuedTokens
-
-if TYPE_CHECKING:
-    from auth_server.backchannel import BackChannel
 
 GrantHandler = Callable[[GrantContext, AuthenticatedClient, Form, str], Awaitable[IssuedTokens]]
 

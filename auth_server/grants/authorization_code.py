@@ -27,12 +27,12 @@ import re
 from pydantic import BaseModel, ValidationError
 
 from auth_server import crypto
-from auth_server.client_auth import AuthenticatedClient
-from auth_server.endpoints.forms import Form
+from auth_server.clients.authentication import AuthenticatedClient
 from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, invalid_grant
 from auth_server.grants.grant import GrantRecord
 from auth_server.models import AuthorizationCodeRecord
+from auth_server.params import Form
 from auth_server.tokens import IssuedTokens
 
 CODE_PREFIX = "auth:code:"

@@ -15,11 +15,11 @@ unrestricted.
 
 from __future__ import annotations
 
-from auth_server.client_auth import AuthenticatedClient
-from auth_server.endpoints.forms import Form
+from auth_server.clients.authentication import AuthenticatedClient
 from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, requested_scopes
 from auth_server.grants.index import GrantIndex
+from auth_server.params import Form
 from auth_server.resources import default_resource
 from auth_server.tokens import IssuedTokens
 from shared import scopes as scope_model

@@ -48,11 +48,11 @@ import secrets
 from pydantic import BaseModel, ValidationError
 
 from auth_server import crypto
-from auth_server.client_auth import AuthenticatedClient
-from auth_server.endpoints.forms import Form
+from auth_server.clients.authentication import AuthenticatedClient
 from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, invalid_grant, requested_scopes
 from auth_server.grants.grant import GrantRecord
+from auth_server.params import Form
 from auth_server.tokens import Derivation, IssuedTokens, derived_refresh_token, refresh_key
 from shared import scopes as scope_model
 

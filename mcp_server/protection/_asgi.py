@@ -47,7 +47,6 @@ class BufferedBody:
         self._receive = receive
         self._messages: list[Message] = []
         self.body = b""
-        self.too_large = False
 
     async def read(self, limit: int) -> bytes | None:
         """The whole body, or None once it exceeds `limit` (what was read is still replayed)."""
@@ -61,7 +60,6 @@ class BufferedBody:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                self.too_large = True
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):

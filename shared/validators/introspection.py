@@ -77,7 +77,6 @@ from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
 
-INTROSPECTION_PATH = "/introspect"
 _MAX_RETRY_AFTER = 300
 CREDENTIAL_RETRY_SECONDS = 60.0
 NO_CREDENTIAL = "this server has no introspection credential at the authorization server"

@@ -49,7 +49,6 @@ from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ALGORITHMS: tuple[str, ...] = DEFAULT_JWT_ALGORITHMS
 _ASYMMETRIC_KTY = frozenset({"RSA", "EC", "OKP"})
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MAX_TOKEN_LENGTH = 16_384
@@ -71,7 +70,7 @@ class JwtValidator:
         metadata_url: str | None = None,
         back_channel_base: str | None = None,
         metadata: ProviderMetadata | None = None,
-        algorithms: Collection[str] = DEFAULT_ALGORITHMS,
+        algorithms: Collection[str] = DEFAULT_JWT_ALGORITHMS,
         token_types: Collection[str] = ("at+jwt",),
         scope_claim: str = "scope",
         subject_claim: str = "sub",

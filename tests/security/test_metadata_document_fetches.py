@@ -17,7 +17,7 @@ import re
 
 import httpx2
 
-from auth_server.endpoints.client_metadata import FETCHES_PER_ADDRESS_PER_MINUTE, FETCHES_PER_URL_PER_MINUTE
+from auth_server.clients.documents import FETCHES_PER_ADDRESS_PER_MINUTE, FETCHES_PER_URL_PER_MINUTE
 from tests.fixtures.live_server import bound_socket
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.flow_helpers import authorize_params, new_pkce

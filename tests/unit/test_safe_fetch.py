@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from auth_server.safe_fetch import FetchRefused, is_public_address, parse_target, vetted_address
+from auth_server.clients.fetch import FetchRefused, is_public_address, parse_target, vetted_address
 
 
 class FakeResolver:

@@ -152,7 +152,7 @@ def assert_error_page(response: httpx2.Response, *, mentions: str | None = None)
 @pytest.fixture
 def fetch_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """The authorization server's log of refused documents (it runs in this process)."""
-    caplog.set_level(logging.INFO, logger="auth_server.endpoints.client_metadata")
+    caplog.set_level(logging.INFO, logger="auth_server.clients.documents")
     return caplog
 
 

@@ -6,7 +6,7 @@ such a client_id into a `Client`:
 
 * URL rules (CM-02): https, a path naming a document, no `.`/`..` segments, no fragment, no
   userinfo. Plain http is accepted only for loopback hosts and only with CIMD_ALLOW_LOOPBACK.
-* The fetch itself is `safe_fetch.fetch_document` (SSRF rules, DNS pinning, no redirects, size
+* The fetch itself is `fetch.fetch_document` (SSRF rules, DNS pinning, no redirects, size
   cap while streaming, one overall timeout).
 * Document rules (CM-03, CM-05): a JSON object whose `client_id` equals the URL by plain string
   comparison, with `client_name` and `redirect_uris`; shared-secret authentication is refused
@@ -34,10 +34,7 @@ from collections.abc import Collection
 from urllib.parse import unquote, urlsplit
 
 from auth_server import crypto
-from auth_server.client_validation import ClientMetadataRejected, parse_client_metadata
-from auth_server.models import Client
-from auth_server.rate_limit import RateLimiter
-from auth_server.safe_fetch import (
+from auth_server.clients.fetch import (
     LOOPBACK_LITERALS,
     FetchRefused,
     Resolver,
@@ -46,6 +43,9 @@ from auth_server.safe_fetch import (
     parse_target,
     system_resolver,
 )
+from auth_server.clients.metadata import ClientMetadataRejected, parse_client_metadata
+from auth_server.models import Client
+from auth_server.rate_limit import RateLimiter
 from shared import untrusted_json
 from shared.settings import Settings
 from shared.storage.base import Store
@@ -65,11 +65,6 @@ _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNOR
 
 class ClientMetadataDocumentError(Exception):
     """The client_id URL or its document is unusable; the message is fit for the error page."""
-
-
-def looks_like_metadata_url(client_id: str) -> bool:
-    """Client IDs that are URLs are metadata document URLs; generated client_ids never are."""
-    return client_id.startswith(("https://", "http://"))
 
 
 def cache_key(url: str) -> str:

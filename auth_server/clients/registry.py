@@ -7,7 +7,7 @@ Lookup order for a client_id:
 2. dynamically registered clients (RFC 7591), stored under `auth:client:{client_id}` without
    expiry;
 3. client ID metadata documents: a URL client_id is fetched and validated (and cached) by
-   `endpoints.client_metadata`.
+   `clients/documents.py`.
 
 Secrets from configuration are kept only as `crypto.digest` values.
 
@@ -30,15 +30,11 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from auth_server import crypto
-from auth_server.client_validation import ClientMetadataRejected, parse_client_metadata
-from auth_server.endpoints.client_metadata import (
-    ClientMetadataDocumentError,
-    ClientMetadataDocuments,
-    looks_like_metadata_url,
-)
-from auth_server.endpoints.client_metadata import cache_key as metadata_cache_key
+from auth_server.clients.documents import ClientMetadataDocumentError, ClientMetadataDocuments
+from auth_server.clients.documents import cache_key as metadata_cache_key
+from auth_server.clients.metadata import ClientMetadataRejected, parse_client_metadata
 from auth_server.grants.index import GrantIndex
-from auth_server.models import Client
+from auth_server.models import Client, looks_like_metadata_url
 from shared.settings import Settings
 from shared.storage.base import Store
 

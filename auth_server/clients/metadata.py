@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
-from auth_server.error_text import error_description
-from auth_server.errors import OAuthError
+from auth_server.errors import OAuthError, error_description
 from auth_server.models import AuthMethod, Client, ClientSource
 from auth_server.redirect_uris import (
     LOOPBACK_REDIRECT_HOSTS,

@@ -26,9 +26,9 @@ from urllib.parse import unquote_plus
 from starlette.datastructures import Headers
 
 from auth_server import crypto
-from auth_server.endpoints.forms import Form
 from auth_server.errors import OAuthError
 from auth_server.models import AuthMethod, Client, ClientRegistry
+from auth_server.params import Form
 
 # Compared against when the client is unknown, so both paths cost one digest and one compare.
 _DUMMY_DIGEST = crypto.digest("no client has this secret")

@@ -1,4 +1,4 @@
-"""What /authorize and the login and consent pages share: their services and the flow's steps.
+"""The steps of the authorization flow that /authorize and the sign-in and consent pages share.
 
 The flow, one step per request, its state server-side (see `pending.py`):
 
@@ -12,111 +12,31 @@ code and `deny` with `access_denied`. Every redirect to the client carries `stat
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from auth_server import crypto
-from auth_server.audit import AuditLog
-from auth_server.authorized_apps import AuthorizedApps
-from auth_server.clients import StoreClientRegistry
-from auth_server.consents import ConsentMemory
-from auth_server.error_text import error_description
+from auth_server.endpoints.forms import BadForm
+from auth_server.errors import error_description
 from auth_server.models import AuthorizationCodeRecord, Client
 from auth_server.pages import error_page
-from auth_server.pending import PendingAuthorization, PendingAuthorizations, PendingRequestRejected
-from auth_server.rate_limit import RateLimited, RateLimiter, client_ip
+from auth_server.pending import PendingAuthorization, PendingRequestRejected
+from auth_server.rate_limit import RateLimited, client_ip
 from auth_server.redirect_uris import is_loopback_redirect
-from auth_server.sessions import BrowserSession, BrowserSessions
+from auth_server.services import FrontChannel
+from auth_server.sessions import BrowserSession
 from auth_server.urls import endpoint_path
-from auth_server.users import SignInBusy, UserDirectory
+from auth_server.users import SignInBusy
 from shared.settings import Settings
-from shared.storage.base import StorageUnavailable, Store
+from shared.storage.base import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
-MAX_FORM_BYTES = 16 * 1024
-MAX_FORM_FIELDS = 64
-FORM_TYPE = "application/x-www-form-urlencoded"
 REDIRECT_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-
-
-@dataclass(frozen=True, slots=True)
-class FrontChannel:
-    """The services the interactive endpoints use, built once per app."""
-
-    settings: Settings
-    store: Store
-    registry: StoreClientRegistry
-    users: UserDirectory
-    sessions: BrowserSessions
-    pending: PendingAuthorizations
-    consents: ConsentMemory
-    apps: AuthorizedApps  # what each user authorized: consent goes through it, the account page reads it
-    audit: AuditLog
-    limiter: RateLimiter
-    clock: Callable[[], float] = field(default=time.time)
-
-    @classmethod
-    def create(
-        cls, settings: Settings, store: Store, registry: StoreClientRegistry, *, audit: AuditLog | None = None
-    ) -> FrontChannel:
-        audit = audit or AuditLog(settings.audit_log)
-        consents = ConsentMemory(store)
-        return cls(
-            settings=settings,
-            store=store,
-            registry=registry,
-            users=UserDirectory.from_settings(settings),
-            sessions=BrowserSessions(settings, store),
-            pending=PendingAuthorizations(store),
-            consents=consents,
-            apps=AuthorizedApps(store, audit, consents=consents),
-            audit=audit,
-            limiter=RateLimiter(store, settings.rate_limit_per_minute, audit=audit),
-        )
-
-
-class BadForm(Exception):
-    """The POST body is not a small, well-formed urlencoded form."""
-
-
-async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
-    """The urlencoded body as (name, value) pairs, repeats kept (callers decide what they mean)."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != FORM_TYPE:
-        raise BadForm(f"the request body must be {FORM_TYPE}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise BadForm("the request body is too large")
-    return parse_form(bytes(body))
-
-
-def parse_form(encoded: bytes) -> list[tuple[str, str]]:
-    """A urlencoded body or query string, held to the same limits (MAX_FORM_BYTES, MAX_FORM_FIELDS)."""
-    if len(encoded) > MAX_FORM_BYTES:
-        raise BadForm("the request is too large")
-    try:
-        return parse_qsl(encoded.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
-    except (UnicodeDecodeError, ValueError):
-        raise BadForm("the request is not valid form encoding") from None
-
-
-def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Form fields as a dict; a repeated field is a malformed (or tampered) form."""
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name in values:
-            raise BadForm(f"the field {name} is repeated")
-        values[name] = value
-    return values
 
 
 def client_redirect_url(settings: Settings, redirect_uri: str, params: dict[str, str | None]) -> str:
