@@ -21,6 +21,7 @@ from tests.e2e.servers import Deployment, Mode, build_deployment, clean_environ
 PAGES: dict[str, Mode] = {
     "README.md": "internal",  # make dev-internal
     "docs/oauth.md": "internal",  # make dev-internal
+    "docs/auth-modes.md": "internal",  # make dev-internal
 }
 RUN_ELSEWHERE = {"docs/deployment.md": "tests/deployment/test_deployment_guide.py"}  # page -> its test
 
