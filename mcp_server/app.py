@@ -38,7 +38,9 @@ from shared.health import ReadinessProbe, health_routes
 from shared.logs import RequestIdMiddleware
 from shared.metrics import (
     HttpMetricsMiddleware,
+    keep_publishing,
     metrics_routes,
+    multiprocess,
     route_paths,
     watch_introspection,
     watch_tenants,
@@ -139,15 +141,18 @@ def create_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if announce:
             startup.log_banner(settings, role, defaults=development_defaults)
-        said: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         if validation.announce is not None:  # in every worker: each discovers the provider itself
-            said = asyncio.create_task(validation.announce())  # the provider may be slow: not awaited
+            background.append(asyncio.create_task(validation.announce()))  # the provider may be slow
+        if multiprocess():  # one of several workers: its cache counters into the shared metrics
+            background.append(asyncio.create_task(keep_publishing()))
         async with session_manager.run():
             try:
                 yield
             finally:
-                if said is not None:
-                    said.cancel()
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
                 await tasks.aclose()
                 close = getattr(validation.validator, "aclose", None)  # the validator, untraced
                 if close is not None:

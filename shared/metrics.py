@@ -10,18 +10,39 @@ HTTP methods, status codes, failure reasons, grant types), so no request can cre
 and label children are resolved once and cached, so a request costs a dict lookup and a couple
 of locked increments, not a `labels()` call. The introspection and tenant caches are not counted
 here at all: they keep plain integer counters and a collector reads them at scrape time.
+
+Several workers on one port (WEB_CONCURRENCY, shared/runtime.py): whichever worker accepts a
+scrape answers it, so each worker's own numbers would make every counter jump between scrapes.
+The supervisor points PROMETHEUS_MULTIPROC_DIR at a fresh directory before the workers start;
+prometheus-client then keeps every counter and histogram value in a file per worker, and
+/metrics sums the files of all workers (`MultiProcessCollector`), dead ones included, so totals
+never go back. The plain integers of the caches are written into those files too
+(`publish_scraped`), every `PUBLISH_SECONDS` and at each scrape: counters by their increase,
+gauges as they stand (summed over live workers). The per-process `process_*` and `python_gc_*`
+series have no sum and are left out in that mode.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import os
 import time
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,6 +53,14 @@ from shared.settings import Settings, is_loopback_host
 
 METRICS_PATH = "/metrics"
 OTHER = "other"
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's variable
+PUBLISH_SECONDS = 5.0  # several workers: how stale another worker's cache counters may be
+
+
+def multiprocess() -> bool:
+    """Whether this process is one of several workers whose metrics are summed (see above)."""
+    return bool(os.environ.get(MULTIPROCESS_DIRECTORY))
+
 
 # Seconds; an authenticated tools/call takes ~1 ms here, a slow tool or an SSE stream far longer.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -188,6 +217,29 @@ class _ScrapedCounters(Collector):
     def __init__(self, families: Iterable[tuple[str, str, str, str]]) -> None:
         self.watched: weakref.WeakSet[Any] = weakref.WeakSet()
         self._families = tuple(families)  # (kind "counter" or "gauge", name, help, attribute)
+        self._published: dict[str, int] = {}  # several workers: each counter's total when last written
+        self._files: dict[str, Counter | Gauge] = {}  # ... and the metric writing it to this worker's file
+
+    def publish(self) -> None:
+        """Several workers: write this worker's totals where every worker's /metrics reads them."""
+        watched = list(self.watched)
+        for kind, name, documentation, attribute in self._families:
+            value = sum(_read(obj, attribute) for obj in watched)
+            metric = self._files.get(name)
+            if metric is None:  # not registered: in this mode only the files are read
+                metric = (
+                    Counter(name, documentation, registry=None)
+                    if kind == "counter"
+                    else Gauge(name, documentation, registry=None, multiprocess_mode="livesum")
+                )
+                self._files[name] = metric
+            if isinstance(metric, Gauge):
+                metric.set(value)
+                continue
+            increase = value - self._published.get(name, 0)
+            if increase > 0:
+                metric.inc(increase)
+            self._published[name] = value
 
     def describe(self) -> Iterable[Any]:
         return list(self._collect())
@@ -294,6 +346,27 @@ def watch_tenants(cache: TenantCounters) -> None:
     _TENANTS.watched.add(cache)
 
 
+# --- several workers -----------------------------------------------------------------------------
+
+
+def publish_scraped() -> None:
+    """Several workers: this worker's cache counters into the shared files (see above)."""
+    _INTROSPECTION.publish()
+    _TENANTS.publish()
+
+
+async def keep_publishing(interval: float = PUBLISH_SECONDS) -> None:
+    """Several workers: `publish_scraped` every `interval` seconds, and once more (and this worker's
+    live gauges withdrawn) when cancelled at shutdown. Run as a task of the app's lifespan."""
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            publish_scraped()
+    finally:
+        publish_scraped()
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # prometheus-client has no annotation here
+
+
 # --- the endpoint -----------------------------------------------------------------------------
 
 
@@ -309,6 +382,10 @@ def metrics_routes(settings: Settings) -> list[BaseRoute]:
     if not settings.metrics_enabled:
         return []
     expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
+    summed: CollectorRegistry | None = None
+    if multiprocess():  # several workers: every worker's files, whichever worker answers
+        summed = CollectorRegistry()
+        MultiProcessCollector(summed)  # type: ignore[no-untyped-call]
 
     async def metrics(request: Request) -> Response:
         if expected is not None:
@@ -324,8 +401,9 @@ def metrics_routes(settings: Settings) -> list[BaseRoute]:
                 {"error": "forbidden", "error_description": "/metrics answers loopback clients only"},
                 status_code=403,
             )
-        return Response(
-            generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
-        )
+        if summed is not None:
+            publish_scraped()
+        body = generate_latest(summed if summed is not None else REGISTRY)
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
     return [Route(METRICS_PATH, metrics, methods=["GET"])]

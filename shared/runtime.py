@@ -23,7 +23,9 @@ import gc
 import logging
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp
 
 from shared import startup
 from shared.logs import configure_logging
+from shared.metrics import MULTIPROCESS_DIRECTORY
 from shared.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("startup")
@@ -86,7 +89,15 @@ def serve(
         logger.info(
             "  requestState: sealed with a key generated for these workers (REQUEST_STATE_KEYS unset)"
         )
-    _run(worker_factory, settings, port, workers=workers)
+    metrics_directory = None
+    if settings.metrics_enabled:  # each worker's metrics in files /metrics sums (shared/metrics.py)
+        metrics_directory = tempfile.mkdtemp(prefix="mcpref-metrics-")
+        os.environ[MULTIPROCESS_DIRECTORY] = metrics_directory
+    try:
+        _run(worker_factory, settings, port, workers=workers)
+    finally:
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
 
 
 AppT = TypeVar("AppT")

@@ -428,3 +428,56 @@ def test_stateful_sessions_and_legacy_sse_with_workers_are_refused_with_the_way_
     assert "MCP_SESSION_MODE=stateless" in lines[0]
     assert "one worker per port" in lines[0]
     assert "LEGACY_SSE=false" in lines[1]
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def scrape(http: httpx2.Client, cluster: Cluster) -> dict[str, float]:
+    """/metrics as name{labels} -> value (a loopback client: allowed without METRICS_TOKEN)."""
+    response = http.get(f"{cluster.public_url}/metrics")
+    assert response.status_code == 200, response.text
+    samples = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+MCP_CALLS = 'mcpref_http_requests_total{method="POST",route="/mcp",status="200"}'
+
+
+def test_metrics_are_summed_over_the_workers_whichever_answers_the_scrape(internal_workers: Cluster) -> None:
+    workers = mcp_workers(internal_workers)
+    first, second = two(workers)
+    with client_on((workers, first)) as on_first, client_on((workers, second)) as on_second:
+        token = mint(internal_workers, on_first).access_token
+        before = scrape(on_first, internal_workers)
+        for _ in range(3):
+            tool_call(on_first, internal_workers, token, "whoami")
+        for _ in range(4):
+            tool_call(on_second, internal_workers, token, "whoami")
+        seen_by_first = scrape(on_first, internal_workers)
+        seen_by_second = scrape(on_second, internal_workers)
+        # The tenant cache counts in plain integers, written to the shared files every few
+        # seconds and at each scrape: the other worker's share arrives within that interval.
+        deadline = time.monotonic() + 30
+        while True:
+            tenants = scrape(on_second, internal_workers)
+            hits = tenants.get("mcpref_tenant_cache_hits_total", 0) + tenants.get(
+                "mcpref_tenant_cache_misses_total", 0
+            )
+            gained = (
+                hits
+                - before.get("mcpref_tenant_cache_hits_total", 0)
+                - before.get("mcpref_tenant_cache_misses_total", 0)
+            )
+            if gained >= 7:
+                break
+            assert time.monotonic() < deadline, f"the tenant counters never summed both workers: {gained}"
+            time.sleep(0.5)
+        assert set(workers.served) == {first, second}
+    assert seen_by_first[MCP_CALLS] - before.get(MCP_CALLS, 0) == 7
+    assert seen_by_second[MCP_CALLS] == seen_by_first[MCP_CALLS]
+    assert not any(name.startswith("process_") for name in seen_by_first), "per-process series have no sum"
