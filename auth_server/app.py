@@ -105,10 +105,10 @@ def create_auth_routes(
 ) -> list[BaseRoute]:
     """Every route of the authorization server, at the issuer's path (see `urls.py`).
     `on_revoked(subject)` hears of every revocation (internal mode: the MCP server's caches)."""
-    registry = StoreClientRegistry(settings, store)
+    registry = StoreClientRegistry.from_settings(settings, store)
     audit = AuditLog(settings.audit_log, on_revoked=on_revoked)
-    front = FrontChannel.create(settings, store, registry, audit=audit)
-    back = BackChannel.create(settings, store, registry, audit=front.audit, limiter=front.limiter)
+    front = FrontChannel.from_settings(settings, store, registry, audit=audit)
+    back = BackChannel.from_settings(settings, store, registry, audit=front.audit, limiter=front.limiter)
     return [
         *metadata_routes(settings),
         *front_channel_routes(front),

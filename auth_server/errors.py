@@ -9,8 +9,34 @@ than trusted to: anything outside the set becomes `?`.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from starlette.responses import JSONResponse
+
+# The error codes, as the RFCs register them: a typo is a type error, not a new code.
+TokenErrorCode = Literal[  # RFC 6749 section 5.2, RFC 8707 section 2 (invalid_target)
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+]
+AuthorizationErrorCode = Literal[  # RFC 6749 section 4.1.2.1, RFC 8707 section 2
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "invalid_target",
+]
+RegistrationErrorCode = Literal["invalid_redirect_uri", "invalid_client_metadata"]  # RFC 7591 3.2.2
+# The admin API's own (docs/operations.md); `invalid_token` as in RFC 6750 section 3.1.
+AdminErrorCode = Literal["unauthorized", "invalid_token", "forbidden", "not_found", "conflict"]
+ErrorCode = TokenErrorCode | AuthorizationErrorCode | RegistrationErrorCode | AdminErrorCode
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _OUTSIDE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
@@ -26,7 +52,7 @@ class OAuthError(Exception):
 
     def __init__(
         self,
-        error: str,
+        error: ErrorCode,
         description: str | None = None,
         *,
         status_code: int = 400,

@@ -47,7 +47,7 @@ class FrontChannel:
     clock: Callable[[], float] = field(default=time.time)
 
     @classmethod
-    def create(
+    def from_settings(
         cls, settings: Settings, store: Store, registry: StoreClientRegistry, *, audit: AuditLog | None = None
     ) -> FrontChannel:
         audit = audit or AuditLog(settings.audit_log)
@@ -57,7 +57,7 @@ class FrontChannel:
             store=store,
             registry=registry,
             users=UserDirectory.from_settings(settings),
-            sessions=BrowserSessions(settings, store),
+            sessions=BrowserSessions.from_settings(settings, store),
             pending=PendingAuthorizations(store),
             consents=consents,
             apps=AuthorizedApps(store, audit, consents=consents),
@@ -81,7 +81,7 @@ class BackChannel:
     limiter: RateLimiter
 
     @classmethod
-    def create(
+    def from_settings(
         cls,
         settings: Settings,
         store: Store,
@@ -92,13 +92,13 @@ class BackChannel:
         keys: SigningKeys | None = None,
     ) -> BackChannel:
         audit = audit or AuditLog(settings.audit_log)
-        keys = keys or SigningKeys(settings, store)
+        keys = keys or SigningKeys.from_settings(settings, store)
         grants = Grants(store)
         return cls(
             settings=settings,
             store=store,
             keys=keys,
-            tokens=TokenService(settings, store, keys),
+            tokens=TokenService.from_settings(settings, store, keys),
             grants=grants,
             apps=AuthorizedApps(store, audit, grants=grants),
             clients=ClientAuthenticator(registry, realm=settings.issuer),

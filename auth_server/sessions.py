@@ -54,11 +54,18 @@ def session_key(session_id: str) -> str:
 
 
 class BrowserSessions:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, store: Store, *, login_ttl: int, secure: bool) -> None:
+        """`secure`: cookies are `Secure` and `__Host-` prefixed (an https issuer)."""
         self._store = store
-        self._login_ttl = settings.login_session_ttl
-        self._secure = urlsplit(settings.issuer).scheme == "https"
+        self._login_ttl = login_ttl
+        self._secure = secure
         self.cookie_name = self.cookie("mcp_as_session")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store) -> BrowserSessions:
+        return cls(
+            store, login_ttl=settings.login_session_ttl, secure=urlsplit(settings.issuer).scheme == "https"
+        )
 
     @property
     def secure(self) -> bool:

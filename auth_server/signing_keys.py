@@ -124,20 +124,23 @@ def generate_key() -> dict[str, Any]:
 class SigningKeys:
     def __init__(
         self,
-        settings: Settings,
         store: Store,
         *,
+        file: Path | None,
+        retire_grace: int,
+        create_on_read: bool,
         clock: Callable[[], float] = time.time,
         refresh_interval: float = REFRESH_INTERVAL,
     ) -> None:
-        self._file = Path(settings.jwt_signing_keys) if settings.jwt_signing_keys else None
+        """Keys from the private JWKS `file`, or (None) kept in `store`; a retired key stays
+        published `retire_grace` seconds (the access token lifetime). Keys are created on first
+        need: by signing, or, with `create_on_read`, by serving or verifying too (JWT mode)."""
+        self._file = file
         self._store = store
-        self._retire_grace = settings.access_token_ttl
+        self._retire_grace = retire_grace
         self._clock = clock
         self._refresh_interval = refresh_interval
-        # Keys are created on first need: by signing, or by serving/verifying in JWT mode. A
-        # deployment issuing opaque tokens never writes a private key into its Store.
-        self._create_on_read = settings.token_format == "jwt"  # noqa: S105 (not a password)
+        self._create_on_read = create_on_read
         self._loaded: _Loaded | None = None
         self._last_forced_reload = 0.0
         # Signatures already checked, by token digest: a token's signature never changes, so the
@@ -150,6 +153,25 @@ class SigningKeys:
             except SigningKeyError as exc:
                 where = f"JWT_SIGNING_KEYS {self._file}: "
                 raise SigningKeyError(str(exc) if str(exc).startswith(where) else where + str(exc)) from None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_interval: float = REFRESH_INTERVAL,
+    ) -> SigningKeys:
+        """A deployment issuing opaque tokens never writes a private key into its Store."""
+        return cls(
+            store,
+            file=Path(settings.jwt_signing_keys) if settings.jwt_signing_keys else None,
+            retire_grace=settings.access_token_ttl,
+            create_on_read=settings.token_format == "jwt",  # noqa: S105 (not a password)
+            clock=clock,
+            refresh_interval=refresh_interval,
+        )
 
     # -- public API -----------------------------------------------------------------------
 

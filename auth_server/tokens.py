@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from auth_server import crypto
 from auth_server.signing_keys import SigningKeys
-from shared.settings import Settings
+from shared.settings import Settings, TokenFormat
 from shared.storage.base import Store
 from shared.validation import TokenRejected
 
@@ -141,22 +141,39 @@ class TokenService:
 
     def __init__(
         self,
-        settings: Settings,
         store: Store,
         keys: SigningKeys,
         *,
+        issuer: str,
+        token_format: TokenFormat,
+        access_ttl: int,
+        refresh_ttl: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._keys = keys
         self._clock = clock
-        self._issuer = settings.issuer
-        self._format = settings.token_format
-        self._access_ttl = settings.access_token_ttl
-        self._refresh_ttl = settings.refresh_token_ttl
+        self._issuer = issuer
+        self._format = token_format
+        self._access_ttl = access_ttl
+        self._refresh_ttl = refresh_ttl
         # The Store is read on every lookup (revoking is deleting, so that stays immediate); only
         # parsing the same stored JSON again is skipped. Records are frozen, so sharing is safe.
         self._parsed: dict[str, AccessTokenRecord] = {}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store, keys: SigningKeys, *, clock: Callable[[], float] = time.time
+    ) -> TokenService:
+        return cls(
+            store,
+            keys,
+            issuer=settings.issuer,
+            token_format=settings.token_format,
+            access_ttl=settings.access_token_ttl,
+            refresh_ttl=settings.refresh_token_ttl,
+            clock=clock,
+        )
 
     @property
     def refresh_ttl(self) -> int:

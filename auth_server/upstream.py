@@ -124,26 +124,45 @@ def profile_key(subject: str) -> str:
 class UpstreamProvider:
     """The upstream OpenID provider, as authlib's Starlette OAuth client plus our state store."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
-        if not settings.upstream_oidc_issuer or not settings.upstream_oidc_client_id:
-            raise ValueError("UpstreamProvider needs UPSTREAM_OIDC_ISSUER and UPSTREAM_OIDC_CLIENT_ID")
-        self.issuer = settings.upstream_oidc_issuer
-        self.client_id = settings.upstream_oidc_client_id
-        self.callback_url = callback_url(settings)
+    def __init__(
+        self,
+        store: Store,
+        *,
+        issuer: str,
+        client_id: str,
+        client_secret: str | None,
+        scope: str,
+        callback_url: str,
+    ) -> None:
+        self.issuer = issuer
+        self.client_id = client_id
+        self.callback_url = callback_url
         self._store = store
-        secret = settings.upstream_oidc_client_secret
         self._app: Any = OAuth().register(
             "upstream",
-            client_id=self.client_id,
-            client_secret=secret,
-            server_metadata_url=self.issuer.rstrip("/") + "/.well-known/openid-configuration",
+            client_id=client_id,
+            client_secret=client_secret,
+            server_metadata_url=issuer.rstrip("/") + "/.well-known/openid-configuration",
             client_kwargs={
-                "scope": settings.upstream_oidc_scope,
+                "scope": scope,
                 "code_challenge_method": "S256",
-                "token_endpoint_auth_method": "client_secret_basic" if secret else "none",
+                "token_endpoint_auth_method": "client_secret_basic" if client_secret else "none",
                 "timeout": UPSTREAM_TIMEOUT,
                 "follow_redirects": False,
             },
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store) -> UpstreamProvider:
+        if not settings.upstream_oidc_issuer or not settings.upstream_oidc_client_id:
+            raise ValueError("UpstreamProvider needs UPSTREAM_OIDC_ISSUER and UPSTREAM_OIDC_CLIENT_ID")
+        return cls(
+            store,
+            issuer=settings.upstream_oidc_issuer,
+            client_id=settings.upstream_oidc_client_id,
+            client_secret=settings.upstream_oidc_client_secret,
+            scope=settings.upstream_oidc_scope,
+            callback_url=callback_url(settings),
         )
 
     # --- metadata -------------------------------------------------------------------------------

@@ -32,20 +32,26 @@ PRINCIPALS_MAX = 4096  # Principals kept for records still being presented (olde
 
 
 class InProcessTokenValidator:
-    def __init__(
-        self,
+    def __init__(self, store: Store, tokens: TokenService, *, issuer: str, resource: str) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._resource = resource
+        self._issuer = issuer
+        # id(record) -> (record, Principal); holding the record keeps its id from being reused.
+        self._principals: dict[int, tuple[AccessTokenRecord, Principal]] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
         settings: Settings,
         store: Store,
         *,
         keys: SigningKeys | None = None,
         clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._store = store
-        self._tokens = TokenService(settings, store, keys or SigningKeys(settings, store), clock=clock)
-        self._resource = settings.mcp_resource_url
-        self._issuer = settings.issuer
-        # id(record) -> (record, Principal); holding the record keeps its id from being reused.
-        self._principals: dict[int, tuple[AccessTokenRecord, Principal]] = {}
+    ) -> InProcessTokenValidator:
+        keys = keys or SigningKeys.from_settings(settings, store)
+        tokens = TokenService.from_settings(settings, store, keys, clock=clock)
+        return cls(store, tokens, issuer=settings.issuer, resource=settings.mcp_resource_url)
 
     async def validate(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:

@@ -213,7 +213,7 @@ def _validators(settings: Settings, store: Store, revocations: RevocationFeed) -
     if settings.auth_mode == "internal":
         from auth_server.validator import InProcessTokenValidator
 
-        primary = InProcessTokenValidator(settings, store)
+        primary = InProcessTokenValidator.from_settings(settings, store)
     else:
         from shared.validators.discovery import ProviderMetadata
         from shared.validators.external import TokenRouter

@@ -172,10 +172,10 @@ class AdminService:
         grants = Grants(store)
         return cls(
             store,
-            StoreClientRegistry(settings, store),
+            StoreClientRegistry.from_settings(settings, store),
             grants,
             AuthorizedApps(store, audit, grants=grants),
-            SigningKeys(settings, store),
+            SigningKeys.from_settings(settings, store),
             audit,
             token_format=settings.token_format,
         )

@@ -134,12 +134,43 @@ def cache_seconds(cache_control: str | None, cap: int) -> int:
 class ClientMetadataDocuments:
     """Resolves metadata-document client IDs to Clients, with a bounded cache in the Store."""
 
-    def __init__(self, settings: Settings, store: Store, *, resolver: Resolver = system_resolver) -> None:
-        self._settings = settings
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_bytes: int,
+        timeout: float,
+        cache_ttl: int,
+        failure_ttl: int,
+        allow_loopback: bool = False,
+        native_schemes: Collection[str] = (),
+        resolver: Resolver = system_resolver,
+    ) -> None:
         self._store = store
+        self._max_bytes = max_bytes
+        self._timeout = timeout
+        self._cache_ttl = cache_ttl
+        self._failure_ttl = failure_ttl
+        self._allow_loopback = allow_loopback
+        self._native_schemes = tuple(native_schemes)
         self._resolver = resolver
         self._per_url = RateLimiter(store, FETCHES_PER_URL_PER_MINUTE)
         self._per_address = RateLimiter(store, FETCHES_PER_ADDRESS_PER_MINUTE)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store, *, resolver: Resolver = system_resolver
+    ) -> ClientMetadataDocuments:
+        return cls(
+            store,
+            max_bytes=settings.cimd_max_bytes,
+            timeout=settings.cimd_timeout,
+            cache_ttl=settings.cimd_cache_ttl,
+            failure_ttl=settings.cimd_failure_ttl,
+            allow_loopback=settings.cimd_allow_loopback,
+            native_schemes=settings.native_redirect_schemes,
+            resolver=resolver,
+        )
 
     async def cached(self, url: str) -> Client | None:
         """The client from a cached document, never fetching (for pages that list many apps)."""
@@ -154,7 +185,7 @@ class ClientMetadataDocuments:
             target = parse_target(url)
         except FetchRefused as exc:  # the URL's own syntax: nothing was asked of the network
             raise ClientMetadataDocumentError(f"the client_id URL is not acceptable: {exc}") from None
-        loopback_allowed = self._settings.cimd_allow_loopback and target.host in LOOPBACK_LITERALS
+        loopback_allowed = self._allow_loopback and target.host in LOOPBACK_LITERALS
         if target.scheme != "https" and not loopback_allowed:
             raise ClientMetadataDocumentError("the client_id URL must use https")
         cached = await self.cached(url)
@@ -169,26 +200,26 @@ class ClientMetadataDocuments:
             client = await self._fetch(url, target)
         except (FetchRefused, ClientMetadataDocumentError) as exc:
             logger.info("client metadata document %s unusable: %s", url[:200], exc)
-            if self._settings.cimd_failure_ttl > 0:
-                await self._store.set(failure_key(url), "1", ttl=self._settings.cimd_failure_ttl)
+            if self._failure_ttl > 0:
+                await self._store.set(failure_key(url), "1", ttl=self._failure_ttl)
             raise ClientMetadataDocumentError(FAILED) from None
         return client
 
     async def _fetch(self, url: str, target: Target) -> Client:
         document = await fetch_document(
             target,
-            max_bytes=self._settings.cimd_max_bytes,
-            time_limit=self._settings.cimd_timeout,
-            allow_loopback=self._settings.cimd_allow_loopback,
+            max_bytes=self._max_bytes,
+            time_limit=self._timeout,
+            allow_loopback=self._allow_loopback,
             resolver=self._resolver,
         )
         client = client_from_document(
             url,
             document.body,
-            max_bytes=self._settings.cimd_max_bytes,
-            native_schemes=self._settings.native_redirect_schemes,
+            max_bytes=self._max_bytes,
+            native_schemes=self._native_schemes,
         )
-        ttl = cache_seconds(document.cache_control, self._settings.cimd_cache_ttl)
+        ttl = cache_seconds(document.cache_control, self._cache_ttl)
         if ttl > 0:
             await self._store.set(cache_key(url), client.model_dump_json(), ttl=ttl)
         return client

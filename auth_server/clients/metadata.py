@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
-from auth_server.errors import OAuthError, error_description
+from auth_server.errors import OAuthError, RegistrationErrorCode, error_description
 from auth_server.models import AuthMethod, Client, ClientSource
 from auth_server.redirect_uris import (
     LOOPBACK_REDIRECT_HOSTS,
@@ -54,7 +54,7 @@ ApplicationType = Literal["native", "web"]
 class ClientMetadataRejected(OAuthError):
     """400 `invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 section 3.2.2)."""
 
-    def __init__(self, error: Literal["invalid_redirect_uri", "invalid_client_metadata"], description: str):
+    def __init__(self, error: RegistrationErrorCode, description: str):
         super().__init__(error, error_description(description))
 
 

@@ -85,17 +85,28 @@ class StoreClientRegistry:
 
     def __init__(
         self,
-        settings: Settings,
         store: Store,
+        documents: ClientMetadataDocuments,
         *,
-        metadata_documents: ClientMetadataDocuments | None = None,
+        configured: Mapping[str, Client] | None = None,
+        native_schemes: Collection[str] = (),
     ) -> None:
         self._store = store
         # Private-use redirect URI schemes native clients may use (NATIVE_REDIRECT_SCHEMES).
-        self.native_schemes = frozenset(settings.native_redirect_schemes)
-        self._preregistered = preregistered_clients(settings)
-        self._documents = metadata_documents or ClientMetadataDocuments(settings, store)
+        self.native_schemes = frozenset(native_schemes)
+        self._preregistered = dict(configured or {})
+        self._documents = documents
         self.disabled = DisabledClients(store)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store) -> StoreClientRegistry:
+        """The configured clients are checked here: a bad AUTH_CLIENTS entry is a ValueError."""
+        return cls(
+            store,
+            ClientMetadataDocuments.from_settings(settings, store),
+            configured=preregistered_clients(settings),
+            native_schemes=settings.native_redirect_schemes,
+        )
 
     async def get(self, client_id: str) -> Client | None:
         """The client, or None when unknown or its metadata document is unusable."""

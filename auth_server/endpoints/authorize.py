@@ -43,6 +43,7 @@ from auth_server.endpoints.flow import (
     redirects_automatically,
 )
 from auth_server.endpoints.forms import parse_form, read_form_pairs
+from auth_server.errors import AuthorizationErrorCode
 from auth_server.models import Client
 from auth_server.pages import error_page
 from auth_server.pending import AuthorizationRequest
@@ -78,7 +79,7 @@ class RequestNotTrusted(Exception):
 class AuthorizationError(Exception):
     """An error for the client, sent to its (verified) redirect URI."""
 
-    def __init__(self, error: str, description: str) -> None:
+    def __init__(self, error: AuthorizationErrorCode, description: str) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description

@@ -49,7 +49,7 @@ ACCOUNT_SIGN_IN = ""
 
 
 def federated_login_routes(fc: FrontChannel) -> list[BaseRoute]:
-    upstream = UpstreamProvider(fc.settings, fc.store)
+    upstream = UpstreamProvider.from_settings(fc.settings, fc.store)
     return [
         Route(endpoint_path(fc.settings, "login"), upstream_login_page(fc, upstream), methods=["GET"]),
         Route(issuer_path(fc.settings) + CALLBACK_PATH, upstream_callback(fc, upstream), methods=["GET"]),

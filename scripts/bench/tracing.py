@@ -128,7 +128,7 @@ async def child(variant: str, requests: int, rounds: int) -> dict[str, Any]:
 
     config = settings(auth_mode="internal")
     store = open_store(config)
-    issued = await TokenService(config, store, SigningKeys(config, store)).issue(
+    issued = await TokenService.from_settings(config, store, SigningKeys.from_settings(config, store)).issue(
         client_id="bench-client",
         subject="bench-user",
         scopes=SCOPES,

@@ -94,12 +94,12 @@ def settings(**values: Any) -> Settings:
 
 async def issue(config: Settings) -> tuple[str, InProcessTokenValidator, SigningKeys]:
     store = open_store(config)
-    keys = SigningKeys(config, store)
-    tokens = TokenService(config, store, keys)
+    keys = SigningKeys.from_settings(config, store)
+    tokens = TokenService.from_settings(config, store, keys)
     issued = await tokens.issue(
         client_id="bench-client", subject="bench-user", scopes=SCOPES, resource=RESOURCE, grant_id="g1"
     )
-    return issued.access_token, InProcessTokenValidator(config, store, keys=keys), keys
+    return issued.access_token, InProcessTokenValidator.from_settings(config, store, keys=keys), keys
 
 
 async def introspection_validator(token: str) -> IntrospectionValidator:
@@ -134,8 +134,8 @@ async def jwt_validator() -> tuple[str, JwtValidator]:
     issuer = "http://127.0.0.1:3001"
     config = settings(auth_mode="external", token_format=JWT, auth_issuer_url=issuer)
     store = open_store(config)
-    keys = SigningKeys(config, store)
-    tokens = TokenService(config, store, keys)
+    keys = SigningKeys.from_settings(config, store)
+    tokens = TokenService.from_settings(config, store, keys)
     issued = await tokens.issue(
         client_id="bench-client", subject="bench-user", scopes=SCOPES, resource=RESOURCE, grant_id="g1"
     )

@@ -247,6 +247,6 @@ async def test_metadata_naming_another_issuer_or_no_provider_at_all_means_unavai
         upstream_oidc_issuer=issuer,
         upstream_oidc_client_id=FEDERATED_CLIENT_ID,
     )
-    upstream = UpstreamProvider(settings, MemoryStore())
+    upstream = UpstreamProvider.from_settings(settings, MemoryStore())
     with pytest.raises(UpstreamUnavailable):
         await upstream.begin("request-id", "binding")

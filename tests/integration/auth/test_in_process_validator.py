@@ -47,7 +47,7 @@ async def test_a_valid_access_token_becomes_a_principal(
 ) -> None:
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client, scope=("notes:read", "notes:write"))
-    principal = await InProcessTokenValidator(settings, store).validate(body["access_token"])
+    principal = await InProcessTokenValidator.from_settings(settings, store).validate(body["access_token"])
     assert principal.subject == "demo"
     assert principal.client_id == client.client_id
     assert principal.scopes == frozenset({"notes:read", "notes:write"})
@@ -65,7 +65,7 @@ async def test_validation_costs_one_store_read(
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     counting = CountingStore(store)
-    validator = InProcessTokenValidator(settings, counting)
+    validator = InProcessTokenValidator.from_settings(settings, counting)
     await validator.validate(body["access_token"])  # warms the key cache (jwt)
     counting.reads = 0
     for _ in range(10):
@@ -79,7 +79,7 @@ async def test_refresh_tokens_and_codes_are_not_access_tokens(
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
     code = await store_code(store, client, settings=settings)
-    validator = InProcessTokenValidator(settings, store)
+    validator = InProcessTokenValidator.from_settings(settings, store)
     for artifact in (body["refresh_token"], code.code):
         with pytest.raises(TokenRejected) as rejected:
             await validator.validate(artifact)
@@ -97,7 +97,7 @@ async def test_a_token_for_another_resource_is_rejected(
     code = await store_code(store, client, settings=other_settings, resource=f"{OTHER_MCP}/mcp")
     body = (await redeem(other, code, client, resource=f"{OTHER_MCP}/mcp")).json()
     with pytest.raises(TokenRejected) as rejected:
-        await InProcessTokenValidator(configure(), store).validate(body["access_token"])
+        await InProcessTokenValidator.from_settings(configure(), store).validate(body["access_token"])
     assert rejected.value.reason == "wrong_audience"
 
 
@@ -106,7 +106,7 @@ async def test_unknown_malformed_expired_and_revoked_tokens_are_rejected(
 ) -> None:
     http = await make_http(access_token_ttl=1)
     settings = configure(access_token_ttl=1)
-    validator = InProcessTokenValidator(settings, store)
+    validator = InProcessTokenValidator.from_settings(settings, store)
     for token, reason in (
         ("", "malformed"),
         ("x" * 10_000, "malformed"),
@@ -129,6 +129,8 @@ async def test_an_unreachable_store_makes_the_validator_unavailable_not_a_reject
     dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
     try:
         with pytest.raises(ValidatorUnavailable):
-            await InProcessTokenValidator(make_settings(), dead).validate(crypto.new_credential())
+            await InProcessTokenValidator.from_settings(make_settings(), dead).validate(
+                crypto.new_credential()
+            )
     finally:
         await dead.close()

@@ -97,7 +97,7 @@ async def test_a_revoked_jwt_is_inactive_and_rejected_by_the_in_process_validato
     settings = configure(**JWT)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
-    validator = InProcessTokenValidator(settings, store)
+    validator = InProcessTokenValidator.from_settings(settings, store)
     principal = await validator.validate(body["access_token"])
     assert principal.audience == (RESOURCE,)
 
@@ -119,14 +119,14 @@ async def test_after_rotation_a_new_key_signs_and_old_tokens_stay_valid(
     old = await tokens_for(before, store, settings, client)
     old_kid = segments(old["access_token"])[0]["kid"]
 
-    new_kid = await SigningKeys(settings, store).rotate()
+    new_kid = await SigningKeys.from_settings(settings, store).rotate()
 
     after = await make_http(**JWT)  # a fresh instance reads the rotated keys
     new = await tokens_for(after, store, settings, client)
     assert segments(new["access_token"])[0]["kid"] == new_kid != old_kid
     published = {key["kid"] for key in (await after.get("/jwks")).json()["keys"]}
     assert published == {old_kid, new_kid}
-    validator = InProcessTokenValidator(settings, store)
+    validator = InProcessTokenValidator.from_settings(settings, store)
     for token in (old["access_token"], new["access_token"]):
         await validator.validate(token)
         assert (await introspect(after, token)).json()["active"] is True
@@ -139,7 +139,7 @@ async def test_a_retired_key_is_unpublished_once_its_tokens_have_expired(
 ) -> None:
     clock = [1_000_000.0]
     settings = configure(**JWT, access_token_ttl=60)
-    keys = SigningKeys(settings, store, clock=lambda: clock[0])
+    keys = SigningKeys.from_settings(settings, store, clock=lambda: clock[0])
     first = (await keys.public_jwks())["keys"][0]["kid"]
     second = await keys.rotate()
     assert {k["kid"] for k in (await keys.public_jwks())["keys"]} == {first, second}
@@ -166,7 +166,7 @@ async def test_keys_from_a_private_jwks_file_sign_with_rs256(
     assert published["kid"] == rsa.kid
     assert "d" not in published
     assert await store.get(JWKS_KEY) is None  # nothing private copied into the store
-    await InProcessTokenValidator(settings, store).validate(body["access_token"])
+    await InProcessTokenValidator.from_settings(settings, store).validate(body["access_token"])
 
 
 async def test_opaque_tokens_issued_before_switching_to_jwt_stay_valid(
@@ -177,7 +177,7 @@ async def test_opaque_tokens_issued_before_switching_to_jwt_stay_valid(
     opaque = await tokens_for(opaque_http, store, configure(), client)
     jwt_http = await make_http(**JWT)
     assert (await introspect(jwt_http, opaque["access_token"])).json()["active"] is True
-    await InProcessTokenValidator(configure(**JWT), store).validate(opaque["access_token"])
+    await InProcessTokenValidator.from_settings(configure(**JWT), store).validate(opaque["access_token"])
 
 
 async def test_forged_jwts_are_inactive_and_rejected(
@@ -188,7 +188,7 @@ async def test_forged_jwts_are_inactive_and_rejected(
     client = await add_client(store)
     genuine = await tokens_for(http, store, settings, client)
     header, claims = segments(genuine["access_token"])
-    validator = InProcessTokenValidator(settings, store)
+    validator = InProcessTokenValidator.from_settings(settings, store)
 
     foreign = ECKey.generate_key("P-256", private=True)
     own = ECKey.import_key(json.loads(await store.get(JWKS_KEY) or "{}")["keys"][0]["jwk"])
@@ -222,8 +222,8 @@ async def test_withdrawing_a_compromised_key_rejects_its_tokens_even_if_verified
     settings = configure(**JWT)
     client = await add_client(store)
     body = await tokens_for(http, store, settings, client)
-    keys = SigningKeys(settings, store, refresh_interval=0)
-    validator = InProcessTokenValidator(settings, store, keys=keys)
+    keys = SigningKeys.from_settings(settings, store, refresh_interval=0)
+    validator = InProcessTokenValidator.from_settings(settings, store, keys=keys)
     await validator.validate(body["access_token"])  # verified once, remembered
 
     await store.delete(JWKS_KEY)  # the operator withdraws every key; a new one gets generated

@@ -33,7 +33,7 @@ async def test_revoking_a_refresh_token_ends_the_whole_grant(
     client = await add_client(store)
     first = await tokens_for(http, store, settings, client)
     second = (await refresh(http, first["refresh_token"], client)).json()
-    validator = InProcessTokenValidator(settings, store)
+    validator = InProcessTokenValidator.from_settings(settings, store)
     await validator.validate(second["access_token"])
 
     await http.post("/revoke", data={"token": second["refresh_token"], **client.auth()})

@@ -52,12 +52,12 @@ def parts(
     config: Settings, clock: FakeClock | None = None
 ) -> tuple[Store, TokenService, InProcessTokenValidator]:
     store = open_store(config)
-    keys = SigningKeys(config, store)
-    service = TokenService(config, store, keys)
+    keys = SigningKeys.from_settings(config, store)
+    service = TokenService.from_settings(config, store, keys)
     kwargs: dict[str, Any] = {"keys": keys}
     if clock is not None:
         kwargs["clock"] = clock
-    return store, service, InProcessTokenValidator(config, store, **kwargs)
+    return store, service, InProcessTokenValidator.from_settings(config, store, **kwargs)
 
 
 @pytest.mark.parametrize("token_format", ["opaque", "jwt"])
