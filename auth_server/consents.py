@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from auth_server import crypto
 from shared import scopes as scope_model
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import consent_key
 
 CONSENT_TTL = 90 * 24 * 3600  # ask again after 90 days even if nothing changed
 
@@ -23,17 +24,14 @@ class ConsentRecord(BaseModel):
     redirect_uris: tuple[str, ...] = ()
 
 
-def consent_key(subject: str, client_id: str) -> str:
-    return f"auth:consent:{subject}:{crypto.digest(client_id)}"
-
-
 class ConsentMemory:
     def __init__(self, store: Store) -> None:
         self._store = store
 
     async def recall(self, subject: str, client_id: str) -> ConsentRecord:
-        stored = await self._store.get(consent_key(subject, client_id))
-        return ConsentRecord.model_validate_json(stored) if stored else ConsentRecord()
+        return (
+            await records.read(self._store, consent_key(subject, client_id), ConsentRecord) or ConsentRecord()
+        )
 
     @staticmethod
     def covers(record: ConsentRecord, scopes: tuple[str, ...], redirect_uri: str) -> bool:
@@ -50,7 +48,7 @@ class ConsentMemory:
             scopes=tuple(dict.fromkeys((*before.scopes, *scopes))),
             redirect_uris=tuple(dict.fromkeys((*before.redirect_uris, redirect_uri))),
         )
-        await self._store.set(consent_key(subject, client_id), after.model_dump_json(), ttl=CONSENT_TTL)
+        await records.write(self._store, consent_key(subject, client_id), after, ttl=CONSENT_TTL)
 
     async def forget(self, subject: str, client_id: str) -> None:
         """The user revoked the client: the next authorization asks again."""

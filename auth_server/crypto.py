@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import secrets
 
+from shared.storage.records import digest as digest  # the storage form of a credential
+
 CREDENTIAL_BYTES = 32  # 256 bits: well above OAuth 2.1's 2^-128 guessing bound (section 7.7)
 
 
@@ -27,11 +29,6 @@ def derived_credential(secret: str, salt: str, purpose: str) -> str:
     The salt is random per use, so no chain of credentials follows from one of them alone."""
     mac = hmac.new(secret.encode(), f"{purpose}:{salt}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
-
-
-def digest(value: str) -> str:
-    """The storage key of a credential (hex SHA-256): unguessable inputs need no salt or KDF."""
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def constant_time_equals(a: str, b: str) -> bool:

@@ -26,7 +26,9 @@ from pydantic import BaseModel, ConfigDict
 from auth_server import crypto
 from auth_server.rate_limit import RateLimited
 from auth_server.sessions import ANONYMOUS_SESSION_TTL, BrowserSession
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import open_requests_key, pending_key
 
 PENDING_TTL = ANONYMOUS_SESSION_TTL  # five minutes to sign in and decide
 MAX_PENDING_PER_SESSION = 20  # authorizations one browser session may have open at once
@@ -59,14 +61,6 @@ class PendingRequestRejected(Exception):
     """Expired, unknown, from another browser, or without the right CSRF token."""
 
 
-def pending_key(request_id: str) -> str:
-    return f"auth:pending:{crypto.digest(request_id)}"
-
-
-def open_requests_key(binding: str) -> str:
-    return f"auth:pending-open:{crypto.digest(binding)}"
-
-
 class PendingAuthorizations:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
@@ -83,7 +77,7 @@ class PendingAuthorizations:
         await self._make_room(session.binding)
         request_id = crypto.new_credential()
         pending = PendingAuthorization(**request.model_dump(), binding=session.binding, csrf_digest="")
-        await self._store.set(pending_key(request_id), pending.model_dump_json(), ttl=PENDING_TTL)
+        await records.write(self._store, pending_key(request_id), pending, ttl=PENDING_TTL)
         opened = open_requests_key(session.binding)
         await self._store.hset(opened, crypto.digest(request_id), str(self._clock() + PENDING_TTL))
         await self._store.expire(opened, PENDING_TTL)
@@ -92,8 +86,8 @@ class PendingAuthorizations:
     async def _make_room(self, binding: str) -> None:
         """Forget this session's expired requests; RateLimited if it still has too many open."""
         key, now = open_requests_key(binding), self._clock()
-        open_until = {field: float(until) for field, until in (await self._store.hgetall(key)).items()}
-        for field in [field for field, until in open_until.items() if until <= now]:
+        open_until = {field: _seconds(until) for field, until in (await self._store.hgetall(key)).items()}
+        for field in [field for field, until in open_until.items() if until <= now]:  # unreadable: 0
             await self._store.hdel(key, field)
             del open_until[field]
         if len(open_until) >= MAX_PENDING_PER_SESSION:
@@ -106,10 +100,9 @@ class PendingAuthorizations:
         given (every POST), the CSRF token is the one last issued for it."""
         if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH or session is None:
             raise PendingRequestRejected
-        stored = await self._store.get(pending_key(request_id))
-        if stored is None:
+        pending = await records.read(self._store, pending_key(request_id), PendingAuthorization)
+        if pending is None:
             raise PendingRequestRejected
-        pending = PendingAuthorization.model_validate_json(stored)
         if not crypto.constant_time_equals(pending.binding, session.binding):
             raise PendingRequestRejected
         if csrf is not None and not crypto.constant_time_equals(pending.csrf_digest, crypto.digest(csrf)):
@@ -118,11 +111,10 @@ class PendingAuthorizations:
 
     async def finish(self, request_id: str) -> bool:
         """End the request; False if another submission already ended it (double click, replay)."""
-        taken = await self._store.take(pending_key(request_id))
+        taken = await records.take(self._store, pending_key(request_id), PendingAuthorization)
         if taken is None:
             return False
-        binding = PendingAuthorization.model_validate_json(taken).binding
-        await self._store.hdel(open_requests_key(binding), crypto.digest(request_id))
+        await self._store.hdel(open_requests_key(taken.binding), crypto.digest(request_id))
         return True
 
     async def new_csrf_token(self, request_id: str, pending: PendingAuthorization) -> str:
@@ -137,5 +129,14 @@ class PendingAuthorizations:
             raise PendingRequestRejected
         csrf = crypto.new_credential()
         updated = pending.model_copy(update={"csrf_digest": crypto.digest(csrf)})
-        await self._store.set(key, updated.model_dump_json(), ttl=remaining)
+        await records.write(self._store, key, updated, ttl=remaining)
         return csrf
+
+
+def _seconds(value: str) -> float:
+    """An expiry time from the open-requests hash; an unreadable one counts as long past."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return 0.0
+    return seconds if math.isfinite(seconds) else 0.0

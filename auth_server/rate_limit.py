@@ -22,7 +22,9 @@ from starlette.requests import Request
 
 from auth_server.audit import AuditLog
 from auth_server.errors import OAuthError
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import rate_limit_key
 
 # What is counted; `check_ip`'s key is a client address except for "cimd_url" (a URL's digest).
 LimitedEndpoint = Literal[
@@ -78,26 +80,27 @@ class RateLimiter:
         await self.check_ip(endpoint, client_ip(request))
 
     async def check_ip(self, endpoint: LimitedEndpoint, ip: str) -> None:
-        count = await self._store.incr(_key(endpoint, ip), self._window)
+        key = rate_limit_key(endpoint, ip)
+        count = await records.count(self._store, key, self._window)
         if count > self._limit:
-            await self._refuse(_key(endpoint, ip), count == self._limit + 1, ip=ip, endpoint=endpoint)
+            await self._refuse(key, count == self._limit + 1, ip=ip, endpoint=endpoint)
 
     async def check_client(self, bucket: ClientBucket, client_id: str, per_minute: int) -> None:
         """Count one request of an authenticated client against its own limit `per_minute`."""
-        key = _key(bucket, f"client:{client_id}")
-        count = await self._store.incr(key, self._window)
+        key = rate_limit_key(bucket, f"client:{client_id}")
+        count = await records.count(self._store, key, self._window)
         if count > per_minute:
             await self._refuse(key, count == per_minute + 1, client_id=client_id, endpoint=bucket)
 
     async def refuse_if_failed_too_often(self, bucket: FailureBucket, ip: str) -> None:
         """RateLimited while `ip` has used up its failures in `bucket`; counts nothing itself."""
-        counted = await self._store.get(_key(bucket, ip))
-        if counted is not None and int(counted) >= self._limit:
-            await self._refuse(_key(bucket, ip), False, ip=ip, endpoint=bucket)
+        counted = await self._store.get(rate_limit_key(bucket, ip))
+        if counted is not None and counted.isdigit() and int(counted) >= self._limit:
+            await self._refuse(rate_limit_key(bucket, ip), False, ip=ip, endpoint=bucket)
 
     async def count_failure(self, bucket: FailureBucket, ip: str) -> None:
         """One more failure of `ip` (a failed client authentication, say) in `bucket`."""
-        count = await self._store.incr(_key(bucket, ip), self._window)
+        count = await records.count(self._store, rate_limit_key(bucket, ip), self._window)
         if self._audit is not None and count == self._limit:  # once per window, not per request
             self._audit.record("rate_limited", ip=ip, endpoint=bucket)
 
@@ -107,7 +110,3 @@ class RateLimiter:
         if self._audit is not None and first:  # once per window, not per request
             self._audit.record("rate_limited", **audit)
         raise RateLimited(retry_after)
-
-
-def _key(bucket: str, who: str) -> str:
-    return f"auth:ratelimit:{bucket}:{who}"

@@ -23,7 +23,9 @@ from starlette.responses import Response
 
 from auth_server import crypto
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import session_key
 
 ANONYMOUS_SESSION_TTL = 300  # five minutes to sign in, as long as a pending authorization lives
 SESSION_ID_BYTES = 32
@@ -47,10 +49,6 @@ class BrowserSession:
     @property
     def binding(self) -> str:
         return self.record.binding
-
-
-def session_key(session_id: str) -> str:
-    return f"auth:session:{crypto.digest(session_id)}"
 
 
 class BrowserSessions:
@@ -80,10 +78,8 @@ class BrowserSessions:
         session_id = request.cookies.get(self.cookie_name)
         if not session_id or len(session_id) > 100:
             return None
-        stored = await self._store.get(session_key(session_id))
-        if stored is None:
-            return None
-        return BrowserSession(session_id, SessionRecord.model_validate_json(stored))
+        record = await records.read(self._store, session_key(session_id), SessionRecord)
+        return None if record is None else BrowserSession(session_id, record)
 
     async def current_or_new(self, request: Request) -> tuple[BrowserSession, bool]:
         """The browser's session, or a new anonymous one (True: the cookie must be set)."""
@@ -118,7 +114,7 @@ class BrowserSessions:
 
     async def _save(self, record: SessionRecord) -> BrowserSession:
         session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
-        await self._store.set(session_key(session_id), record.model_dump_json(), ttl=self._ttl(record))
+        await records.write(self._store, session_key(session_id), record, ttl=self._ttl(record))
         return BrowserSession(session_id, record)
 
     def _ttl(self, record: SessionRecord) -> int:

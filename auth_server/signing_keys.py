@@ -36,9 +36,10 @@ from pydantic import BaseModel
 
 from auth_server import crypto
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import JWKS_KEY
 
-JWKS_KEY = "auth:jwks"
 Algorithm = Literal["ES256", "RS256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("ES256", "RS256")
 REFRESH_INTERVAL = 60.0
@@ -269,7 +270,7 @@ class SigningKeys:
             if k.retired_at is None or k.retired_at + self._retire_grace > now
         ]
         fresh = StoredKey(jwk=generate_key(), created_at=now)
-        await self._store.set(JWKS_KEY, StoredKeySet(keys=[fresh, *kept]).model_dump_json())
+        await records.write(self._store, JWKS_KEY, StoredKeySet(keys=[fresh, *kept]))
         self._loaded = None
         return str(fresh.jwk["kid"])
 
@@ -296,13 +297,16 @@ class SigningKeys:
         now = self._clock()
         if self._file is not None:
             return self._from_private_jwks(self._read_file(), now)
-        stored = await self._read_store()
+        raw = await self._store.get(JWKS_KEY)
+        stored = records.parse(StoredKeySet, raw, JWKS_KEY)
         if (stored is None or not stored.keys) and not create:
             return _Loaded(None, {}, {"keys": []}, now)
         if stored is None or not stored.keys:
             candidate = StoredKeySet(keys=[StoredKey(jwk=generate_key(), created_at=int(now))])
             # Several instances may start at once: the first writer wins, the others adopt its key.
-            if not await self._store.set(JWKS_KEY, candidate.model_dump_json(), only_if_absent=True):
+            # An unreadable key set signs nothing: it is replaced, as a rotation would.
+            unreadable = raw is not None and stored is None
+            if not await records.write(self._store, JWKS_KEY, candidate, only_if_absent=not unreadable):
                 stored = await self._read_store()
             stored = stored if stored and stored.keys else candidate
         live = [k for k in stored.keys if k.retired_at is None or k.retired_at + self._retire_grace > now]
@@ -313,8 +317,7 @@ class SigningKeys:
         return self._from_private_jwks(ordered, now)
 
     async def _read_store(self) -> StoredKeySet | None:
-        raw = await self._store.get(JWKS_KEY)
-        return None if raw is None else StoredKeySet.model_validate_json(raw)
+        return await records.read(self._store, JWKS_KEY, StoredKeySet)
 
     def _read_file(self) -> list[dict[str, Any]]:
         assert self._file is not None

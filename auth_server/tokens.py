@@ -20,36 +20,21 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from auth_server import crypto
 from auth_server.signing_keys import SigningKeys
 from shared.settings import Settings, TokenFormat
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import access_key, jti_key, refresh_key
 from shared.validation import TokenRejected
-
-ACCESS_PREFIX = "auth:access:"
-JTI_PREFIX = "auth:jti:"
-REFRESH_PREFIX = "auth:refresh:"
-_M = TypeVar("_M", bound=BaseModel)
 
 JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 section 4: typ, case-insensitive
 # Parsed access-token records, by their stored JSON (bounded, oldest dropped first).
 PARSED_RECORDS_MAX = 4096
-
-
-def access_key(token: str) -> str:
-    return ACCESS_PREFIX + crypto.digest(token)
-
-
-def jti_key(jti: str) -> str:
-    return JTI_PREFIX + jti
-
-
-def refresh_key(token: str) -> str:
-    return REFRESH_PREFIX + crypto.digest(token)
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -259,19 +244,19 @@ class TokenService:
             key = jti_key(jti)
         else:
             key = access_key(token)
-        record = self._access_record(await self._store.get(key))
+        record = self._access_record(await self._store.get(key), key)
         if record is None:
             raise TokenRejected("unknown", "unknown, expired or revoked token")
         if record.exp <= self._clock():
             raise TokenRejected("expired")
         return record, key
 
-    def _access_record(self, raw: str | None) -> AccessTokenRecord | None:
+    def _access_record(self, raw: str | None, key: str) -> AccessTokenRecord | None:
         if raw is None:
             return None
         record = self._parsed.get(raw)
         if record is None:
-            record = _parse(AccessTokenRecord, raw)
+            record = records.parse(AccessTokenRecord, raw, key)
             if record is None:
                 return None
             if len(self._parsed) >= PARSED_RECORDS_MAX:
@@ -282,7 +267,7 @@ class TokenService:
     async def find_refresh(self, token: str) -> RefreshTokenRecord | None:
         if looks_like_jwt(token):
             return None
-        record = _parse(RefreshTokenRecord, await self._store.get(refresh_key(token)))
+        record = await records.read(self._store, refresh_key(token), RefreshTokenRecord)
         if record is None or record.exp <= self._clock():
             return None
         return record
@@ -331,13 +316,3 @@ def _jwt_claims(record: AccessTokenRecord) -> dict[str, Any]:
     if record.scope:
         claims["scope"] = record.scope
     return claims
-
-
-def _parse(model: type[_M], raw: str | None) -> _M | None:
-    """A stored record, or None when absent or unreadable (a corrupt entry is not a 500)."""
-    if raw is None:
-        return None
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError:
-        return None

@@ -45,12 +45,14 @@ from typing import Any
 import httpx2
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from joserfc.errors import JoseError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from auth_server import crypto
 from auth_server.pending import PENDING_TTL
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import profile_key, upstream_state_key
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +113,6 @@ class UpstreamIdentity:
     @property
     def subject(self) -> str:
         return federated_subject(self.issuer, self.sub)
-
-
-def state_key(state: str) -> str:
-    return f"auth:upstream:{crypto.digest(state)}"
-
-
-def profile_key(subject: str) -> str:
-    return f"auth:profile:{crypto.digest(subject)}"
 
 
 class UpstreamProvider:
@@ -208,7 +202,7 @@ class UpstreamProvider:
             logger.warning("cannot build the upstream authorization URL: %s", type(exc).__name__)
             raise UpstreamUnavailable from None
         record = UpstreamState(request_id=request_id, binding=binding, nonce=nonce, code_verifier=verifier)
-        await self._store.set(state_key(state), record.model_dump_json(), ttl=UPSTREAM_STATE_TTL)
+        await records.write(self._store, upstream_state_key(state), record, ttl=UPSTREAM_STATE_TTL)
         url: str = created["url"]
         return url
 
@@ -219,14 +213,10 @@ class UpstreamProvider:
         leaked callback URL cannot spoil the real user's sign-in either."""
         if not state or len(state) > MAX_STATE_LENGTH:
             raise UpstreamStateRejected
-        key = state_key(state)
-        stored = await self._store.get(key)
-        if stored is None:
+        key = upstream_state_key(state)
+        record = await records.read(self._store, key, UpstreamState)
+        if record is None:
             raise UpstreamStateRejected
-        try:
-            record = UpstreamState.model_validate_json(stored)
-        except ValidationError:
-            raise UpstreamStateRejected from None
         if not crypto.constant_time_equals(record.binding, binding):
             raise UpstreamStateRejected
         if await self._store.take(key) is None:

@@ -17,16 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from auth_server import crypto
-from auth_server.grants.authorization_code import CODE_PREFIX
 from auth_server.signing_keys import SigningKeys
-from auth_server.tokens import REFRESH_PREFIX, AccessTokenRecord, TokenService, looks_like_jwt
+from auth_server.tokens import AccessTokenRecord, TokenService, looks_like_jwt
 from shared import scopes as scope_model
 from shared.settings import Settings
 from shared.storage.base import StorageUnavailable, Store
+from shared.storage.records import code_key, refresh_key
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
 
-_OTHER_ARTIFACTS = (REFRESH_PREFIX, CODE_PREFIX)  # what else a bearer token might really be
 MAX_TOKEN_LENGTH = 4096  # longer than any token we mint; refuses absurd input before hashing
 PRINCIPALS_MAX = 4096  # Principals kept for records still being presented (oldest dropped first)
 
@@ -93,10 +91,9 @@ class InProcessTokenValidator:
         )
 
     async def _explain_miss(self, token: str) -> None:
-        digest = crypto.digest(token)
         try:
-            for prefix in _OTHER_ARTIFACTS:
-                if await self._store.get(prefix + digest) is not None:
+            for key in (refresh_key(token), code_key(token)):  # what else a bearer token might be
+                if await self._store.get(key) is not None:
                     raise TokenRejected("not_an_access_token", "not an access token")
         except StorageUnavailable as exc:
             raise ValidatorUnavailable("token store unavailable") from exc

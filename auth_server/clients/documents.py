@@ -48,7 +48,9 @@ from auth_server.models import Client
 from auth_server.rate_limit import RateLimiter
 from shared import untrusted_json
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import metadata_document_failure_key, metadata_document_key
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +67,6 @@ _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNOR
 
 class ClientMetadataDocumentError(Exception):
     """The client_id URL or its document is unusable; the message is fit for the error page."""
-
-
-def cache_key(url: str) -> str:
-    return f"auth:cimd:{crypto.digest(url)}"
-
-
-def failure_key(url: str) -> str:
-    return f"auth:cimd-failed:{crypto.digest(url)}"
 
 
 def check_client_id_url(url: str) -> None:
@@ -174,8 +168,7 @@ class ClientMetadataDocuments:
 
     async def cached(self, url: str) -> Client | None:
         """The client from a cached document, never fetching (for pages that list many apps)."""
-        cached = await self._store.get(cache_key(url))
-        return None if cached is None else Client.model_validate_json(cached)
+        return await records.read(self._store, metadata_document_key(url), Client)
 
     async def get(self, url: str, *, requester: str | None = None) -> Client:
         """The client the document at `url` describes; raise ClientMetadataDocumentError, or
@@ -191,7 +184,7 @@ class ClientMetadataDocuments:
         cached = await self.cached(url)
         if cached is not None:
             return cached
-        if await self._store.get(failure_key(url)) is not None:
+        if await self._store.get(metadata_document_failure_key(url)) is not None:
             raise ClientMetadataDocumentError(FAILED)
         if requester is not None:
             await self._per_address.check_ip("cimd_fetch", requester)
@@ -201,7 +194,7 @@ class ClientMetadataDocuments:
         except (FetchRefused, ClientMetadataDocumentError) as exc:
             logger.info("client metadata document %s unusable: %s", url[:200], exc)
             if self._failure_ttl > 0:
-                await self._store.set(failure_key(url), "1", ttl=self._failure_ttl)
+                await self._store.set(metadata_document_failure_key(url), "1", ttl=self._failure_ttl)
             raise ClientMetadataDocumentError(FAILED) from None
         return client
 
@@ -221,5 +214,5 @@ class ClientMetadataDocuments:
         )
         ttl = cache_seconds(document.cache_control, self._cache_ttl)
         if ttl > 0:
-            await self._store.set(cache_key(url), client.model_dump_json(), ttl=ttl)
+            await records.write(self._store, metadata_document_key(url), client, ttl=ttl)
         return client

@@ -31,22 +31,17 @@ from typing import Any
 
 from auth_server import crypto
 from auth_server.clients.documents import ClientMetadataDocumentError, ClientMetadataDocuments
-from auth_server.clients.documents import cache_key as metadata_cache_key
 from auth_server.clients.metadata import ClientMetadataRejected, parse_client_metadata
 from auth_server.grants.index import GrantIndex
 from auth_server.models import Client, looks_like_metadata_url
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import Store
-
-DISABLED_PREFIX = "auth:client-disabled:"
+from shared.storage.records import client_key, disabled_client_key, metadata_document_key
 
 
 class UnknownClient(Exception):
     """No usable client for this client_id; the message says why (fit for the error page)."""
-
-
-def client_key(client_id: str) -> str:
-    return f"auth:client:{client_id}"
 
 
 class DisabledClients:
@@ -61,22 +56,22 @@ class DisabledClients:
         self._store = store
 
     async def disable(self, client_id: str, *, at: int, ttl: float | None = None) -> None:
-        await self._store.set(DISABLED_PREFIX + crypto.digest(client_id), str(at), ttl=ttl)
+        await self._store.set(disabled_client_key(client_id), str(at), ttl=ttl)
 
     async def enable(self, client_id: str) -> bool:
         """False if it was not disabled."""
-        return await self._store.delete(DISABLED_PREFIX + crypto.digest(client_id)) > 0
+        return await self._store.delete(disabled_client_key(client_id)) > 0
 
     async def disabled_at(self, client_id: str) -> int | None:
-        raw = await self._store.get(DISABLED_PREFIX + crypto.digest(client_id))
+        raw = await self._store.get(disabled_client_key(client_id))
         return int(raw) if raw is not None and raw.isdigit() else None
 
     async def is_disabled(self, client_id: str) -> bool:
-        return await self._store.get(DISABLED_PREFIX + crypto.digest(client_id)) is not None
+        return await self._store.get(disabled_client_key(client_id)) is not None
 
     async def disabled_for_good(self, client_id: str) -> bool:
         """Disabled until enabled again (not merely for a moment after a deletion)."""
-        key = DISABLED_PREFIX + crypto.digest(client_id)
+        key = disabled_client_key(client_id)
         return await self._store.get(key) is not None and await self._store.ttl(key) is None
 
 
@@ -142,10 +137,9 @@ class StoreClientRegistry:
         return client
 
     async def _registered(self, client_id: str) -> Client | None:
-        stored = await self._store.get(client_key(client_id))
-        if stored is None:
+        client = await records.read(self._store, client_key(client_id), Client)
+        if client is None:
             return None
-        client = Client.model_validate_json(stored)
         if client.source != "dynamic" or client.may_introspect:
             # Only configuration makes a machine client or a resource server; a stored record
             # claiming to be one (written by hand, or by an older version) is held to DCR's rules.
@@ -157,9 +151,7 @@ class StoreClientRegistry:
         client_id is already taken."""
         if client.client_id in self._preregistered:
             return False
-        added = await self._store.set(
-            client_key(client.client_id), client.model_dump_json(), only_if_absent=True
-        )
+        added = await records.write(self._store, client_key(client.client_id), client, only_if_absent=True)
         if added:
             await GrantIndex(self._store).add_client(client.client_id)
         return added
@@ -173,7 +165,7 @@ class StoreClientRegistry:
         """Delete a dynamically registered client, or drop a cached metadata document (it is
         fetched again on its next use); False if neither was there. Configured clients stay."""
         if looks_like_metadata_url(client_id):
-            return await self._store.delete(metadata_cache_key(client_id)) > 0
+            return await self._store.delete(metadata_document_key(client_id)) > 0
         return await self._store.delete(client_key(client_id)) > 0
 
 

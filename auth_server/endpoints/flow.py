@@ -32,7 +32,9 @@ from auth_server.sessions import BrowserSession
 from auth_server.urls import endpoint_path
 from auth_server.users import SignInBusy
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import StorageUnavailable
+from shared.storage.records import code_key
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +127,7 @@ async def approve(
         issued_at=int(fc.clock()),
         grant_id=crypto.new_credential(),
     )
-    await fc.store.set(
-        f"auth:code:{crypto.digest(code)}", record.model_dump_json(), ttl=fc.settings.authorization_code_ttl
-    )
+    await records.write(fc.store, code_key(code), record, ttl=fc.settings.authorization_code_ttl)
     return client_redirect_url(fc.settings, pending.redirect_uri, {"code": code, "state": pending.state})
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from auth_server import crypto
 from auth_server.clients.authentication import AuthenticatedClient
@@ -34,9 +34,9 @@ from auth_server.grants.grant import GrantRecord
 from auth_server.models import AuthorizationCodeRecord
 from auth_server.params import Form
 from auth_server.tokens import IssuedTokens
+from shared.storage import records
+from shared.storage.records import code_key, redeemed_code_key
 
-CODE_PREFIX = "auth:code:"
-REDEEMED_PREFIX = "auth:code-redeemed:"
 REDEEMED_TTL = 600
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 section 4.1
 
@@ -58,18 +58,14 @@ def verifier_matches(verifier: str | None, challenge: str) -> bool:
 async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, ip: str) -> IssuedTokens:
     code = form.require("code")
     verifier = form.get("code_verifier")
-    digest = crypto.digest(code)
-
     # Marker first (from a plain read), then the atomic take: a request that loses the take is
     # certain to find the marker its winner (or itself) wrote.
-    await _mark_redeemed(ctx, await ctx.store.get(CODE_PREFIX + digest), digest)
-    raw = await ctx.store.take(CODE_PREFIX + digest)
-    if raw is None:
-        await _on_replay(ctx, caller, digest, verifier, ip)
-        raise invalid_grant("the authorization code is invalid, expired or already used")
-    record = await _mark_redeemed(ctx, raw, digest)
+    await _mark_redeemed(ctx, await records.read(ctx.store, code_key(code), AuthorizationCodeRecord), code)
+    record = await records.take(ctx.store, code_key(code), AuthorizationCodeRecord)
     if record is None:
+        await _on_replay(ctx, caller, code, verifier, ip)
         raise invalid_grant("the authorization code is invalid, expired or already used")
+    await _mark_redeemed(ctx, record, code)
 
     if record.client_id != caller.client_id:
         raise invalid_grant("the authorization code was issued to another client")
@@ -110,31 +106,22 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     )
 
 
-async def _mark_redeemed(ctx: GrantContext, raw: str | None, digest: str) -> AuthorizationCodeRecord | None:
-    """Parse a code record and remember its redemption (idempotent: every writer writes the same)."""
-    if raw is None:
-        return None
-    try:
-        record = AuthorizationCodeRecord.model_validate_json(raw)
-    except ValidationError:
-        return None
+async def _mark_redeemed(ctx: GrantContext, record: AuthorizationCodeRecord | None, code: str) -> None:
+    """Remember the code's redemption (idempotent: every writer writes the same)."""
+    if record is None:
+        return
     marker = RedeemedCode(
         client_id=record.client_id, code_challenge=record.code_challenge, grant_id=record.grant_id
     )
-    await ctx.store.set(REDEEMED_PREFIX + digest, marker.model_dump_json(), ttl=REDEEMED_TTL)
-    return record
+    await records.write(ctx.store, redeemed_code_key(code), marker, ttl=REDEEMED_TTL)
 
 
 async def _on_replay(
-    ctx: GrantContext, caller: AuthenticatedClient, digest: str, verifier: str | None, ip: str
+    ctx: GrantContext, caller: AuthenticatedClient, code: str, verifier: str | None, ip: str
 ) -> None:
-    raw = await ctx.store.get(REDEEMED_PREFIX + digest)
-    if raw is None:
+    redeemed = await records.read(ctx.store, redeemed_code_key(code), RedeemedCode)
+    if redeemed is None:
         return  # never issued, or long expired: nothing to learn
-    try:
-        redeemed = RedeemedCode.model_validate_json(raw)
-    except ValidationError:
-        return
     proven = redeemed.client_id == caller.client_id and verifier_matches(verifier, redeemed.code_challenge)
     if not proven:
         ctx.audit.record(

@@ -24,23 +24,11 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict
 
 from auth_server.grants.index import GrantIndex
-from shared.storage.base import Store, same_slot
+from shared.storage import records
+from shared.storage.base import Store
+from shared.storage.records import grant_key, grant_members_key, grant_tombstone_key
 
-GRANT_PREFIX = "auth:grant:"
-TOMBSTONE_PREFIX = "auth:grant-revoked:"
 TOMBSTONE_TTL = 300  # far longer than any token request can be in flight
-
-
-def grant_key(grant_id: str) -> str:
-    return GRANT_PREFIX + same_slot(grant_id)
-
-
-def members_key(grant_id: str) -> str:
-    return f"{grant_key(grant_id)}:tokens"
-
-
-def tombstone_key(grant_id: str) -> str:
-    return TOMBSTONE_PREFIX + same_slot(grant_id)
 
 
 class GrantRecord(BaseModel):
@@ -66,22 +54,21 @@ class Grants:
         revocation slipped in between, the record is deleted again and the answer is False (the
         tombstone is written before a revocation deletes the record, so one of the two sees the
         other)."""
-        await self._store.set(grant_key(record.grant_id), record.model_dump_json(), ttl=ttl)
-        if await self._store.get(tombstone_key(record.grant_id)) is None:
+        await records.write(self._store, grant_key(record.grant_id), record, ttl=ttl)
+        if await self._store.get(grant_tombstone_key(record.grant_id)) is None:
             return True
         await self._store.delete(grant_key(record.grant_id))
         return False
 
     async def get(self, grant_id: str) -> GrantRecord | None:
-        raw = await self._store.get(grant_key(grant_id))
-        return None if raw is None else GrantRecord.model_validate_json(raw)
+        return await records.read(self._store, grant_key(grant_id), GrantRecord)
 
     async def attach(self, grant_id: str, store_keys: Iterable[str], ttl: float) -> bool:
         """Record freshly written tokens as members. False, with the tokens deleted again, if
         the grant was revoked meanwhile; the caller then answers invalid_grant."""
         keys = tuple(store_keys)
-        await self._store.sadd(members_key(grant_id), *keys, ttl=ttl)
-        if await self._store.get(tombstone_key(grant_id)) is None:
+        await self._store.sadd(grant_members_key(grant_id), *keys, ttl=ttl)
+        if await self._store.get(grant_tombstone_key(grant_id)) is None:
             return True
         await self._store.delete(*keys)
         return False
@@ -89,18 +76,18 @@ class Grants:
     async def prune(self, grant_id: str) -> int:
         """Forget the members whose tokens are gone (expired, consumed by a rotation); returns how
         many. A grant refreshed for months otherwise remembers every token it ever held."""
-        members = await self._store.smembers(members_key(grant_id))
+        members = await self._store.smembers(grant_members_key(grant_id))
         gone = [key for key in members if await self._store.get(key) is None]
-        return await self._store.srem(members_key(grant_id), *gone)
+        return await self._store.srem(grant_members_key(grant_id), *gone)
 
     async def revoke(self, grant_id: str) -> int:
         """End the grant: every token in it stops working now. Returns how many tokens were
         still alive. Idempotent."""
-        await self._store.set(tombstone_key(grant_id), "1", ttl=TOMBSTONE_TTL)
+        await self._store.set(grant_tombstone_key(grant_id), "1", ttl=TOMBSTONE_TTL)
         record = await self.get(grant_id)
-        members = await self._store.smembers(members_key(grant_id))
+        members = await self._store.smembers(grant_members_key(grant_id))
         alive = await self._store.delete(*members) if members else 0
-        await self._store.delete(grant_key(grant_id), members_key(grant_id))
+        await self._store.delete(grant_key(grant_id), grant_members_key(grant_id))
         if record is not None:
             await self._index.remove_grant(record.subject, record.client_id, grant_id)
         return alive

@@ -31,8 +31,15 @@ Nothing here is written by an anonymous caller: a grant needs a signed-in user's
 
 from __future__ import annotations
 
-from auth_server import crypto
 from shared.storage.base import Store
+from shared.storage.records import (
+    CLIENTS_KEY,
+    app_grants_key,
+    app_revoked_key,
+    app_users_key,
+    apps_key,
+    machine_tokens_key,
+)
 
 MAX_APPS_PER_USER = 100
 MAX_GRANTS_PER_APP = 25
@@ -41,27 +48,6 @@ MAX_GRANTS_PER_APP = 25
 APP_REVOKED_TTL = 900
 # "Until removed": an expiring index member needs a lifetime, and a registration has none.
 REGISTERED_LISTED_FOR = 100 * 365 * 24 * 3600
-CLIENTS_KEY = "auth:clients"
-
-
-def apps_key(subject: str) -> str:
-    return f"auth:apps:{crypto.digest(subject)}"
-
-
-def app_grants_key(subject: str, client_id: str) -> str:
-    return f"auth:app-grants:{crypto.digest(subject)}:{crypto.digest(client_id)}"
-
-
-def app_users_key(client_id: str) -> str:
-    return f"auth:app-users:{crypto.digest(client_id)}"
-
-
-def app_revoked_key(subject: str, client_id: str) -> str:
-    return f"auth:app-revoked:{crypto.digest(subject)}:{crypto.digest(client_id)}"
-
-
-def machine_tokens_key(client_id: str) -> str:
-    return f"auth:client-tokens:{crypto.digest(client_id)}"
 
 
 class GrantIndex:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import secrets
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from auth_server import crypto
 from auth_server.clients.authentication import AuthenticatedClient
@@ -53,11 +53,11 @@ from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, invalid_grant, requested_scopes
 from auth_server.grants.grant import GrantRecord
 from auth_server.params import Form
-from auth_server.tokens import Derivation, IssuedTokens, derived_refresh_token, refresh_key
+from auth_server.tokens import Derivation, IssuedTokens, derived_refresh_token
 from shared import scopes as scope_model
+from shared.storage import records
+from shared.storage.records import refresh_key, refresh_retry_key, rotated_refresh_key
 
-ROTATED_PREFIX = "auth:refresh-rotated:"
-RETRY_PREFIX = "auth:refresh-retry:"
 _INVALID = "the refresh token is invalid, expired or revoked"
 REVOKED_IN_FLIGHT = "the grant was revoked while this request was in flight"
 RETRY_NOTE = "the same tokens again: a retry within REFRESH_TOKEN_GRACE_PERIOD"
@@ -91,7 +91,6 @@ class Rotation(BaseModel):
 
 async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, ip: str) -> IssuedTokens:
     token = form.require("refresh_token")
-    digest = crypto.digest(token)
     record = await ctx.tokens.find_refresh(token)
     proposal: Rotation | None = None
     if record is not None:
@@ -112,11 +111,11 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
             resource=record.resource,
             token_exp=record.exp,
         )
-        rotation = await _propose(ctx, digest, proposal)
+        rotation = await _propose(ctx, token, proposal)
     else:
-        found = await _retry_record(ctx, digest)
+        found = await _retry_record(ctx, token)
         if found is None:
-            await _on_reuse(ctx, caller, digest, ip)
+            await _on_reuse(ctx, caller, token, ip)
             raise invalid_grant(_INVALID)
         if found.client_id != caller.client_id:
             raise invalid_grant(_INVALID)  # not its token: the same answer as for an unknown one
@@ -125,10 +124,8 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
 
     derivation = Derivation(secret=token, salt=rotation.salt, issued_at=rotation.issued_at, jti=rotation.jti)
     retry = proposal is None or rotation.rotation != proposal.rotation
-    if not await _consume(ctx, token, digest, rotation) or (
-        retry and await _successor_rotated(ctx, derivation)
-    ):
-        await _on_reuse(ctx, caller, digest, ip)
+    if not await _consume(ctx, token, rotation) or (retry and await _successor_rotated(ctx, derivation)):
+        await _on_reuse(ctx, caller, token, ip)
         raise invalid_grant(_INVALID)
 
     return await ctx.issue_in_grant(
@@ -150,40 +147,35 @@ def _check_resource(form: Form, granted: str) -> None:
         raise OAuthError("invalid_target", "a refresh cannot change the resource")
 
 
-async def _propose(ctx: GrantContext, digest: str, proposal: Rotation) -> Rotation:
+async def _propose(ctx: GrantContext, token: str, proposal: Rotation) -> Rotation:
     """The rotation of this token: `proposal`, unless another presentation's came first within
     the grace period."""
     grace = ctx.settings.refresh_token_grace_period
     if grace <= 0:
         return proposal
-    if await ctx.store.set(RETRY_PREFIX + digest, proposal.model_dump_json(), ttl=grace, only_if_absent=True):
+    if await records.write(ctx.store, refresh_retry_key(token), proposal, ttl=grace, only_if_absent=True):
         return proposal
-    return await _retry_record(ctx, digest) or proposal  # (expired just now: the marker decides)
+    return await _retry_record(ctx, token) or proposal  # (expired just now: the marker decides)
 
 
-async def _retry_record(ctx: GrantContext, digest: str) -> Rotation | None:
+async def _retry_record(ctx: GrantContext, token: str) -> Rotation | None:
     if ctx.settings.refresh_token_grace_period <= 0:
         return None
-    raw = await ctx.store.get(RETRY_PREFIX + digest)
-    if raw is None:
-        return None
-    try:
-        return Rotation.model_validate_json(raw)
-    except ValidationError:
-        return None
+    return await records.read(ctx.store, refresh_retry_key(token), Rotation)
 
 
-async def _consume(ctx: GrantContext, token: str, digest: str, rotation: Rotation) -> bool:
+async def _consume(ctx: GrantContext, token: str, rotation: Rotation) -> bool:
     """Mark the token consumed by `rotation` and delete it; False if another rotation consumed it
-    before (reuse). Every presentation of one rotation writes the same marker and takes the token:
-    whichever gets there first, the others change nothing."""
+    before (reuse), or an unreadable marker stands in the way (failing closed). Every presentation
+    of one rotation writes the same marker and takes the token: whichever gets there first, the
+    others change nothing."""
     marker = RotatedRefreshToken(
         client_id=rotation.client_id, grant_id=rotation.grant_id, rotation=rotation.rotation
     )
     remember = max(rotation.token_exp - int(ctx.clock()), ctx.settings.refresh_token_grace_period, 1)
-    key = ROTATED_PREFIX + digest
-    if not await ctx.store.set(key, marker.model_dump_json(), ttl=remember, only_if_absent=True):
-        existing = _parse_marker(await ctx.store.get(key))
+    key = rotated_refresh_key(token)
+    if not await records.write(ctx.store, key, marker, ttl=remember, only_if_absent=True):
+        existing = await records.read(ctx.store, key, RotatedRefreshToken)
         if existing is None or existing.rotation != rotation.rotation:
             return False
     await ctx.store.take(refresh_key(token))
@@ -194,8 +186,7 @@ async def _successor_rotated(ctx: GrantContext, derivation: Derivation) -> bool:
     """Whether the refresh token this rotation issued has been rotated in its turn: a retry then
     comes from a generation the client has left behind, and answering it would hand out a
     consumed token again."""
-    successor = crypto.digest(derived_refresh_token(derivation))
-    return await ctx.store.get(ROTATED_PREFIX + successor) is not None
+    return await ctx.store.get(rotated_refresh_key(derived_refresh_token(derivation))) is not None
 
 
 def _grant_from(rotation: Rotation) -> GrantRecord:
@@ -209,19 +200,10 @@ def _grant_from(rotation: Rotation) -> GrantRecord:
     )
 
 
-def _parse_marker(raw: str | None) -> RotatedRefreshToken | None:
-    if raw is None:
-        return None
-    try:
-        return RotatedRefreshToken.model_validate_json(raw)
-    except ValidationError:
-        return None
-
-
-async def _on_reuse(ctx: GrantContext, caller: AuthenticatedClient, digest: str, ip: str) -> None:
+async def _on_reuse(ctx: GrantContext, caller: AuthenticatedClient, token: str, ip: str) -> None:
     """A rotated token came back: end its grant, unless another client is presenting it (that
     client cannot be its owner, so it learns nothing and changes nothing)."""
-    rotated = _parse_marker(await ctx.store.get(ROTATED_PREFIX + digest))
+    rotated = await records.read(ctx.store, rotated_refresh_key(token), RotatedRefreshToken)
     if rotated is None or rotated.client_id != caller.client_id:
         return
     grant = await ctx.grants.get(rotated.grant_id)

@@ -20,7 +20,6 @@ invites a retry (`storage_errors_as_tool_errors`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -39,7 +38,8 @@ from mcp_server.features.kit import (
     storage_errors_as_tool_errors,
 )
 from shared.scopes import NOTES_READ, NOTES_WRITE
-from shared.storage import Store
+from shared.storage import Store, records
+from shared.storage.records import notebook_key
 
 MAX_NOTE_LENGTH = 4000
 
@@ -60,10 +60,6 @@ class NoteList(BaseModel):
 class Deleted(BaseModel):
     id: str
     deleted: bool = Field(description="False when you had no note with this id")
-
-
-def notebook_key(subject: str) -> str:
-    return "notes:" + hashlib.sha256(subject.encode()).hexdigest()
 
 
 async def add_note(store: Store, owner: str, text: str, *, limit: int) -> Note:
@@ -89,10 +85,10 @@ def register(tools: Tools, store: Store) -> None:
         """List your own notes, oldest first."""
         owner = caller_subject(ctx)
         with storage_errors_as_tool_errors():
-            raw = await store.hgetall(notebook_key(owner))
-        notes = sorted(
-            (Note.model_validate_json(value) for value in raw.values()), key=lambda n: n.created_at
-        )
+            key = notebook_key(owner)
+            raw = await store.hgetall(key)
+        readable = (records.parse(Note, value, key) for value in raw.values())
+        notes = sorted((note for note in readable if note is not None), key=lambda n: n.created_at)
         tenant = caller_tenant(ctx)
         return NoteList(owner=owner, tenant=tenant.id, limit=tenant.note_limit, notes=notes)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -37,14 +38,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mcp_types import INTERNAL_ERROR
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from mcp_server.protection.principal import ANONYMOUS
-from shared.storage.base import Store, same_slot
+from shared.storage import records
+from shared.storage.base import Store
+from shared.storage.records import task_key, task_outcome_key, task_owner_key
 from shared.validation import Principal
 
-TASK_PREFIX = "mcp:task:"
-OWNER_PREFIX = "mcp:tasks-of:"
+logger = logging.getLogger(__name__)
+
 ANSWER_FIELD = "answer:"
 # What `new_task_id` produces (43 characters); anything else is not looked up at all.
 TASK_ID = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -59,18 +62,6 @@ LEASE_LAPSED_MESSAGE = "The server running this task stopped before it finished"
 def new_task_id() -> str:
     """256 random bits, URL-safe: unguessable, and a valid `Mcp-Name` header value as it is."""
     return secrets.token_urlsafe(32)
-
-
-def task_key(task_id: str) -> str:
-    return TASK_PREFIX + same_slot(task_id)
-
-
-def outcome_key(task_id: str) -> str:
-    return f"{task_key(task_id)}:outcome"
-
-
-def owner_key(owner: Owner) -> str:
-    return OWNER_PREFIX + owner.digest
 
 
 def iso(timestamp: float) -> str:
@@ -224,7 +215,7 @@ class TaskStore:
         if len(await self.owned(owner)) >= self.per_owner:
             raise TaskLimitReached
         task_id = new_task_id()
-        index = owner_key(owner)
+        index = task_owner_key(owner.digest)
         await self._store.index_add(index, task_id, ttl)
         # Two creations racing past the count above both land in the index: the one that finds
         # the index over the limit withdraws, so the bound holds whatever the concurrency.
@@ -262,18 +253,19 @@ class TaskStore:
         into the failed outcome here, by whichever reader notices first."""
         if not TASK_ID.fullmatch(task_id):
             return None
-        fields = await self._store.hgetall(task_key(task_id))
-        try:
-            meta = TaskMeta.model_validate_json(fields["meta"])
-            progress = TaskProgress.model_validate_json(fields["progress"])
-            lease_until = float(fields["lease"])
-        except (KeyError, ValueError, ValidationError):
+        key = task_key(task_id)
+        fields = await self._store.hgetall(key)
+        if "meta" not in fields or "progress" not in fields or "lease" not in fields:
             return None  # absent, expired, or half-written by a creation still in flight
-        answers = {
-            name.removeprefix(ANSWER_FIELD): json.loads(value)
-            for name, value in fields.items()
-            if name.startswith(ANSWER_FIELD)
-        }
+        meta = records.parse(TaskMeta, fields["meta"], key)
+        progress = records.parse(TaskProgress, fields["progress"], key)
+        try:
+            lease_until = float(fields["lease"])
+        except ValueError:
+            return None
+        if meta is None or progress is None:
+            return None
+        answers = _answers(fields, lambda name: name.startswith(ANSWER_FIELD))
         snapshot = TaskSnapshot(task_id, meta, progress, lease_until, answers, await self.outcome(task_id))
         if snapshot.outcome is None and lease_until < self._clock():
             lapsed = TaskOutcome(
@@ -287,22 +279,18 @@ class TaskStore:
         return snapshot
 
     async def outcome(self, task_id: str) -> TaskOutcome | None:
-        raw = await self._store.get(outcome_key(task_id))
-        return None if raw is None else TaskOutcome.model_validate_json(raw)
+        return await records.read(self._store, task_outcome_key(task_id), TaskOutcome)
 
     async def owned(self, owner: Owner) -> list[str]:
         """The ids of the owner's live tasks."""
-        return list(await self._store.index_members(owner_key(owner)))
+        return list(await self._store.index_members(task_owner_key(owner.digest)))
 
     async def scopes(self, owner: Owner, task_id: str) -> frozenset[str] | None:
         """The scopes the task's tool needs, if `owner` owns the task."""
         if not TASK_ID.fullmatch(task_id):
             return None
-        raw = await self._store.hget(task_key(task_id), "meta")
-        if raw is None:
-            return None
-        meta = TaskMeta.model_validate_json(raw)
-        return frozenset(meta.scopes) if owner.owns(meta) else None
+        meta = records.parse(TaskMeta, await self._store.hget(task_key(task_id), "meta"), task_key(task_id))
+        return frozenset(meta.scopes) if meta is not None and owner.owns(meta) else None
 
     # -- writing (the running instance) --------------------------------------------------------
 
@@ -315,12 +303,7 @@ class TaskStore:
     async def answers(self, task_id: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The answers given so far to `keys`."""
         wanted = {ANSWER_FIELD + name for name in keys}
-        fields = await self._store.hgetall(task_key(task_id))
-        return {
-            name.removeprefix(ANSWER_FIELD): json.loads(value)
-            for name, value in fields.items()
-            if name in wanted
-        }
+        return _answers(await self._store.hgetall(task_key(task_id)), wanted.__contains__)
 
     async def drop_answers(self, task_id: str, keys: Iterable[str]) -> None:
         for name in keys:
@@ -332,7 +315,7 @@ class TaskStore:
         if remaining <= 0:
             return False
         return await self._store.set(
-            outcome_key(task_id), outcome.model_dump_json(), ttl=remaining, only_if_absent=True
+            task_outcome_key(task_id), outcome.model_dump_json(), ttl=remaining, only_if_absent=True
         )
 
     # -- writing (the client, through tasks/update) ---------------------------------------------
@@ -350,3 +333,20 @@ class TaskStore:
         key = task_key(task_id)
         await self._store.hset(key, name, value)
         await self._store.expire(key, remaining)
+
+
+def _answers(fields: Mapping[str, str], wanted: Callable[[str], bool]) -> dict[str, dict[str, Any]]:
+    """The answers among a task's hash fields (by name, without the prefix); an unreadable one is
+    not an answer (the client is asked again)."""
+    answers: dict[str, dict[str, Any]] = {}
+    for name, value in fields.items():
+        if wanted(name):
+            try:
+                answer = json.loads(value)
+            except ValueError:
+                answer = None
+            if isinstance(answer, dict):
+                answers[name.removeprefix(ANSWER_FIELD)] = answer
+            else:
+                logger.warning("unreadable task answer: ignored")
+    return answers

@@ -20,8 +20,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from auth_server import crypto
-from auth_server.grants.refresh_token import RETRY_PREFIX
+from shared.storage.records import refresh_retry_key
 from shared.storage.redis import RedisStore
 from tests.fixtures.redis_server import RedisServer
 from tests.resilience.cluster import (
@@ -200,7 +199,7 @@ async def retry_record_gone(cluster: Cluster, redis_url: str, refresh_token: str
     store = RedisStore.from_url(redis_url, key_prefix=cluster.env["REDIS_KEY_PREFIX"])
     try:
         deadline = time.monotonic() + 15
-        while await store.get(RETRY_PREFIX + crypto.digest(refresh_token)) is not None:
+        while await store.get(refresh_retry_key(refresh_token)) is not None:
             assert time.monotonic() < deadline, "the grace period did not end"
             await asyncio.sleep(0.05)
     finally:

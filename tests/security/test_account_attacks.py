@@ -26,11 +26,11 @@ import httpx2
 import pytest
 
 from auth_server.app import create_auth_app
-from auth_server.grants.index import app_revoked_key
 from mcp_server.app import create_app
 from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.memory import MemoryStore
+from shared.storage.records import app_revoked_key
 from shared.storage.redis import RedisStore
 from tests.fixtures.local_server import LocalServer, stop_all
 from tests.integration.auth.account_helpers import (

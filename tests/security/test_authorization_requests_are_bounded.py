@@ -16,9 +16,9 @@ import asyncio
 import httpx2
 import pytest
 
-from auth_server.pending import MAX_PENDING_PER_SESSION, PENDING_TTL, pending_key
-from auth_server.sessions import session_key
+from auth_server.pending import MAX_PENDING_PER_SESSION, PENDING_TTL
 from shared.storage.base import Store
+from shared.storage.records import pending_key, session_key
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.flow_helpers import (
     authorize_params,

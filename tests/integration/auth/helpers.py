@@ -25,7 +25,9 @@ from auth_server.models import AuthorizationCodeRecord, Client
 from auth_server.users import scrypt_hash
 from shared import scopes
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import Store
+from shared.storage.records import client_key, code_key
 
 ISSUER = "http://127.0.0.1:3232"  # internal mode: the MCP server's base URL is the issuer
 RESOURCE = f"{ISSUER}/mcp"  # the MCP resource, in both modes
@@ -150,7 +152,7 @@ async def add_client(
         scope=scope,
         client_id_issued_at=int(time.time()),
     )
-    await store.set(f"auth:client:{client_id}", client.model_dump_json())
+    await records.write(store, client_key(client_id), client)
     return OAuthClient(client_id, secret if confidential else None)
 
 
@@ -212,10 +214,8 @@ async def store_code(
         grant_id=uuid.uuid4().hex,
         redirect_uri_in_request=redirect_uri_in_request,
     )
-    await store.set(
-        f"auth:code:{crypto.digest(code)}",
-        record.model_dump_json(),
-        ttl=settings.authorization_code_ttl if ttl is None else ttl,
+    await records.write(
+        store, code_key(code), record, ttl=settings.authorization_code_ttl if ttl is None else ttl
     )
     return IssuedCode(code, verifier, record.grant_id)
 

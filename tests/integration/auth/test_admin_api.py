@@ -20,9 +20,9 @@ import pytest
 from auth_server import crypto
 from auth_server.admin.credentials import new_admin_token
 from auth_server.audit import fingerprint
-from auth_server.grants.grant import members_key
 from shared.settings import Settings
 from shared.storage.base import Store
+from shared.storage.records import grant_members_key
 from tests.integration.auth.conftest import AuthServers, Configure, HttpFactory
 from tests.integration.auth.helpers import (
     add_client,
@@ -346,7 +346,7 @@ async def test_purge_forgets_what_grants_and_indexes_still_held_of_ended_tokens(
     for _ in range(3):  # each rotation leaves the consumed refresh token in the grant's set
         tokens = (await refresh(admin, tokens["refresh_token"], client)).json()
     grant_id = await _grant_of(store, tokens)
-    remembered = len(await store.smembers(members_key(grant_id)))
+    remembered = len(await store.smembers(grant_members_key(grant_id)))
     assert remembered == 8  # 4 access tokens (alive), 4 refresh tokens (3 consumed)
     gone = await tokens_for(admin, store, settings, client, subject=f"{user}-gone")
     await admin.post("/revoke", data={"token": gone["refresh_token"], **client.auth()})
@@ -355,7 +355,7 @@ async def test_purge_forgets_what_grants_and_indexes_still_held_of_ended_tokens(
 
     assert report["grant_token_entries_pruned"] >= 3
     assert report["index_entries_pruned"] >= 1  # the revoked grant's user: an app holding nothing
-    assert len(await store.smembers(members_key(grant_id))) == 5
+    assert len(await store.smembers(grant_members_key(grant_id))) == 5
     assert await is_active(admin, tokens["refresh_token"])
     assert (await refresh(admin, tokens["refresh_token"], client)).status_code == 200
     assert (await admin_call(admin, "GET", client_path(client.client_id)))["users"] == [user]

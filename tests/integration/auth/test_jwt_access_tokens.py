@@ -12,9 +12,10 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from auth_server.signing_keys import JWKS_KEY, SigningKeys
+from auth_server.signing_keys import SigningKeys
 from auth_server.validator import InProcessTokenValidator
 from shared.storage.base import Store
+from shared.storage.records import JWKS_KEY
 from shared.validation import TokenRejected
 from tests.integration.auth.conftest import Configure, HttpFactory
 from tests.integration.auth.helpers import RESOURCE, add_client, introspect, tokens_for

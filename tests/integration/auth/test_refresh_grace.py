@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx2
 
-from auth_server import crypto
-from auth_server.grants.refresh_token import RETRY_PREFIX, ROTATED_PREFIX
 from shared.settings import Settings
 from shared.storage.base import Store
+from shared.storage.records import refresh_retry_key, rotated_refresh_key
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.helpers import (
     RESOURCE,
@@ -50,7 +49,7 @@ def pair_of(body: dict[str, Any]) -> tuple[str, str, str]:
 
 async def grace_period_over(store: Store, refresh_token: str) -> None:
     """Wait until the Store forgot the token's rotation (the period is the record's TTL)."""
-    key = RETRY_PREFIX + crypto.digest(refresh_token)
+    key = refresh_retry_key(refresh_token)
     deadline = time.monotonic() + WINDOW_WAIT
     while await store.get(key) is not None:
         assert time.monotonic() < deadline, "the grace period did not end"
@@ -209,15 +208,15 @@ async def test_what_a_retry_needs_is_stored_without_any_token(
     client = await add_client(store)
     first = await tokens_for(http, store, settings, client)
     second = await rotated(http, first["refresh_token"], client)
-    digest = crypto.digest(first["refresh_token"])
-    stored = {key: await store.get(key) for key in (RETRY_PREFIX + digest, ROTATED_PREFIX + digest)}
+    retry_key = refresh_retry_key(first["refresh_token"])
+    stored = {key: await store.get(key) for key in (retry_key, rotated_refresh_key(first["refresh_token"]))}
 
-    retry_record = json.loads(str(stored[RETRY_PREFIX + digest]))
+    retry_record = json.loads(str(stored[retry_key]))
     assert retry_record["client_id"] == client.client_id
     assert len(retry_record["salt"]) >= 43
     everything = json.dumps(stored)
     for token in (first["refresh_token"], second["refresh_token"], second["access_token"]):
         assert token not in everything
-    ttl = await store.ttl(RETRY_PREFIX + digest)
+    ttl = await store.ttl(retry_key)
     assert ttl is not None
     assert 0 < ttl <= settings.refresh_token_grace_period
