@@ -1,6 +1,6 @@
 """The authorization server under test: real servers on 127.0.0.1, in both modes, on both stores.
 
-Every test in this folder runs in four deployments (`deployment`, ids below), over real HTTP:
+Deployments (`deployment`, ids below):
 - `internal-memory`, `internal-redis`: AUTH_MODE=internal, the AS mounted in the MCP app
   (`mcp_server.app.create_app`), as `make dev-internal` serves it;
 - `external-memory`, `external-redis`: AUTH_MODE=external, the standalone AS
@@ -10,6 +10,28 @@ and codes, or look at what is stored); redis: a real redis-server, the app openi
 connection from REDIS_URL under a key prefix of its own, the test a second one on that prefix.
 Apps run on uvicorn on a free 127.0.0.1 port in the test's event loop (`LocalServer`).
 
+Which deployments a test runs in. A module runs in the deployments its `DEPLOYMENTS` attribute
+names (`pytest_generate_tests` below), and one test in others with
+`@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)` (`in_every_deployment`).
+A module without the attribute runs in `DEFAULT_DEPLOYMENTS`, internal-redis alone. Why that is
+enough, and why that one:
+- The mode does not change what an endpoint does: both apps serve the same routes
+  (`auth_server.app.create_auth_routes`) behind the same middleware. What differs is the app
+  around them, the issuer (the MCP base URL or AUTH_PORT), the introspection client the standalone
+  server knows, and who hears of revocations: the modules where that shows run in every
+  deployment (`ALL_DEPLOYMENTS`): metadata and discovery (every advertised endpoint answers, in
+  each mode), introspection, revocation, refresh and its grace period, JWT access tokens and
+  their keys, the in-process validator, the admin API, rate limits and audit.
+- The store does not change what an endpoint asks of it: `Store` is one contract, and
+  tests/integration/test_storage_contract.py holds MemoryStore and RedisStore (alone, behind
+  sentinels, in a cluster) to it, expiry and atomicity included. A test whose outcome rests on the
+  store anyway (a race on one record, a record expiring, the store failing) runs in every
+  deployment wherever it lives.
+- internal-redis, because Redis is the store whose encoding, key prefixes and real interleaving
+  can break what a dict hides (a lone surrogate in a client name stores fine in memory and not in
+  Redis), and internal mode is the richer app (the AS inside the MCP server). External mode and
+  the memory store keep their own runs through the modules above.
+
 Public URLs. Every server of a deployment answers for fixed public URLs, like replicas behind one
 reverse proxy: the issuer is http://127.0.0.1:3232 in internal mode (the MCP server's base URL)
 and http://127.0.0.1:3001 in external mode (AUTH_PORT), the MCP resource http://127.0.0.1:3232/mcp
@@ -18,17 +40,15 @@ server got, and settings rebuilt with `configure(**overrides)` equal the server'
 refuse any request not addressed to their own server, so an absolute URL can never reach whatever
 listens on 3232 or 3001 (someone's `make dev-internal`).
 
-Sharing. A server costs ~0.1 s to stop and, in internal mode, ~50 ms to build; per test, in four
-deployments, that would double the suite. So a module's tests share one default server and one
-Store per deployment: every test registers clients of its own (consent is per user and client, a
-login is per cookie jar, and each test has its own client and jar), so they never see each
-other's state. A test needing other settings gets a server of its own over the same Store
+Sharing. A server costs ~0.1 s to stop and, in internal mode, ~50 ms to build; per test that
+would double the suite. So a module's tests share one default server and one Store per
+deployment: every test registers clients of its own (consent is per user and client, a login is
+per cookie jar, and each test has its own client and jar), so they never see each other's state.
+A test needing other settings gets a server of its own over the same Store
 (`make_http(**overrides)`, stopped in the background when the test ends). Each test client connects from a
 loopback address of its own (127.1.x.y), so the per-IP rate-limit counters in a shared Store
 never mix tests. A module whose tests touch Store-wide state (the JWT signing keys) sets
 `STORE_PER_TEST = True` and gets a fresh Store (and servers) for every test.
-
-Nothing is narrowed or skipped: every AS row runs in both modes, on both stores.
 """
 
 from __future__ import annotations
@@ -56,12 +76,34 @@ Backend = Literal["memory", "redis"]
 HttpFactory = Callable[..., Awaitable[httpx2.AsyncClient]]
 Configure = Callable[..., Settings]
 
-DEPLOYMENTS = [
+ALL_DEPLOYMENTS = [
     pytest.param(("internal", "memory"), id="internal-memory"),
     pytest.param(("internal", "redis"), id="internal-redis"),
     pytest.param(("external", "memory"), id="external-memory"),
     pytest.param(("external", "redis"), id="external-redis"),
 ]
+DEFAULT_DEPLOYMENTS = [ALL_DEPLOYMENTS[1]]  # internal-redis: the module docstring says why
+DEPLOYMENTS = ALL_DEPLOYMENTS  # the name tests/security/conftest.py knew it by
+in_every_deployment = pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
+"""One test of a module running in `DEFAULT_DEPLOYMENTS` that runs in every deployment instead."""
+
+
+def parametrize_deployments(metafunc: pytest.Metafunc, fixture: str) -> None:
+    """Run the test in the deployments its module's `DEPLOYMENTS` names (`DEFAULT_DEPLOYMENTS`
+    without it), one module-scoped `fixture` per deployment, unless the test names its own with a
+    `parametrize` mark on `fixture`."""
+    if fixture not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if fixture in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    params = getattr(metafunc.module, "DEPLOYMENTS", DEFAULT_DEPLOYMENTS)
+    metafunc.parametrize(fixture, params, indirect=True, scope="module")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_deployments(metafunc, "deployment")
 
 
 @dataclass
@@ -149,8 +191,9 @@ class AuthServers:
         await self.store.close()
 
 
-@pytest.fixture(scope="module", params=DEPLOYMENTS)
+@pytest.fixture(scope="module")
 def deployment(request: pytest.FixtureRequest) -> tuple[Mode, Backend, str | None]:
+    """(mode, backend, REDIS_URL or None): parametrized by `pytest_generate_tests`."""
     mode, backend = request.param
     redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
     return mode, backend, redis_url

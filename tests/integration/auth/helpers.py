@@ -22,6 +22,8 @@ from starlette.applications import Starlette
 from auth_server import crypto
 from auth_server.app import create_auth_routes
 from auth_server.models import AuthorizationCodeRecord, Client
+from auth_server.signing_keys import SigningKeys
+from auth_server.tokens import TokenService
 from auth_server.users import scrypt_hash
 from shared import scopes
 from shared.settings import Settings
@@ -247,6 +249,22 @@ async def tokens_for(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def expired_access_token(store: Store, settings: Settings, client: OAuthClient) -> str:
+    """An access token exactly as the token endpoint stores it, minted by the real TokenService
+    on a clock `access_token_ttl` + 5 seconds in the past: its `exp` has passed while its record
+    is still stored, so only the server's own expiry check can refuse it (no waiting)."""
+    ago = settings.access_token_ttl + 5
+    tokens = TokenService(settings, store, SigningKeys(settings, store), clock=lambda: time.time() - ago)
+    issued = await tokens.issue(
+        client_id=client.client_id,
+        subject="demo",
+        scopes=scopes.CATALOGUE.baseline,
+        resource=RESOURCE,
+        grant_id=uuid.uuid4().hex,
+    )
+    return issued.access_token
 
 
 async def refresh(

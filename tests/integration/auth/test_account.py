@@ -30,7 +30,7 @@ from tests.integration.auth.account_helpers import (
     sign_in_to_account,
     users,
 )
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import HttpFactory, in_every_deployment
 from tests.integration.auth.flow_helpers import (
     authorize_params,
     exchange_code,
@@ -169,6 +169,7 @@ async def test_each_user_sees_only_their_own_apps(make_http: HttpFactory) -> Non
 
 
 @pytest.mark.parametrize("token_format", ["opaque", "jwt"])
+@in_every_deployment
 async def test_revoking_an_app_ends_its_tokens_and_its_remembered_consent_at_once(
     make_http: HttpFactory, token_format: str
 ) -> None:
@@ -238,6 +239,7 @@ async def test_the_per_client_index_names_every_user_of_an_app_until_they_revoke
     assert await is_active(bob, bobs.refresh_token)
 
 
+@in_every_deployment
 async def test_a_code_approved_before_the_revocation_is_refused_after_it(http: httpx2.AsyncClient) -> None:
     app = await authorize_app(http)
     pkce = new_pkce()

@@ -23,7 +23,7 @@ from auth_server.audit import fingerprint
 from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.records import grant_members_key
-from tests.integration.auth.conftest import AuthServers, Configure, HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, AuthServers, Configure, HttpFactory
 from tests.integration.auth.helpers import (
     add_client,
     configured_client,
@@ -34,6 +34,10 @@ from tests.integration.auth.helpers import (
 )
 from tests.integration.auth.test_token_endpoint import assert_error
 from tests.resilience.cluster import modern_call
+
+# In every deployment: the admin API walks the store's per-user and per-client indexes (listing, revoking,
+# purging) in each mode.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 ADMIN_TOKEN, ADMIN_DIGEST = new_admin_token()
 ADMIN = {"admin_token_sha256": [ADMIN_DIGEST]}

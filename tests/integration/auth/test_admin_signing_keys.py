@@ -11,9 +11,12 @@ from pathlib import Path
 
 from auth_server.signing_keys import generate_key
 from shared.storage.base import Store
-from tests.integration.auth.conftest import Configure, HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, Configure, HttpFactory
 from tests.integration.auth.helpers import add_client, is_active, tokens_for
 from tests.integration.auth.test_admin_api import ADMIN, admin_call
+
+# In every deployment: key rotation writes the store every instance signs from, in each mode's app.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 STORE_PER_TEST = True
 

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from tests.fixtures.live_server import bound_socket, live_server
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import HttpFactory, in_every_deployment
 from tests.integration.auth.flow_helpers import authorize_params, callback_dict, new_pkce, run_flow, sign_in
 from tests.integration.auth.helpers import REDIRECT_URI
 
@@ -435,6 +435,7 @@ async def test_the_cache_ttl_setting_caps_the_documents_max_age(
     assert documents.hits(url) == 2
 
 
+@in_every_deployment
 async def test_an_invalid_document_is_not_cached_so_a_fixed_one_works_once_the_failure_is_forgotten(
     make_http: HttpFactory, documents: DocumentServer
 ) -> None:

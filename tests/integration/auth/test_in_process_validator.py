@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from typing import Any
 
 import httpx2
@@ -15,7 +15,7 @@ from shared.storage.base import Store
 from shared.storage.redis import RedisStore
 from shared.validation import TokenRejected, ValidatorUnavailable
 from tests.fixtures.redis_server import free_port
-from tests.integration.auth.conftest import Configure, HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, Configure, HttpFactory
 from tests.integration.auth.helpers import (
     OTHER_MCP,
     RESOURCE,
@@ -25,6 +25,10 @@ from tests.integration.auth.helpers import (
     store_code,
     tokens_for,
 )
+
+# In every deployment: the validator reads tokens straight from the store (one read, expiry, an unreachable
+# store).
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 class CountingStore:
@@ -119,10 +123,14 @@ async def test_unknown_malformed_expired_and_revoked_tokens_are_rejected(
     revoked = await tokens_for(http, store, settings, client)
     await http.post("/revoke", data={"token": revoked["access_token"], **client.auth()})
     expiring = await tokens_for(http, store, settings, client)
-    await asyncio.sleep(1.1)
-    for token in (revoked["access_token"], expiring["access_token"]):
-        with pytest.raises(TokenRejected):
-            await validator.validate(token)
+    with pytest.raises(TokenRejected) as rejected:
+        await validator.validate(revoked["access_token"])
+    assert rejected.value.reason == "unknown"
+    await validator.validate(expiring["access_token"])  # alive now; one second on, past its exp:
+    later = InProcessTokenValidator(settings, store, clock=lambda: time.time() + 1)
+    with pytest.raises(TokenRejected) as rejected:
+        await later.validate(expiring["access_token"])
+    assert rejected.value.reason == "expired"
 
 
 async def test_an_unreachable_store_makes_the_validator_unavailable_not_a_rejection() -> None:

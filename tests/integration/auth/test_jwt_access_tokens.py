@@ -17,8 +17,12 @@ from auth_server.validator import InProcessTokenValidator
 from shared.storage.base import Store
 from shared.storage.records import JWKS_KEY
 from shared.validation import TokenRejected
-from tests.integration.auth.conftest import Configure, HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, Configure, HttpFactory
 from tests.integration.auth.helpers import RESOURCE, add_client, introspect, tokens_for
+
+# In every deployment: signing keys are shared through the store, and each mode publishes its own JWKS for
+# its own issuer.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 JWT = {"token_format": "jwt"}
 # The signing keys live in the Store, one set per deployment: each test gets a Store of its own.

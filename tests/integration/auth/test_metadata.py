@@ -7,8 +7,12 @@ import pytest
 
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.helpers import EXTERNAL_ISSUER, ISSUER, path_of, public_deployment
+
+# In every deployment: what each mode's app serves and advertises differs (issuer, routes beside /mcp), and
+# readiness pings the store.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 ROOT_WELL_KNOWN = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 # Where an issuer with the path /t1 publishes its metadata (RFC 8414 path insertion, both OIDC forms).

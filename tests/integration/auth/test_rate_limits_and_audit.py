@@ -14,7 +14,7 @@ from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.memory import MemoryStore
 from shared.storage.redis import RedisStore
-from tests.integration.auth.conftest import AuthServers, Configure, HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, AuthServers, Configure, HttpFactory
 from tests.integration.auth.helpers import (
     RS_CLIENT_SECRET,
     add_client,
@@ -26,6 +26,10 @@ from tests.integration.auth.helpers import (
     store_code,
 )
 from tests.integration.auth.test_token_endpoint import assert_error
+
+# In every deployment: the limits are counters in the store, and what is stored in clear depends on the
+# store's encoding.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 async def test_guessing_client_secrets_at_the_token_endpoint_hits_a_429(

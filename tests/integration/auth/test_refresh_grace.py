@@ -18,7 +18,7 @@ import httpx2
 from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.records import refresh_retry_key, rotated_refresh_key
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.helpers import (
     RESOURCE,
     OAuthClient,
@@ -29,6 +29,10 @@ from tests.integration.auth.helpers import (
     tokens_for,
 )
 from tests.integration.auth.test_token_endpoint import assert_error
+
+# In every deployment: the grace period's memory of a rotation lives in the store, with an expiry, raced by
+# concurrent retries.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 WINDOW_WAIT = 10.0  # a bound on waiting for a short grace period to end, never a sleep
 

@@ -13,9 +13,13 @@ import httpx2
 
 from shared.settings import Settings
 from shared.storage.base import Store
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.helpers import RESOURCE, add_client, introspect, is_active, refresh, tokens_for
 from tests.integration.auth.test_token_endpoint import assert_error
+
+# In every deployment: rotation and reuse detection are read-modify-writes on the store; concurrent
+# refreshes race on it.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 async def test_a_public_client_gets_a_new_refresh_token_on_every_refresh(

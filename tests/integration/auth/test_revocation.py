@@ -9,8 +9,13 @@ from auth_server.validator import InProcessTokenValidator
 from shared.settings import Settings
 from shared.storage.base import Store
 from shared.validation import TokenRejected
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS
 from tests.integration.auth.helpers import add_client, is_active, refresh, tokens_for
 from tests.integration.auth.test_token_endpoint import assert_error
+
+# In every deployment: revocation ends records across the store, and internal mode also tells the MCP
+# server's caches.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 async def test_a_public_client_revokes_its_refresh_token_with_just_its_client_id(

@@ -12,9 +12,11 @@ import pytest
 
 from shared.settings import Settings
 from shared.storage.base import Store
+from shared.storage.records import code_key
 from shared.storage.redis import RedisStore
 from tests.fixtures.redis_server import free_port
-from tests.integration.auth.conftest import AuthServers, Configure, HttpFactory
+from tests.fixtures.waits import eventually
+from tests.integration.auth.conftest import AuthServers, Configure, HttpFactory, in_every_deployment
 from tests.integration.auth.flow_helpers import (
     Pkce,
     authorize_params,
@@ -335,6 +337,7 @@ async def test_a_code_can_be_redeemed_only_once(
     assert_error(await redeem(http, code, client), "invalid_grant")
 
 
+@in_every_deployment
 async def test_concurrent_redemptions_of_one_code_leave_no_live_token(
     http: httpx2.AsyncClient, store: Store, settings: Settings
 ) -> None:
@@ -351,6 +354,7 @@ async def test_concurrent_redemptions_of_one_code_leave_no_live_token(
         assert not await is_active(http, body["refresh_token"])
 
 
+@in_every_deployment
 async def test_a_valid_code_replay_revokes_every_token_issued_from_that_code(
     http: httpx2.AsyncClient, store: Store, settings: Settings
 ) -> None:
@@ -379,14 +383,20 @@ async def test_a_replay_with_a_bad_verifier_revokes_nothing(
     assert await is_active(http, first["refresh_token"])
 
 
+@in_every_deployment
 async def test_an_expired_code_is_invalid_grant(
-    make_http: HttpFactory, store: Store, configure: Configure
+    http: httpx2.AsyncClient, store: Store, settings: Settings
 ) -> None:
-    http = await make_http(authorization_code_ttl=1)
-    settings = configure(authorization_code_ttl=1)
+    """The store forgets a code at the end of its TTL (the next test: a code still stored past
+    its lifetime); planted with a TTL of a tenth of a second, it is gone once the store says so."""
     client = await add_client(store)
-    code = await store_code(store, client, settings=settings)
-    await asyncio.sleep(1.1)
+    code = await store_code(store, client, settings=settings, ttl=0.1)
+    key = code_key(code.code)
+
+    async def forgotten() -> bool:
+        return await store.get(key) is None
+
+    await eventually(forgotten, "the store to expire the code")
     assert_error(await redeem(http, code, client), "invalid_grant")
 
 
@@ -462,6 +472,7 @@ async def test_client_credentials_refuses_unknown_scopes_and_resources(make_http
 # -- TK-15 / TK-16: lifetimes and unguessability ----------------------------------------------
 
 
+@in_every_deployment
 async def test_access_tokens_are_short_lived_and_die_at_expiry(
     make_http: HttpFactory, store: Store, configure: Configure
 ) -> None:
@@ -471,8 +482,11 @@ async def test_access_tokens_are_short_lived_and_die_at_expiry(
     body = await tokens_for(http, store, settings, client)
     assert body["expires_in"] == 1
     assert await is_active(http, body["access_token"])
-    await asyncio.sleep(1.1)
-    assert not await is_active(http, body["access_token"])
+
+    async def expired() -> bool:
+        return not await is_active(http, body["access_token"])
+
+    await eventually(expired, "the access token to expire", every=0.1)
 
 
 async def test_issued_tokens_are_unique_and_carry_at_least_256_random_bits(
@@ -539,6 +553,7 @@ async def test_browser_clients_may_call_the_back_channel_cross_origin(http: http
         assert answer.headers["access-control-allow-origin"] == "*"
 
 
+@in_every_deployment
 async def test_a_store_outage_is_503_with_retry_after_never_a_500(servers: AuthServers) -> None:
     dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
     running = await servers.start(store=dead)
