@@ -256,7 +256,8 @@ async def expired_access_token(store: Store, settings: Settings, client: OAuthCl
     on a clock `access_token_ttl` + 5 seconds in the past: its `exp` has passed while its record
     is still stored, so only the server's own expiry check can refuse it (no waiting)."""
     ago = settings.access_token_ttl + 5
-    tokens = TokenService(settings, store, SigningKeys(settings, store), clock=lambda: time.time() - ago)
+    keys = SigningKeys.from_settings(settings, store)
+    tokens = TokenService.from_settings(settings, store, keys, clock=lambda: time.time() - ago)
     issued = await tokens.issue(
         client_id=client.client_id,
         subject="demo",

@@ -127,7 +127,7 @@ async def test_unknown_malformed_expired_and_revoked_tokens_are_rejected(
         await validator.validate(revoked["access_token"])
     assert rejected.value.reason == "unknown"
     await validator.validate(expiring["access_token"])  # alive now; one second on, past its exp:
-    later = InProcessTokenValidator(settings, store, clock=lambda: time.time() + 1)
+    later = InProcessTokenValidator.from_settings(settings, store, clock=lambda: time.time() + 1)
     with pytest.raises(TokenRejected) as rejected:
         await later.validate(expiring["access_token"])
     assert rejected.value.reason == "expired"
