@@ -37,7 +37,7 @@ def endpoint_guard(
     """Wrap an MCP endpoint in the whole chain; without a validator (AUTH_MODE=none) only the
     Host/Origin guard and CORS remain. Without `tenants` no request is enriched (tools then see
     no tenant: the app always passes one)."""
-    policy = OriginPolicy(settings)
+    policy = OriginPolicy.from_settings(settings)
     metadata_url = resource_metadata_url(settings)
     scope_policy = ScopePolicy(tool_scopes)
     unknown_tokens = UnknownTokenLimit.from_settings(settings)  # one for /mcp and /sse alike

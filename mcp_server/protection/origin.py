@@ -24,12 +24,13 @@ section 5.5): h11 strips it, uvicorn's httptools parser does not, and the SDK co
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_server.protection._asgi import CannedResponse, jsonrpc_error
-from shared.settings import Settings, is_loopback_host
+from shared.settings import DEFAULT_API_KEY_HEADER, Settings, is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +67,37 @@ def _hostname(host: str) -> str | None:
 class OriginPolicy:
     """Which Host and Origin header values this deployment accepts (decided once, at start-up)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._loopback = settings.binds_loopback
-        public = urlsplit(settings.mcp_base_url)
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        allowed_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+        binds_loopback: bool = False,
+        api_key_header: str = DEFAULT_API_KEY_HEADER,
+    ) -> None:
+        """`base_url`'s own origin and host are always allowed; a server bound to loopback also
+        accepts any loopback origin and host, and always checks the Host header."""
+        allowed_hosts = tuple(allowed_hosts)
+        self._loopback = binds_loopback
+        public = urlsplit(base_url)
         self._origins = frozenset(
-            {origin.rstrip("/").lower() for origin in settings.allowed_origins}
-            | {_origin_of(settings.mcp_base_url)}
+            {origin.rstrip("/").lower() for origin in allowed_origins} | {_origin_of(base_url)}
         )
-        self._check_host = settings.binds_loopback or bool(settings.allowed_hosts)
-        self.allowed_headers = (*ALLOWED_HEADERS, settings.api_key_header)
+        self._check_host = binds_loopback or bool(allowed_hosts)
+        self.allowed_headers = (*ALLOWED_HEADERS, api_key_header)
         self._hosts = frozenset(
-            {host.lower() for host in settings.allowed_hosts}
-            | {public.netloc.lower(), (public.hostname or "")}
+            {host.lower() for host in allowed_hosts} | {public.netloc.lower(), (public.hostname or "")}
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OriginPolicy:
+        return cls(
+            settings.mcp_base_url,
+            allowed_origins=settings.allowed_origins,
+            allowed_hosts=settings.allowed_hosts,
+            binds_loopback=settings.binds_loopback,
+            api_key_header=settings.api_key_header,
         )
 
     def origin_allowed(self, origin: str) -> bool:

@@ -2,7 +2,8 @@
 
 The directions that keep the code easy to change (README, "Layout"): `shared` imports neither
 server; `auth_server` never imports `mcp_server`; `mcp_server` imports `auth_server` in its
-composition root only. Inside the authorization server, endpoints depend on services, never the
+composition root only; only `mcp_server/sdk_access.py` reaches past the MCP SDK's public surface.
+Inside the authorization server, endpoints depend on services, never the
 other way: only the composition (`app.py`) and the HTTP side itself (`endpoints/`, the admin API)
 import an endpoint module.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +70,40 @@ def test_no_service_of_the_authorization_server_imports_an_endpoint() -> None:
         if module not in http_side and not module.startswith("auth_server/endpoints/")
     ]
     assert offenders == [], "services must not depend on endpoints (move the shared piece down)"
+
+
+def sdk_private_reaches(path: Path, private: set[str]) -> list[str]:
+    """What `path` touches of the SDK's private parts: MCPServer's private attributes (by name)
+    and modules whose dotted path has a `_` part (`mcp.server._otel`)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in private:
+            found.append(node.attr)
+        modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module]
+        found.extend(
+            name
+            for name in modules
+            if name.split(".")[0] == "mcp" and any(part.startswith("_") for part in name.split("."))
+        )
+    return found
+
+
+def test_only_sdk_access_reaches_past_the_public_surface_of_the_mcp_sdk() -> None:
+    private = {
+        name for name in vars(MCPServer("probe")) if name.startswith("_") and not name.startswith("__")
+    }
+    assert "_tool_manager" in private  # the probe sees what the SDK keeps private
+    reaches = {
+        str(path.relative_to(ROOT)): sdk_private_reaches(path, private)
+        for package in ("mcp_server", "auth_server", "shared")
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {module for module, found in reaches.items() if found} == {"mcp_server/sdk_access.py"}
+    assert {"_tool_manager", "_lowlevel_server", "mcp.server._otel"} <= set(
+        reaches["mcp_server/sdk_access.py"]
+    )
 
 
 def test_the_check_sees_imports_inside_functions() -> None:
