@@ -20,7 +20,7 @@ import sys
 
 from shared import startup
 from shared.logs import configure_logging
-from shared.runtime import serve
+from shared.runtime import add_server_flags, flag_overrides, serve
 from shared.settings import load_settings
 
 
@@ -30,25 +30,8 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(admin(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m auth_server", description=__doc__)
-    parser.add_argument("--port", type=int, help="overrides AUTH_PORT")
-    parser.add_argument("--host", help="overrides HOST")
-    parser.add_argument(
-        "--forwarded-allow-ips", metavar="IPS", help="overrides FORWARDED_ALLOW_IPS (comma-separated)"
-    )
-    parser.add_argument(
-        "--workers", type=int, metavar="N", help="overrides WEB_CONCURRENCY (worker processes on the port)"
-    )
-    args = parser.parse_args(argv)
-
-    overrides: dict[str, object] = {}
-    if args.port is not None:
-        overrides["auth_port"] = args.port
-    if args.host is not None:
-        overrides["host"] = args.host
-    if args.forwarded_allow_ips is not None:
-        overrides["forwarded_allow_ips"] = args.forwarded_allow_ips
-    if args.workers is not None:
-        overrides["web_concurrency"] = args.workers
+    add_server_flags(parser, "auth_port")
+    overrides = flag_overrides(parser.parse_args(argv), "auth_port")
     settings = load_settings(**overrides)
     configure_logging(settings)
     startup.warn_unknown_settings()

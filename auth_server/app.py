@@ -25,7 +25,6 @@ from auth_server.clients.registry import StoreClientRegistry, preregistered_clie
 from auth_server.endpoints.account import account_routes, account_sign_in_path, local_account_sign_in
 from auth_server.endpoints.authorize import authorize_endpoint
 from auth_server.endpoints.consent import consent_form, consent_page
-from auth_server.endpoints.cors import preflight, with_cors
 from auth_server.endpoints.flow import Page
 from auth_server.endpoints.introspection import introspection_endpoint
 from auth_server.endpoints.jwks import jwks_endpoint
@@ -38,6 +37,7 @@ from auth_server.services import BackChannel, FrontChannel
 from auth_server.urls import Endpoint, endpoint_path
 from auth_server.users import DEV_PASSWORD, DEV_USER
 from shared import startup
+from shared.cors import open_route
 from shared.forwarded import forwarded_middleware
 from shared.health import health_routes
 from shared.logs import RequestIdMiddleware
@@ -50,15 +50,15 @@ from shared.tracing import AUTH_SERVICE_NAME, HttpTracingMiddleware, active_trac
 
 
 def front_channel_routes(fc: FrontChannel) -> list[BaseRoute]:
-    """Registration and the pages a person's browser visits (no CORS on any page)."""
+    """Registration (open to any origin, `shared/cors.py`) and the pages a person's browser
+    visits (no CORS on any page)."""
     settings = fc.settings
     return [
-        Route(
+        open_route(
             endpoint_path(settings, "register"),
             registration_endpoint(fc.registry, fc.limiter, fc.audit),
-            methods=["POST"],
+            ["POST"],
         ),
-        Route(endpoint_path(settings, "register"), preflight(["POST"]), methods=["OPTIONS"]),
         Route(endpoint_path(settings, "authorize"), authorize_endpoint(fc), methods=["GET", "POST"]),
         *sign_in_routes(fc),
         Route(endpoint_path(settings, "consent"), consent_page(fc), methods=["GET"]),
@@ -82,9 +82,8 @@ def sign_in_routes(fc: FrontChannel) -> list[BaseRoute]:
 
 
 def backchannel_routes(channel: BackChannel) -> list[BaseRoute]:
-    """The back-channel routes at the issuer's path. /token, /introspect and /revoke answer CORS
-    for any origin (browser-based MCP clients call them; they take no cookies, so no ambient
-    authority leaks), /jwks likewise (see its module)."""
+    """The back-channel routes at the issuer's path, all open to any origin (`shared/cors.py`):
+    browser-based MCP clients call them, and they take no cookies, so no ambient authority leaks."""
     settings = channel.settings
     routes: list[BaseRoute] = []
     apis: list[tuple[Endpoint, Callable[[BackChannel], Page]]] = [
@@ -94,9 +93,8 @@ def backchannel_routes(channel: BackChannel) -> list[BaseRoute]:
     ]
     for name, make in apis:
         path = endpoint_path(settings, name)
-        routes.append(Route(path, with_cors(make(channel), ["POST"]), methods=["POST"]))
-        routes.append(Route(path, preflight(["POST"]), methods=["OPTIONS"]))
-    routes.append(Route(endpoint_path(settings, "jwks"), jwks_endpoint(channel), methods=["GET", "OPTIONS"]))
+        routes.append(open_route(path, make(channel), ["POST"]))
+    routes.append(open_route(endpoint_path(settings, "jwks"), jwks_endpoint(channel), ["GET"]))
     return routes
 
 

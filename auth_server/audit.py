@@ -18,6 +18,7 @@ from typing import Literal
 
 from auth_server import crypto
 from shared import metrics
+from shared.logs import AUDIT_LOGGER
 
 AuditEvent = Literal[
     "login_succeeded",
@@ -51,7 +52,6 @@ AuditEvent = Literal[
 REVOKING_EVENTS: frozenset[AuditEvent] = frozenset(
     {"revoked", "app_revoked", "grant_evicted", "code_replay", "refresh_reuse", "grants_revoked"}
 )
-LOGGER_NAME = "auth_server.audit"
 FINGERPRINT_CHARS = 12
 
 
@@ -74,7 +74,7 @@ class AuditLog:
         on_revoked: Callable[[str], None] | None = None,
     ) -> None:
         self._enabled = enabled
-        self._logger = logger or logging.getLogger(LOGGER_NAME)
+        self._logger = logger or logging.getLogger(AUDIT_LOGGER)
         self._on_revoked = on_revoked
 
     def record(

@@ -44,7 +44,15 @@ MAX_DESCRIPTION_LENGTH = 300
 
 
 def error_description(text: str) -> str:
+    """`text` within RFC 6749 section 5.2's `error_description` characters (printable ASCII
+    without `"` and `\\`; anything else becomes `?`), at most MAX_DESCRIPTION_LENGTH long."""
     return _OUTSIDE.sub("?", text)[:MAX_DESCRIPTION_LENGTH]
+
+
+def quoted(value: str, limit: int = 60) -> str:
+    """Client input to echo inside a description: the characters outside the set dropped, long
+    values cut."""
+    return f"'{_OUTSIDE.sub('', value[:limit])}'" + ("..." if len(value) > limit else "")
 
 
 class OAuthError(Exception):

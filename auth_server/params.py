@@ -10,13 +10,6 @@ from __future__ import annotations
 from auth_server.errors import OAuthError
 
 
-def quoted(value: str, limit: int = 60) -> str:
-    """Client input made safe to echo in `error_description`, which RFC 6749 section 5.2 limits
-    to printable ASCII without `"` and `\\`; long values are cut."""
-    kept = "".join(c for c in value[:limit] if " " <= c <= "~" and c not in '"\\')
-    return f"'{kept}'" + ("..." if len(value) > limit else "")
-
-
 class Form:
     """The request's parameters: each name at most once, empty values already dropped."""
 

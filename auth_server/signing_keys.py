@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from joserfc.jwk import ECKey, RSAKey, import_key
 from pydantic import BaseModel
 
 from auth_server import crypto
+from shared.bounded_cache import BoundedCache
 from shared.settings import Settings
 from shared.storage import records
 from shared.storage.base import Store
@@ -147,7 +147,9 @@ class SigningKeys:
         # Signatures already checked, by token digest: a token's signature never changes, so the
         # hot path re-verifies nothing (ES256 costs ~100 us). Revocation and expiry are still
         # decided per call by the caller's Store read.
-        self._verified: OrderedDict[str, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+        self._verified: BoundedCache[str, tuple[dict[str, Any], dict[str, Any]]] = BoundedCache(
+            VERIFIED_CACHE_SIZE
+        )
         if self._file is not None:  # file keys never change while the process runs: load them now
             try:
                 self._loaded = self._from_private_jwks(self._read_file(), clock())
@@ -196,7 +198,6 @@ class SigningKeys:
         if cached is not None:
             loaded = await self._get(create=self._create_on_read)
             if cached[0]["kid"] in loaded.verifiers:  # a withdrawn key invalidates its hits
-                self._verified.move_to_end(cache_key)
                 return cached
         try:
             header = jws.extract_compact(token.encode()).headers()
@@ -218,9 +219,7 @@ class SigningKeys:
         except (JoseError, ValueError, TypeError):
             return None
         result = dict(decoded.header), dict(decoded.claims)
-        self._verified[cache_key] = result
-        if len(self._verified) > VERIFIED_CACHE_SIZE:
-            self._verified.popitem(last=False)
+        self._verified.put(cache_key, result)
         return result
 
     async def public_jwks(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from auth_server import crypto
 from auth_server.signing_keys import SigningKeys
+from shared.bounded_cache import BoundedCache
 from shared.settings import Settings, TokenFormat
 from shared.storage import records
 from shared.storage.base import Store
@@ -144,7 +145,7 @@ class TokenService:
         self._refresh_ttl = refresh_ttl
         # The Store is read on every lookup (revoking is deleting, so that stays immediate); only
         # parsing the same stored JSON again is skipped. Records are frozen, so sharing is safe.
-        self._parsed: dict[str, AccessTokenRecord] = {}
+        self._parsed: BoundedCache[str, AccessTokenRecord] = BoundedCache(PARSED_RECORDS_MAX, lru=False)
 
     @classmethod
     def from_settings(
@@ -259,9 +260,7 @@ class TokenService:
             record = records.parse(AccessTokenRecord, raw, key)
             if record is None:
                 return None
-            if len(self._parsed) >= PARSED_RECORDS_MAX:
-                del self._parsed[next(iter(self._parsed))]
-            self._parsed[raw] = record
+            self._parsed.put(raw, record)
         return record
 
     async def find_refresh(self, token: str) -> RefreshTokenRecord | None:

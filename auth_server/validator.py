@@ -20,6 +20,7 @@ from collections.abc import Callable
 from auth_server.signing_keys import SigningKeys
 from auth_server.tokens import AccessTokenRecord, TokenService, looks_like_jwt
 from shared import scopes as scope_model
+from shared.bounded_cache import BoundedCache
 from shared.settings import Settings
 from shared.storage.base import StorageUnavailable, Store
 from shared.storage.records import code_key, refresh_key
@@ -36,7 +37,9 @@ class InProcessTokenValidator:
         self._resource = resource
         self._issuer = issuer
         # id(record) -> (record, Principal); holding the record keeps its id from being reused.
-        self._principals: dict[int, tuple[AccessTokenRecord, Principal]] = {}
+        self._principals: BoundedCache[int, tuple[AccessTokenRecord, Principal]] = BoundedCache(
+            PRINCIPALS_MAX, lru=False
+        )
 
     @classmethod
     def from_settings(
@@ -73,9 +76,7 @@ class InProcessTokenValidator:
         if self._resource not in record.aud:
             raise TokenRejected("wrong_audience", "token was issued for another resource")
         principal = self._new_principal(record)
-        if len(self._principals) >= PRINCIPALS_MAX:
-            del self._principals[next(iter(self._principals))]
-        self._principals[id(record)] = (record, principal)
+        self._principals.put(id(record), (record, principal))
         return principal
 
     @staticmethod

@@ -19,32 +19,16 @@ import anyio
 
 from shared import startup
 from shared.logs import configure_logging
-from shared.runtime import serve
+from shared.runtime import add_server_flags, flag_overrides, serve
 from shared.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mcp_server", description=__doc__)
     parser.add_argument("--transport", choices=["http", "stdio"], default="http")
-    parser.add_argument("--port", type=int, help="overrides MCP_PORT")
-    parser.add_argument("--host", help="overrides HOST")
-    parser.add_argument(
-        "--forwarded-allow-ips", metavar="IPS", help="overrides FORWARDED_ALLOW_IPS (comma-separated)"
-    )
-    parser.add_argument(
-        "--workers", type=int, metavar="N", help="overrides WEB_CONCURRENCY (worker processes on the port)"
-    )
+    add_server_flags(parser, "mcp_port")
     args = parser.parse_args(argv)
-
-    overrides: dict[str, object] = {}
-    if args.port is not None:
-        overrides["mcp_port"] = args.port
-    if args.host is not None:
-        overrides["host"] = args.host
-    if args.forwarded_allow_ips is not None:
-        overrides["forwarded_allow_ips"] = args.forwarded_allow_ips
-    if args.workers is not None:
-        overrides["web_concurrency"] = args.workers
+    overrides = flag_overrides(args, "mcp_port")
     settings = load_settings(**overrides)
     configure_logging(settings)
     startup.warn_unknown_settings()

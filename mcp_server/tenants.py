@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from shared.retry_after import BUSY
 from shared.validation import Principal
 
 
@@ -47,7 +48,7 @@ class TenantUnavailable(Exception):
     """Raise from `look_up_tenant` when the account store cannot answer now: the request gets 503
     with this Retry-After (seconds)."""
 
-    def __init__(self, description: str = "account lookup unavailable", retry_after: int = 2) -> None:
+    def __init__(self, description: str = "account lookup unavailable", retry_after: int = BUSY) -> None:
         super().__init__(description)
         self.retry_after = retry_after
 

@@ -43,7 +43,7 @@ from shared.settings import Settings
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
-AUDIT_LOGGER = "auth_server.audit"
+AUDIT_LOGGER = "auth_server.audit"  # the audit log's logger (auth_server/audit.py writes it)
 REDACTED = "[redacted]"
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)

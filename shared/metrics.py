@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.oauth import GRANT_TYPES
 from shared.settings import Settings, is_loopback_host
 
 METRICS_PATH = "/metrics"
@@ -98,7 +99,6 @@ PASSWORD_HASHES = Counter(
 )
 
 _METHODS = frozenset({"GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH"})
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # Why the bearer middleware refused a request: its own reasons plus the validators' FailureReason.
 AUTH_FAILURE_REASONS = (
     "missing",  # no credentials (the 401 without error=)

@@ -19,6 +19,7 @@ line flags included), and restarts any that dies. The supervisor serves nothing 
 
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 import os
@@ -42,6 +43,30 @@ logger = logging.getLogger("startup")
 # uvicorn's exit code for a worker that failed before it served: its supervisor then stops
 # instead of restarting it forever (the app would fail the same way every time).
 WORKER_STARTUP_FAILURE = 3
+
+
+def add_server_flags(parser: argparse.ArgumentParser, port_setting: str) -> None:
+    """The flags both entry points take; each overrides one setting (`flag_overrides`)."""
+    parser.add_argument("--port", type=int, help=f"overrides {port_setting.upper()}")
+    parser.add_argument("--host", help="overrides HOST")
+    parser.add_argument(
+        "--forwarded-allow-ips", metavar="IPS", help="overrides FORWARDED_ALLOW_IPS (comma-separated)"
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="overrides WEB_CONCURRENCY (worker processes on the port)"
+    )
+
+
+def flag_overrides(args: argparse.Namespace, port_setting: str) -> dict[str, object]:
+    """The settings `add_server_flags`'s flags override (for `load_settings`, and for `serve`,
+    which passes them on to the workers)."""
+    given = {
+        port_setting: args.port,
+        "host": args.host,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "web_concurrency": args.workers,
+    }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def freeze_startup_heap() -> None:

@@ -19,6 +19,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from shared.retry_after import UNAVAILABLE
+
 FailureReason = Literal[
     "malformed",  # not a token this validator understands
     "unknown",  # well-formed but never issued, or already forgotten
@@ -60,7 +62,9 @@ class TokenRejected(Exception):
 class ValidatorUnavailable(Exception):
     """The validator could not decide (authorization server or JWKS unreachable): answer 503."""
 
-    def __init__(self, description: str = "authorization server unavailable", retry_after: int = 5) -> None:
+    def __init__(
+        self, description: str = "authorization server unavailable", retry_after: int = UNAVAILABLE
+    ) -> None:
         super().__init__(description)
         self.description = description
         self.retry_after = retry_after

@@ -44,7 +44,7 @@ from starlette.routing import BaseRoute, Route
 from auth_server.admin.credentials import AdminCredentials
 from auth_server.admin.service import AdminService, NoSuchThing, NotAllowed
 from auth_server.audit import AuditLog
-from auth_server.endpoints.forms import json_response, oauth_endpoint
+from auth_server.endpoints.forms import BodyTooLarge, json_response, oauth_endpoint, read_body
 from auth_server.errors import OAuthError
 from auth_server.rate_limit import RateLimiter, client_ip
 from auth_server.urls import endpoint_path
@@ -258,18 +258,17 @@ def _selection(request: Request) -> tuple[str | None, str | None]:
 
 async def _read_json(request: Request, *, optional: bool = False) -> object:
     """The request's JSON body (bounded); None for an empty body when `optional`."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise OAuthError("invalid_request", "request body too large", status_code=413)
+    try:
+        body = await read_body(request, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise OAuthError("invalid_request", "request body too large", status_code=413) from None
     if not body and optional:
         return None
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise OAuthError("invalid_request", "the request body must be application/json")
     try:
-        return untrusted_json.parse(bytes(body), max_bytes=MAX_BODY_BYTES)
+        return untrusted_json.parse(body, max_bytes=MAX_BODY_BYTES)
     except untrusted_json.UntrustedJsonError as exc:
         raise OAuthError("invalid_request", str(exc)) from None
 

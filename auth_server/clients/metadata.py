@@ -36,9 +36,9 @@ from auth_server.redirect_uris import (
     is_private_use_redirect,
     split_host_port,
 )
+from shared.oauth import GRANT_TYPES
 from shared.scopes import CATALOGUE, parse
 
-SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 SUPPORTED_AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
 MAX_REDIRECT_URIS = 20
 MAX_NAME_LENGTH = 200
@@ -120,8 +120,8 @@ def parse_client_metadata(
     """
     grant_types = _string_list(raw, "grant_types", default=["authorization_code"])
     for grant in grant_types:
-        if grant not in SUPPORTED_GRANT_TYPES:
-            raise _metadata(f"grant type {grant!r} is not supported; use {', '.join(SUPPORTED_GRANT_TYPES)}")
+        if grant not in GRANT_TYPES:
+            raise _metadata(f"grant type {grant!r} is not supported; use {', '.join(GRANT_TYPES)}")
     if "client_credentials" in grant_types and not machine_client_allowed:
         raise _metadata(
             "the client_credentials grant is for machine clients the operator configures, not for "

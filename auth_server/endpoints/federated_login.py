@@ -42,6 +42,7 @@ from auth_server.upstream import (
     UpstreamUnavailable,
 )
 from auth_server.urls import endpoint_path, issuer_path
+from shared import retry_after
 
 # What an upstream sign-in started from the account page carries instead of a pending request's
 # id (which is never empty), so that its callback returns to the account page.
@@ -62,7 +63,7 @@ def _unavailable() -> Response:
         "Sign-in is temporarily unavailable",
         "The identity provider cannot be reached. Try again in a few seconds.",
         status_code=503,
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": str(retry_after.UNAVAILABLE)},
     )
 
 

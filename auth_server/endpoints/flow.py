@@ -31,6 +31,7 @@ from auth_server.services import FrontChannel
 from auth_server.sessions import BrowserSession
 from auth_server.urls import endpoint_path
 from auth_server.users import SignInBusy
+from shared import retry_after
 from shared.settings import Settings
 from shared.storage import records
 from shared.storage.base import StorageUnavailable
@@ -172,7 +173,7 @@ def html_endpoint(handler: Page) -> Page:
                 "Busy",
                 "Too many sign-ins are being checked right now. Try again in a few seconds.",
                 status_code=503,
-                headers={"Retry-After": "2"},
+                headers={"Retry-After": str(retry_after.BUSY)},
             )
         except StorageUnavailable:
             logger.warning("storage unavailable during %s from %s", request.url.path, client_ip(request))
@@ -180,7 +181,7 @@ def html_endpoint(handler: Page) -> Page:
                 "Temporarily unavailable",
                 "The sign-in service cannot reach its storage. Try again in a few seconds.",
                 status_code=503,
-                headers={"Retry-After": "5"},
+                headers={"Retry-After": str(retry_after.UNAVAILABLE)},
             )
 
     endpoint.__name__ = handler.__name__

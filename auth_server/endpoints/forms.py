@@ -16,8 +16,9 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from auth_server.errors import NO_STORE, OAuthError
-from auth_server.params import Form, quoted
+from auth_server.errors import NO_STORE, OAuthError, quoted
+from auth_server.params import Form
+from shared import retry_after
 from shared.storage.base import StorageUnavailable
 
 MAX_BODY_BYTES = 16 * 1024  # a token request is a few hundred bytes
@@ -27,17 +28,31 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 logger = logging.getLogger(__name__)
 
 
+class BodyTooLarge(Exception):
+    """The request body goes on past the limit its endpoint sets."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, read no further than `limit` bytes: BodyTooLarge beyond it (Starlette's
+    own limit answers a plain-text 413; each endpoint here answers in its own error shape)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
 async def read_form(request: Request) -> Form:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != FORM_TYPE:
         raise OAuthError("invalid_request", f"the request body must be {FORM_TYPE}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise OAuthError("invalid_request", "request body too large", status_code=413)
     try:
-        text = bytes(body).decode("utf-8")
+        body = await read_body(request)
+    except BodyTooLarge:
+        raise OAuthError("invalid_request", "request body too large", status_code=413) from None
+    try:
+        text = body.decode("utf-8")
         pairs = parse_qsl(
             text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS, errors="strict"
         )
@@ -63,12 +78,10 @@ async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != FORM_TYPE:
         raise BadForm(f"the request body must be {FORM_TYPE}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise BadForm("the request body is too large")
-    return parse_form(bytes(body))
+    try:
+        return parse_form(await read_body(request))
+    except BodyTooLarge:
+        raise BadForm("the request body is too large") from None
 
 
 def parse_form(encoded: bytes) -> list[tuple[str, str]]:
@@ -113,7 +126,7 @@ def oauth_endpoint(handler: Endpoint) -> Endpoint:
                 "temporarily_unavailable",
                 "storage unavailable, retry shortly",
                 status_code=503,
-                headers={"Retry-After": "5"},
+                headers={"Retry-After": str(retry_after.UNAVAILABLE)},
             ).response()
 
     endpoint.__name__ = handler.__name__

@@ -1,6 +1,7 @@
 """The public signing keys (RFC 7517 JWKS) that verify JWT access tokens, at `jwks_uri`.
 
-Public parameters only. Open to any origin (resource servers and browser-based tools fetch it),
+Public parameters only. Open to any origin (resource servers and browser-based tools fetch it;
+`shared/cors.py`),
 cacheable for a few minutes: after a rotation the old key stays published for a whole access
 token lifetime, so a verifier with a slightly stale copy still finds every kid it needs, and one
 that meets an unknown kid refetches.
@@ -14,22 +15,15 @@ from starlette.responses import JSONResponse, Response
 from auth_server.endpoints.forms import Endpoint, oauth_endpoint
 from auth_server.services import BackChannel
 
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, OPTIONS",
-    "Access-Control-Max-Age": "86400",
-}
 CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 def jwks_endpoint(channel: BackChannel) -> Endpoint:
     @oauth_endpoint
     async def jwks(request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return Response(status_code=204, headers=CORS)
         return JSONResponse(
             await channel.keys.public_jwks(),
-            headers={**CORS, **CACHE},
+            headers=CACHE,
             media_type="application/jwk-set+json",
         )
 

@@ -10,7 +10,7 @@ client may derive:
 * path issuer `https://h/t1`: `/.well-known/oauth-authorization-server/t1` (RFC 8414 path
   insertion), `/.well-known/openid-configuration/t1` and `/t1/.well-known/openid-configuration`.
 
-It is public, so any origin may read it (CORS), and a `MCP-Protocol-Version` header is
+It is public, so any origin may read it (CORS, `shared/cors.py`), and a `MCP-Protocol-Version` header is
 accepted and ignored.
 """
 
@@ -20,10 +20,11 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from auth_server.endpoints.cors import cors_headers, preflight
 from auth_server.urls import endpoint_url, path_appended_well_known, path_inserted_well_known
+from shared.cors import open_route
+from shared.oauth import GRANT_TYPES
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 
@@ -44,7 +45,7 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
         "scopes_supported": list(CATALOGUE.names),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": list(GRANT_TYPES),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": SECRET_AUTH_METHODS,
@@ -56,7 +57,7 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
 
 def metadata_routes(settings: Settings) -> list[BaseRoute]:
     document = authorization_server_metadata(settings)
-    headers = {**cors_headers(["GET"]), "Cache-Control": "public, max-age=3600"}
+    headers = {"Cache-Control": "public, max-age=3600"}
 
     async def metadata(_: Request) -> Response:
         return JSONResponse(document, headers=headers)
@@ -68,8 +69,4 @@ def metadata_routes(settings: Settings) -> list[BaseRoute]:
             path_appended_well_known(settings, "openid-configuration"),
         )
     )
-    routes: list[BaseRoute] = []
-    for path in paths:
-        routes.append(Route(path, metadata, methods=["GET"]))
-        routes.append(Route(path, preflight(["GET"]), methods=["OPTIONS"]))
-    return routes
+    return [open_route(path, metadata, ["GET"]) for path in paths]

@@ -26,8 +26,7 @@ from auth_server import crypto
 from auth_server.audit import AuditLog
 from auth_server.clients.metadata import ClientMetadataRejected, parse_client_metadata
 from auth_server.clients.registry import StoreClientRegistry
-from auth_server.endpoints.cors import with_cors
-from auth_server.endpoints.forms import Endpoint, oauth_endpoint
+from auth_server.endpoints.forms import BodyTooLarge, Endpoint, oauth_endpoint, read_body
 from auth_server.errors import NO_STORE
 from auth_server.models import Client
 from auth_server.rate_limit import RateLimiter, client_ip
@@ -44,11 +43,10 @@ def new_client_id() -> str:
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ClientMetadataRejected("invalid_client_metadata", "the request body is too large")
+    try:
+        body = await read_body(request, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise ClientMetadataRejected("invalid_client_metadata", "the request body is too large") from None
     try:
         document = untrusted_json.parse(body, max_bytes=MAX_BODY_BYTES)
     except untrusted_json.UntrustedJsonError as exc:
@@ -106,4 +104,4 @@ def registration_endpoint(registry: StoreClientRegistry, limiter: RateLimiter, a
         )
         return JSONResponse(registration_response(client, secret), status_code=201, headers=NO_STORE)
 
-    return with_cors(register, ["POST"])
+    return register

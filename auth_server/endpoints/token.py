@@ -9,23 +9,25 @@ Order of checks: rate limit, form syntax, grant type (so `password` is always
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from auth_server.clients.authentication import AuthenticatedClient
 from auth_server.endpoints.forms import Endpoint, json_response, oauth_endpoint, read_form
-from auth_server.errors import OAuthError
+from auth_server.errors import OAuthError, quoted
 from auth_server.grants import authorization_code, client_credentials, refresh_token
 from auth_server.grants.context import GrantContext
-from auth_server.params import Form, quoted
+from auth_server.params import Form
 from auth_server.rate_limit import client_ip
 from auth_server.services import BackChannel
 from auth_server.tokens import IssuedTokens
+from shared.oauth import GrantType
 
 GrantHandler = Callable[[GrantContext, AuthenticatedClient, Form, str], Awaitable[IssuedTokens]]
 
-GRANT_TYPES: dict[str, GrantHandler] = {
+HANDLERS: dict[GrantType, GrantHandler] = {
     "authorization_code": authorization_code.exchange,
     "refresh_token": refresh_token.exchange,
     "client_credentials": client_credentials.exchange,
@@ -41,7 +43,7 @@ def token_endpoint(channel: BackChannel) -> Endpoint:
         await channel.limiter.check_ip("token", ip)
         form = await read_form(request)
         grant_type = form.require("grant_type")
-        handler = GRANT_TYPES.get(grant_type)
+        handler = HANDLERS.get(cast(GrantType, grant_type))
         if handler is None:
             raise OAuthError("unsupported_grant_type", f"grant_type {quoted(grant_type)} is not supported")
         try:

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from auth_server.audit import AuditLog
 from auth_server.authorized_apps import AuthorizedApps
 from auth_server.clients.registry import DisabledClients
-from auth_server.errors import OAuthError
+from auth_server.errors import OAuthError, quoted
 from auth_server.grants.grant import GrantRecord, Grants
-from auth_server.params import quoted
 from auth_server.resources import served_resources
 from auth_server.tokens import Derivation, IssuedTokens, TokenService
 from shared import scopes as scope_model

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
@@ -36,6 +35,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_server.protection.middleware import PRINCIPAL_STATE_KEY, unavailable_response
 from mcp_server.tenants import Tenant, TenantUnavailable, look_up_tenant, tenant_key
 from shared import metrics
+from shared.bounded_cache import BoundedCache
+from shared.retry_after import BUSY
 from shared.settings import Settings
 from shared.validation import Principal
 
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 TENANT_STATE_KEY = "tenant"
 UNAVAILABLE_DESCRIPTION = "The account behind this credential cannot be looked up right now; retry shortly"
-DEFAULT_RETRY_AFTER = 2
+DEFAULT_RETRY_AFTER = BUSY
 
 TenantLookup = Callable[[Principal], Awaitable[Tenant]]
 TenantKey = Callable[[Principal], Hashable]
@@ -78,10 +79,9 @@ class TenantCache:
         self._lookup = lookup
         self._key = key
         self._ttl = max(0.0, float(ttl))
-        self._size = max(1, int(size))
         self._timeout = float(timeout)
         self._clock = clock
-        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._entries: BoundedCache[Hashable, _Entry] = BoundedCache(max(1, int(size)))
         self._inflight: dict[Hashable, _Lookup] = {}
         # Plain counters, read by shared.metrics at scrape time (nothing on the hot path).
         self.hits = 0
@@ -112,9 +112,8 @@ class TenantCache:
         if entry is not None:
             if entry.expires > self._clock():
                 self.hits += 1
-                self._entries.move_to_end(key)
                 return entry.tenant
-            del self._entries[key]
+            self._entries.pop(key)
         pending = self._inflight.get(key)
         if pending is None:
             self.misses += 1
@@ -131,7 +130,7 @@ class TenantCache:
         identity = (issuer, subject)
         stale = [key for key, entry in self._entries.items() if entry.identity == identity]
         for key in stale:
-            del self._entries[key]
+            self._entries.pop(key)
         for key in [key for key, running in self._inflight.items() if running.identity == identity]:
             del self._inflight[key]
         self.invalidations += len(stale)
@@ -155,10 +154,7 @@ class TenantCache:
         metrics.tenant_lookup("ok", time.perf_counter() - started)
         running = self._inflight.get(key)
         if self._ttl > 0 and running is not None and running.future is asyncio.current_task():
-            self._entries[key] = _Entry(tenant, identity, self._clock() + self._ttl)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            self._entries.put(key, _Entry(tenant, identity, self._clock() + self._ttl))
         return tenant
 
     def _failed(self, outcome: str, started: float) -> None:

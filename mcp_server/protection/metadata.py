@@ -20,18 +20,14 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
+from shared.cors import open_route
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 RESOURCE_NAME = "MCP Reference Server"
-_OPEN_CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, OPTIONS",
-    "Access-Control-Max-Age": "86400",
-}
 
 
 def resource_metadata_url(settings: Settings) -> str:
@@ -53,17 +49,11 @@ def protected_resource_metadata(settings: Settings) -> dict[str, Any]:
 def metadata_routes(settings: Settings) -> list[BaseRoute]:
     """Both well-known routes; the document is rendered once, at start-up."""
     body = json.dumps(protected_resource_metadata(settings), separators=(",", ":")).encode()
-    headers = {**_OPEN_CORS, "Cache-Control": "public, max-age=3600"}
+    headers = {"Cache-Control": "public, max-age=3600"}
 
     async def metadata(request: Request) -> Response:
-        if request.method == "OPTIONS":
-            requested = request.headers.get("access-control-request-headers")
-            preflight = dict(_OPEN_CORS)
-            if requested:
-                preflight["Access-Control-Allow-Headers"] = requested
-            return Response(status_code=204, headers=preflight)
         return Response(body, media_type="application/json", headers=headers)
 
     resource_path = urlsplit(settings.mcp_resource_url).path
     paths = dict.fromkeys([WELL_KNOWN + resource_path, WELL_KNOWN])
-    return [Route(path, metadata, methods=["GET", "HEAD", "OPTIONS"]) for path in paths]
+    return [open_route(path, metadata, ["GET"]) for path in paths]

@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_server.protection._asgi import BufferedBody, CannedResponse
 from mcp_server.protection.unknown_tokens import UnknownTokenLimit
 from shared import metrics
+from shared.bounded_cache import BoundedCache
 from shared.settings import DEFAULT_API_KEY_HEADER
 from shared.validation import (
     FailureReason,
@@ -103,7 +104,9 @@ class BearerAuth:
         # id(principal) -> (principal, its AuthenticatedUser): validators that hand out the same
         # Principal for the same token (the introspection cache, the in-process validator) get
         # the SDK's user object built once. Holding the principal keeps its id from being reused.
-        self._users: dict[int, tuple[Principal, AuthenticatedUser]] = {}
+        self._users: BoundedCache[int, tuple[Principal, AuthenticatedUser]] = BoundedCache(
+            _USERS_MAX, lru=False
+        )
         metadata = f"resource_metadata={_quote(resource_metadata_url)}"
         scope_param = f"scope={_quote(' '.join(challenge_scopes))}"
 
@@ -255,9 +258,7 @@ class BearerAuth:
         if known is not None and known[0] is principal:
             return known[1]
         user = authenticated_user(principal, self._resource)
-        if len(self._users) >= _USERS_MAX:
-            del self._users[next(iter(self._users))]
-        self._users[id(principal)] = (principal, user)
+        self._users.put(id(principal), (principal, user))
         return user
 
 

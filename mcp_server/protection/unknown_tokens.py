@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from starlette.types import Scope
 
+from shared.bounded_cache import BoundedCache
 from shared.settings import Settings
 
 WINDOW_SECONDS = 60.0
@@ -65,9 +66,9 @@ class UnknownTokenLimit:
     ) -> None:
         self._limit = per_minute
         self._window = window
-        self._max = max_addresses
         self._clock = clock
-        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, lookups counted)
+        # address key -> (window end, lookups counted), oldest window first
+        self._windows: BoundedCache[str, tuple[float, int]] = BoundedCache(max_addresses, lru=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UnknownTokenLimit:
@@ -83,22 +84,20 @@ class UnknownTokenLimit:
 
     def spend(self, host: str) -> int:
         key, now = address_key(host), self._clock()
-        end, count = self._windows.get(key, (0.0, 0))
+        end, count = self._windows.get(key) or (0.0, 0)
         if end <= now:
-            self._windows.pop(key, None)  # a new window goes to the end: oldest stay first
+            self._windows.pop(key)  # a new window goes to the end: oldest stay first
             end, count = now + self._window, 0
-            if len(self._windows) >= self._max:
-                del self._windows[next(iter(self._windows))]
         if count >= self._limit:
             return max(1, math.ceil(end - now))
-        self._windows[key] = (end, count + 1)
+        self._windows.put(key, (end, count + 1))
         return 0
 
     def refund(self, host: str) -> None:
         key = address_key(host)
         entry = self._windows.get(key)
         if entry is not None and entry[1] > 0:
-            self._windows[key] = (entry[0], entry[1] - 1)
+            self._windows.put(key, (entry[0], entry[1] - 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ of them, least recently set dropped first.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -21,6 +20,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
 
 from mcp_server.sdk_access import lowlevel_server
+from shared.bounded_cache import BoundedCache
 
 LEVELS: Final[tuple[LoggingLevel, ...]] = (
     "debug",
@@ -43,15 +43,10 @@ class SessionLogLevels:
     """The minimum log level each session asked for with `logging/setLevel` (bounded)."""
 
     def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
-        self._levels: OrderedDict[str, LoggingLevel] = OrderedDict()
-        self._max_sessions = max_sessions
+        self._levels: BoundedCache[str, LoggingLevel] = BoundedCache(max_sessions)
 
     def set(self, headers: Mapping[str, str] | None, level: LoggingLevel) -> None:
-        key = _session_key(headers)
-        self._levels[key] = level
-        self._levels.move_to_end(key)
-        while len(self._levels) > self._max_sessions:
-            self._levels.popitem(last=False)
+        self._levels.put(_session_key(headers), level)
 
     def allows(self, headers: Mapping[str, str] | None, level: LoggingLevel) -> bool:
         """True unless the session set a minimum above `level` (no setLevel: everything goes)."""

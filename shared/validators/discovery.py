@@ -34,6 +34,7 @@ import httpx2
 
 from shared import tracing, untrusted_json
 from shared.health import ReadinessProbe
+from shared.retry_after import UNAVAILABLE
 from shared.settings import Settings
 from shared.validation import ValidatorUnavailable
 
@@ -69,7 +70,7 @@ class ProviderMetadata:
         back_channel_base: str | None = None,
         urls: Sequence[str] | None = None,
         refresh_after: float = 3600.0,
-        retry_after: int = 5,
+        retry_after: int = UNAVAILABLE,
         clock: Callable[[], float] = time.monotonic,
         issuer_setting: str = "AUTH_SERVER_URL",
     ) -> None:

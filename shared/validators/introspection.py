@@ -52,7 +52,6 @@ import hashlib
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -60,7 +59,9 @@ from urllib.parse import quote
 import httpx2
 
 from shared import tracing, untrusted_json
+from shared.bounded_cache import BoundedCache
 from shared.logs import request_id_header
+from shared.retry_after import UNAVAILABLE
 from shared.revocations import RevocationFeed
 from shared.settings import IntrospectionAuthMethod, Settings
 from shared.validation import (
@@ -123,7 +124,7 @@ class IntrospectionValidator:
         negative_ttl: float = 5,
         cache_size: int = 10_000,
         timeout: float = 3.0,
-        retry_after: int = 5,
+        retry_after: int = UNAVAILABLE,
         client: httpx2.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -146,13 +147,12 @@ class IntrospectionValidator:
         self._revocations = revocations
         self._cache_ttl = max(0.0, float(cache_ttl))
         self._negative_ttl = max(0.0, float(negative_ttl))
-        self._cache_size = max(1, int(cache_size))
         self._timeout = float(timeout)
         self._retry_after = retry_after
         self._client = client
         self._owns_client = client is None
         self._clock = clock
-        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._cache: BoundedCache[bytes, _Entry] = BoundedCache(max(1, int(cache_size)))
         self._inflight: dict[bytes, asyncio.Future[Principal]] = {}
         self.calls = 0  # introspection requests sent (observability and tests)
         self.cache_hits = 0  # answered from the cache (read by shared.metrics at scrape time)
@@ -207,11 +207,10 @@ class IntrospectionValidator:
         if entry is not None:
             if entry.expires > self._clock():
                 self.cache_hits += 1
-                self._cache.move_to_end(key)
                 if isinstance(entry.outcome, Principal):
                     return entry.outcome
                 raise TokenRejected(*entry.outcome)
-            del self._cache[key]
+            self._cache.pop(key)
             known = entry.outcome if isinstance(entry.outcome, Principal) else None
 
         self.cache_misses += 1
@@ -254,10 +253,7 @@ class IntrospectionValidator:
     def _remember(self, key: bytes, outcome: Principal | tuple[FailureReason, str], expires: float) -> None:
         if expires <= self._clock():
             return
-        self._cache[key] = _Entry(outcome, expires)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(key, _Entry(outcome, expires))
 
     async def credential_accepted(self) -> bool | None:
         """Whether the introspection endpoint accepts this server's credential, asked once with a

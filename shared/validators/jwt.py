@@ -42,6 +42,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
 
 from shared import tracing, untrusted_json
+from shared.bounded_cache import BoundedCache
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
 from shared.validators.claims import audience_of, names_accepted_audience, numeric_date, scope_values
@@ -115,7 +116,9 @@ class JwtValidator:
         # with the same key object never changes, so it is checked once; a refetched or withdrawn
         # key is a different object (or none), so its tokens are verified again. Everything else
         # (header, alg, typ, key lookup, iss, aud, exp, nbf) is still checked on every call.
-        self._verified: dict[bytes, tuple[Key, Mapping[str, Any]]] = {}
+        self._verified: BoundedCache[bytes, tuple[Key, Mapping[str, Any]]] = BoundedCache(
+            _VERIFIED_MAX, lru=False
+        )
 
     @classmethod
     def from_settings(
@@ -164,9 +167,7 @@ class JwtValidator:
             decoded = jwt.decode(token, key, algorithms=[alg])
         except (JoseError, ValueError, TypeError):
             raise TokenRejected("bad_signature") from None
-        if len(self._verified) >= _VERIFIED_MAX:
-            del self._verified[next(iter(self._verified))]
-        self._verified[digest] = (key, decoded.claims)
+        self._verified.put(digest, (key, decoded.claims))
         return self._principal(decoded.claims)
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
