@@ -7,6 +7,10 @@ test writes garbage under one key family of `shared/storage/records.py` in a rea
 the endpoints that read that family through a real server (AUTH_MODE=internal: the MCP server
 and the authorization server in one app), and checks the answer's shape. A bystander's records
 (another client's tokens, grant and consent) are compared before and after every test.
+
+Not written here: `auth:profile` (written at a federated sign-in, read by nothing), and the
+administrators' indexes `auth:clients` and `auth:client-tokens` (id lists the admin API looks up
+one by one, like the account page's indexes below).
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ from shared.storage.base import Store
 from shared.storage.records import (
     JWKS_KEY,
     access_key,
+    app_grants_key,
+    app_revoked_key,
+    apps_key,
     client_key,
     code_key,
     consent_key,
+    disabled_client_key,
     grant_key,
+    grant_members_key,
     jti_key,
     metadata_document_failure_key,
     metadata_document_key,
@@ -42,8 +51,13 @@ from shared.storage.records import (
     refresh_retry_key,
     rotated_refresh_key,
     session_key,
+    task_key,
+    task_outcome_key,
+    upstream_state_key,
 )
 from tests.fixtures.redis_server import redis_server, redis_url  # noqa: F401  (fixtures)
+from tests.fixtures.tasks_client import TaskClient
+from tests.integration.auth.account_helpers import listed_apps, revoke
 from tests.integration.auth.conftest import AuthServers, RunningAs
 from tests.integration.auth.flow_helpers import (
     authorize_params,
@@ -208,6 +222,7 @@ async def test_an_unreadable_grant_record_neither_breaks_refresh_nor_revocation(
 ) -> None:
     client, (code, tokens) = await client_with_tokens(deployment, http)
     await deployment.store.set(grant_key(code.grant_id), GARBAGE[0], ttl=60)
+    await deployment.store.sadd(grant_members_key(code.grant_id), "auth:access:no-such-token", ttl=60)
     renewed = await refresh(http, tokens["refresh_token"], client)
     assert renewed.status_code == 200, renewed.text
     revoked = await http.post("/revoke", data={"token": renewed.json()["refresh_token"], **client.auth()})
@@ -248,6 +263,17 @@ async def test_an_unreadable_client_record_is_an_unknown_client(
     token = await http.post("/token", data={"grant_type": "authorization_code", "code": "c", **client.auth()})
     assert_oauth_error(token, "invalid_client", 401)
     await deployment.store.delete(client_key(client.client_id))
+
+
+async def test_an_unreadable_disabled_mark_still_refuses_the_client(
+    deployment: Deployment, http: httpx2.AsyncClient
+) -> None:
+    """Failing closed: a mark that says "disabled" in a form nobody reads is still a mark."""
+    client, (_, tokens) = await client_with_tokens(deployment, http)
+    await deployment.store.set(disabled_client_key(client.client_id), GARBAGE[0])
+    assert_oauth_error(await refresh(http, tokens["refresh_token"], client), "invalid_client", 401)
+    assert_error_page(await http.get("/authorize", params=authorize_params(client.client_id, new_pkce())))
+    await deployment.store.delete(disabled_client_key(client.client_id))
 
 
 async def test_an_unreadable_cached_metadata_document_is_not_a_client(
@@ -303,6 +329,41 @@ async def test_unreadable_open_request_times_and_consent_only_mean_asking_again(
     assert "code" in parse_qs(urlsplit(response.headers["location"]).query)
 
 
+async def test_unreadable_index_members_and_revocation_times_leave_the_account_page_working(
+    deployment: Deployment, http: httpx2.AsyncClient
+) -> None:
+    client_id = await signed_in_flow(http)
+    store = deployment.store
+    await store.index_add(apps_key("demo"), GARBAGE[0], 60)
+    await store.index_add(app_grants_key("demo", client_id), GARBAGE[2], 60)
+    await store.set(app_revoked_key("demo", client_id), GARBAGE[1], ttl=60)
+    assert client_id in await listed_apps(http)
+    revoked = await revoke(http, client_id)
+    assert revoked.status_code in (200, 303), revoked.text
+    assert client_id not in await listed_apps(http)
+    response = await run_flow(http, authorize_params(client_id, new_pkce()))
+    assert is_client_redirect(response), response.text  # the unreadable time refused no new code
+
+
+async def test_an_unreadable_upstream_login_state_is_not_a_valid_sign_in_response(
+    deployment: Deployment,
+) -> None:
+    federated = await deployment.servers.start(
+        upstream_oidc_issuer="https://idp.invalid", upstream_oidc_client_id="reference-server"
+    )
+    try:
+        async with federated.client() as http:
+            client = await add_client(deployment.store)
+            started = await http.get("/authorize", params=authorize_params(client.client_id, new_pkce()))
+            assert started.status_code in (302, 303), started.text  # the browser has a session now
+            await deployment.store.set(upstream_state_key("some-state"), GARBAGE[1], ttl=60)
+            answer = await http.get("/login/callback", params={"state": "some-state", "code": "c"})
+            assert_error_page(answer)
+            assert "not valid" in answer.text
+    finally:
+        await deployment.servers.stop([federated])
+
+
 # --- counters ------------------------------------------------------------------------------------
 async def test_an_unreadable_rate_limit_counter_starts_again(deployment: Deployment) -> None:
     address = client_address()
@@ -328,3 +389,23 @@ async def test_an_unreadable_note_is_left_out_of_the_list(
     assert added["id"] in [note["id"] for note in notes]
     assert "unreadable" not in [note["id"] for note in notes]
     await deployment.store.hdel(notebook_key("demo"), "unreadable")
+
+
+async def test_unreadable_task_records_are_a_task_not_found_or_no_outcome(
+    deployment: Deployment, http: httpx2.AsyncClient
+) -> None:
+    _, (_, tokens) = await client_with_tokens(deployment, http)
+    tasks = TaskClient(http, "/mcp", tokens["access_token"])
+    finished = await tasks.start("count_slowly", to=1000, seconds_per_step=0.02)
+    await tasks.cancel(finished)
+    assert (await tasks.get(finished))["status"] == "cancelled"
+    await deployment.store.set(task_outcome_key(finished), GARBAGE[1], ttl=60)
+    await deployment.store.hset(task_key(finished), "answer:title", GARBAGE[0])
+    seen = await tasks.get(finished)  # the outcome absent: the task as its progress last said
+    assert seen["taskId"] == finished
+    assert seen["status"] in ("working", "failed")
+
+    await deployment.store.hset(task_key(finished), "meta", GARBAGE[2])
+    status, error = await tasks.error("tasks/get", {"taskId": finished})
+    assert (status, error["code"]) == (400, -32602)  # as for a task that never existed
+    assert error["message"] == "Failed to retrieve task: Task not found"
