@@ -16,7 +16,6 @@ import pytest
 from tests.e2e.fixtures import deployment, e2e_redis, pytest_runtest_makereport, start_deployment
 from tests.fixtures.live_server import live_server
 from tests.integration.auth.conftest import (
-    DEPLOYMENTS,
     AuthServers,
     Backend,
     Mode,
@@ -24,6 +23,7 @@ from tests.integration.auth.conftest import (
     configure,
     http,
     make_http,
+    parametrize_deployments,
     servers,
     settings,
     store,
@@ -37,17 +37,25 @@ from tests.security.document_host import DocumentHost
 __all__ = ["deployment", "e2e_redis", "pytest_runtest_makereport", "start_deployment"]
 
 
-# --- the authorization server in-process, in four deployments -----------------------------------
+# --- the authorization server in-process, in its deployments ----------------------------------
 # Real uvicorn on 127.0.0.1 in the test's loop, internal/external x memory/redis, each test client
 # from a loopback address of its own, and a handle on the Store the servers use: the fixtures of
 # tests/integration/auth (its conftest.py says how they share servers and Stores): `http`,
 # `make_http(**settings)`, `servers`, `store`, `settings`, `configure`, `as_url`. Here their matrix
-# is `as_deployment` (`deployment` above is the real processes').
+# is `as_deployment` (`deployment` above is the real processes'), chosen as there: a module sets
+# `DEPLOYMENTS = ALL_DEPLOYMENTS` (tests/integration/auth/conftest.py) when what it attacks depends
+# on the mode or the store (what an attack makes the Store keep, counters, the admin API in each
+# app, refresh rotation); otherwise it runs in internal-redis alone (that conftest says why).
 __all__ += ["as_url", "configure", "http", "make_http", "servers", "settings", "store"]
 
 
-@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_deployments(metafunc, "as_deployment")
+
+
+@pytest.fixture(scope="module")
 def as_deployment(request: pytest.FixtureRequest) -> tuple[Mode, Backend, str | None]:
+    """(mode, backend, REDIS_URL or None): parametrized by `pytest_generate_tests`."""
     mode, backend = request.param
     redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
     return mode, backend, redis_url

@@ -26,9 +26,12 @@ from mcp_server.app import create_app
 from shared.storage.base import Store
 from shared.storage.memory import MemoryStore
 from tests.integration.auth.account_helpers import sign_in_to_account
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.helpers import add_client, is_active, make_settings
 from tests.integration.auth.test_admin_api import ADMIN, ADMIN_TOKEN, BEARER
+
+# In every deployment: the admin API is served by both modes' apps, and guessing is counted in the store.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 ADMIN_PATHS = [
     ("GET", "/admin/clients"),

@@ -19,7 +19,7 @@ import pytest
 from auth_server.pending import MAX_PENDING_PER_SESSION, PENDING_TTL
 from shared.storage.base import Store
 from shared.storage.records import pending_key, session_key
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.flow_helpers import (
     authorize_params,
     callback_dict,
@@ -30,6 +30,9 @@ from tests.integration.auth.flow_helpers import (
     sign_in,
 )
 from tests.security.store_view import stored_keys
+
+# In every deployment: the Store is what the attack fills, and each store must stay bounded.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 ATTACK_REQUESTS = 2_000
 

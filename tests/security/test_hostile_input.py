@@ -9,8 +9,10 @@ browser reads them differently than `urlsplit` (`https://evil.example\\good.exam
 on evil.example to a browser, while our page named "evil.example\\good.example"); and a registered
 client calling itself "Claude Code" looked exactly like the real one.
 
-Every test attacks real servers: the authorization server in every deployment for what it parses
-and shows, real server processes in external JWT mode for the JWT header.
+Every test attacks real servers: the authorization server for what it parses and shows (in
+internal mode on Redis, where a stored name must really encode: the parsing and the pages are the
+same code in every mode and store, tests/integration/auth/conftest.py), real server processes in
+external JWT mode for the JWT header.
 """
 
 from __future__ import annotations

@@ -19,9 +19,12 @@ import httpx2
 
 from auth_server.clients.documents import FETCHES_PER_ADDRESS_PER_MINUTE, FETCHES_PER_URL_PER_MINUTE
 from tests.fixtures.live_server import bound_socket
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.flow_helpers import authorize_params, new_pkce
 from tests.security.document_host import DocumentHost
+
+# In every deployment: the failure memory and the fetch counters live in the Store.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 async def authorize(http: httpx2.AsyncClient, client_id: str) -> httpx2.Response:

@@ -22,10 +22,13 @@ from auth_server import crypto
 from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.memory import MemoryStore
-from tests.integration.auth.conftest import AuthServers
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, AuthServers
 from tests.integration.auth.helpers import add_client, is_active, refresh, tokens_for
 from tests.integration.auth.test_refresh_grace import pair_of
 from tests.integration.auth.test_token_endpoint import assert_error
+
+# In every deployment: rotation and its grace period are read-modify-writes on the Store, raced by a thief.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 async def test_a_thief_within_the_grace_period_gets_the_owners_tokens_and_a_stale_copy_ends_the_grant(

@@ -7,8 +7,9 @@ once with a code for the attacker's port, for as long as the 8-hour sign-in last
 the attacker's verifier bought the user's tokens.
 
 Now such a request always shows a page: the one-click continue page, naming the app and where the
-code goes, CSRF- and frame-protected like the consent page. Every deployment (internal/external x
-memory/redis); public clients however they became known (registered, configured).
+code goes, CSRF- and frame-protected like the consent page. In internal mode on Redis (the pages and the
+consent memory are the same code in every mode and store, tests/integration/auth/conftest.py);
+public clients however they became known (registered, configured).
 """
 
 from __future__ import annotations

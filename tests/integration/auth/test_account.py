@@ -1,5 +1,5 @@
-"""The account page (every app a user authorized, revoking one at once) and logout, over HTTP in
-all four deployments (modes x stores)."""
+"""The account page (every app a user authorized, revoking one at once) and logout, over HTTP
+(internal mode on Redis; the revocations that race a consent in flight in every deployment)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The authorization endpoint (requirements 2.2, AZ rows; X-04), over HTTP on both stores.
+"""The authorization endpoint (requirements 2.2, AZ rows; X-04), over HTTP.
 
 Requests come from a client registered through /register with a loopback redirect URI unless a
 test says otherwise; errors for such a client are redirected (loopback reaches only the user's

@@ -1,4 +1,4 @@
-"""Client ID metadata documents (requirements 2.6, CM-01..CM-09), over real HTTP on both stores.
+"""Client ID metadata documents (requirements 2.6, CM-01..CM-09), over real HTTP.
 
 The documents are served by a real uvicorn server on 127.0.0.1 that counts every request it
 gets, so "rejected without a fetch" is observed, not assumed. The AS runs with

@@ -1,4 +1,4 @@
-"""The sign-in and consent pages (AZ-16..AZ-20, AZ-22, X-05), over HTTP on both stores."""
+"""The sign-in and consent pages (AZ-16..AZ-20, AZ-22, X-05), over HTTP."""
 
 from __future__ import annotations
 

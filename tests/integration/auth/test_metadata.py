@@ -1,4 +1,4 @@
-"""Authorization server metadata (requirements 2.1, AS-01..AS-08), over HTTP on both stores."""
+"""Authorization server metadata (requirements 2.1, AS-01..AS-08), over HTTP, in every deployment."""
 
 from __future__ import annotations
 

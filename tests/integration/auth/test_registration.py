@@ -1,4 +1,4 @@
-"""Dynamic client registration (requirements 2.5, DR-01..DR-09), over HTTP on both stores."""
+"""Dynamic client registration (requirements 2.5, DR-01..DR-09), over HTTP."""
 
 from __future__ import annotations
 
