@@ -39,7 +39,7 @@ from auth_server.users import DEV_PASSWORD, DEV_USER
 from shared import startup
 from shared.cors import open_route
 from shared.forwarded import forwarded_middleware
-from shared.health import health_routes
+from shared.health import ReadinessProbe, health_routes
 from shared.logs import RequestIdMiddleware
 from shared.metrics import HttpMetricsMiddleware, metrics_routes, route_paths
 from shared.runtime import worker_app
@@ -99,13 +99,21 @@ def backchannel_routes(channel: BackChannel) -> list[BaseRoute]:
 
 
 def create_auth_routes(
-    settings: Settings, store: Store, *, on_revoked: Callable[[str], None] | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    on_revoked: Callable[[str], None] | None = None,
+    readiness: list[ReadinessProbe] | None = None,
 ) -> list[BaseRoute]:
     """Every route of the authorization server, at the issuer's path (see `urls.py`).
-    `on_revoked(subject)` hears of every revocation (internal mode: the MCP server's caches)."""
+    `on_revoked(subject)` hears of every revocation (internal mode: the MCP server's caches).
+    `readiness` gets what /readyz must check besides storage: with UPSTREAM_OIDC_ISSUER, a
+    provider whose metadata we can use (otherwise nobody can sign in)."""
     registry = StoreClientRegistry.from_settings(settings, store)
     audit = AuditLog(settings.audit_log, on_revoked=on_revoked)
     front = FrontChannel.from_settings(settings, store, registry, audit=audit)
+    if readiness is not None and front.upstream is not None:
+        readiness.append(front.upstream.readiness_probe())
     back = BackChannel.from_settings(settings, store, registry, audit=front.audit, limiter=front.limiter)
     return [
         *metadata_routes(settings),
@@ -187,11 +195,9 @@ def create_auth_app(
             if owns_store:
                 await store.close()
 
-    routes: list[BaseRoute] = [
-        *health_routes(store),
-        *create_auth_routes(settings, store),
-        *metrics_routes(settings),
-    ]
+    readiness: list[ReadinessProbe] = []
+    auth_routes = create_auth_routes(settings, store, readiness=readiness)
+    routes: list[BaseRoute] = [*health_routes(store, readiness), *auth_routes, *metrics_routes(settings)]
     middleware = [
         *forwarded_middleware(settings, [problem.setting for problem in development_defaults]),
         Middleware(RequestIdMiddleware),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from auth_server.audit import AuditLog
 from auth_server.authorized_apps import AuthorizedApps
@@ -29,6 +30,9 @@ from auth_server.users import UserDirectory
 from shared.settings import Settings
 from shared.storage.base import Store
 
+if TYPE_CHECKING:
+    from auth_server.upstream import UpstreamProvider
+
 
 @dataclass(frozen=True, slots=True)
 class FrontChannel:
@@ -45,6 +49,7 @@ class FrontChannel:
     audit: AuditLog
     limiter: RateLimiter
     clock: Callable[[], float] = field(default=time.time)
+    upstream: UpstreamProvider | None = None  # where users sign in, with UPSTREAM_OIDC_ISSUER
 
     @classmethod
     def from_settings(
@@ -52,6 +57,11 @@ class FrontChannel:
     ) -> FrontChannel:
         audit = audit or AuditLog(settings.audit_log)
         consents = ConsentMemory(store)
+        upstream = None
+        if settings.upstream_oidc_issuer:
+            from auth_server.upstream import UpstreamProvider  # authlib's client: only when used
+
+            upstream = UpstreamProvider.from_settings(settings, store)
         return cls(
             settings=settings,
             store=store,
@@ -63,6 +73,7 @@ class FrontChannel:
             apps=AuthorizedApps(store, audit, consents=consents),
             audit=audit,
             limiter=RateLimiter(store, settings.rate_limit_per_minute, audit=audit),
+            upstream=upstream,
         )
 
 

@@ -34,11 +34,12 @@ token or the userinfo endpoint (whose `sub` must match) and are kept as the user
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,8 @@ from pydantic import BaseModel
 
 from auth_server import crypto
 from auth_server.pending import PENDING_TTL
+from shared.health import ReadinessProbe
+from shared.retry_after import UNAVAILABLE
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.storage import records
 from shared.storage.base import Store
@@ -127,16 +130,25 @@ class UpstreamProvider:
         client_secret: str | None,
         scope: str,
         callback_url: str,
+        clock: Callable[[], float] = time.monotonic,
+        retry_after: int = UNAVAILABLE,
     ) -> None:
         self.issuer = issuer
         self.client_id = client_id
         self.callback_url = callback_url
         self._store = store
+        self.metadata_url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        self.problem: str | None = None  # why the last discovery found nothing usable (/readyz)
+        self._checked: dict[str, Any] | None = None
+        self._retry_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self._clock = clock
+        self._retry_after = retry_after  # by default the Retry-After every 503 asks for
         self._app: Any = OAuth().register(
             "upstream",
             client_id=client_id,
             client_secret=client_secret,
-            server_metadata_url=issuer.rstrip("/") + "/.well-known/openid-configuration",
+            server_metadata_url=self.metadata_url,
             client_kwargs={
                 "scope": scope,
                 "code_challenge_method": "S256",
@@ -161,12 +173,50 @@ class UpstreamProvider:
 
     # --- metadata -------------------------------------------------------------------------------
     async def metadata(self) -> Mapping[str, Any]:
-        """OpenID discovery, checked: the document must name the configured issuer exactly."""
+        """OpenID discovery, checked: the document must name the configured issuer exactly.
+
+        A checked document is kept (as authlib keeps the one it loaded). After a failure the
+        provider is not asked again for `retry_after` seconds: anyone can make us ask
+        (/readyz, the start of a sign-in), and a broken provider must not get one request each."""
+        if self._checked is not None:
+            return self._checked
+        async with self._lock:
+            if self._checked is not None:
+                return self._checked
+            if self._clock() < self._retry_at:
+                raise UpstreamUnavailable
+            try:
+                self._checked = await self._load_checked()
+            except UpstreamUnavailable:
+                self._retry_at = self._clock() + self._retry_after
+                raise
+            self.problem = None
+            return self._checked
+
+    def readiness_probe(self) -> ReadinessProbe:
+        """For /readyz: None once the provider's metadata is usable, else why nobody can sign in."""
+
+        async def probe() -> str | None:
+            try:
+                await self.metadata()
+            except UpstreamUnavailable:
+                return self.problem or "the upstream provider (UPSTREAM_OIDC_ISSUER) is unavailable"
+            return None
+
+        return probe
+
+    async def _load_checked(self) -> dict[str, Any]:
         try:
             document: dict[str, Any] = await self._app.load_server_metadata()
         except (httpx2.HTTPError, ValueError) as exc:
             self._forget_metadata()
-            logger.warning("upstream metadata unavailable: %s", type(exc).__name__)
+            logger.warning(
+                "upstream metadata at %s unavailable (%s): nobody can sign in until the provider "
+                "UPSTREAM_OIDC_ISSUER names answers",
+                self.metadata_url,
+                type(exc).__name__,
+            )
+            self.problem = "no OpenID metadata from the provider UPSTREAM_OIDC_ISSUER names (see the log)"
             raise UpstreamUnavailable from None
         if document.get("issuer") != self.issuer or not isinstance(document.get("jwks_uri"), str):
             self._forget_metadata()
@@ -175,6 +225,10 @@ class UpstreamProvider:
                 "nobody can sign in; set UPSTREAM_OIDC_ISSUER to exactly the issuer the provider publishes",
                 str(document.get("issuer"))[:200],
                 self.issuer,
+            )
+            self.problem = (
+                "the upstream provider's metadata names another issuer than UPSTREAM_OIDC_ISSUER "
+                "(or no jwks_uri)"
             )
             raise UpstreamUnavailable
         # ID tokens are verified with the provider's public keys only: never `none`, never HMAC.

@@ -122,11 +122,13 @@ def create_app(
     endpoint: ASGIApp = SessionsEndpoint(session_manager)
     if settings.mcp_json_responses == "auto":
         endpoint = JsonResponseChoice(endpoint, answers_only=tools.answers_only)
+    auth_routes: list[BaseRoute] = []
+    if settings.auth_mode == "internal":  # its readiness joins ours: federated login's provider
+        auth_routes = _auth_server_routes(settings, store, revocations, validation.readiness)
     routes: list[BaseRoute] = [*health_routes(store, validation.readiness), Route("/mcp", guard(endpoint))]
     if validator is not None:
         routes += metadata_routes(settings)
-    if settings.auth_mode == "internal":
-        routes += _auth_server_routes(settings, store, revocations)
+    routes += auth_routes
     if settings.legacy_sse:
         # The deprecated HTTP+SSE transport behind the same guard; the SDK binds each SSE session
         # to the principal that opened it and answers 404 to messages from anyone else.
@@ -249,12 +251,14 @@ def _grant_check(settings: Settings, store: Store) -> GrantCheck | None:
     return alive
 
 
-def _auth_server_routes(settings: Settings, store: Store, revocations: RevocationFeed) -> list[BaseRoute]:
+def _auth_server_routes(
+    settings: Settings, store: Store, revocations: RevocationFeed, readiness: list[ReadinessProbe]
+) -> list[BaseRoute]:
     """Internal mode: the authorization server's endpoints, served by this same process. Its
-    revocations name our own issuer's subjects."""
+    revocations name our own issuer's subjects; its readiness probes join `readiness`."""
     from auth_server.app import create_auth_routes
 
     def revoked(subject: str) -> None:
         revocations.revoked(settings.issuer, subject)
 
-    return create_auth_routes(settings, store, on_revoked=revoked)
+    return create_auth_routes(settings, store, on_revoked=revoked, readiness=readiness)

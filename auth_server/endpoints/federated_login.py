@@ -50,7 +50,9 @@ ACCOUNT_SIGN_IN = ""
 
 
 def federated_login_routes(fc: FrontChannel) -> list[BaseRoute]:
-    upstream = UpstreamProvider.from_settings(fc.settings, fc.store)
+    upstream = fc.upstream
+    if upstream is None:
+        raise ValueError("federated login needs UPSTREAM_OIDC_ISSUER (FrontChannel.upstream)")
     return [
         Route(endpoint_path(fc.settings, "login"), upstream_login_page(fc, upstream), methods=["GET"]),
         Route(issuer_path(fc.settings) + CALLBACK_PATH, upstream_callback(fc, upstream), methods=["GET"]),

@@ -149,7 +149,9 @@ class ProviderMetadata:
         return url
 
     async def _discover(self, client: httpx2.AsyncClient) -> dict[str, Any] | None:
-        self.problem = f"no usable authorization server metadata for {self.issuer} (see the log)"
+        self.problem = (
+            f"no authorization server metadata from {self.issuer_setting} ({self.issuer}; see the log)"
+        )
         for url in self.urls:
             self.fetches += 1
             try:

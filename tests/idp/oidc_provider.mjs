@@ -23,8 +23,9 @@
 //   client to the `scope` it registered with, which refuses that step-up; with
 //   `"registered_scope_limits": false` (the default here) a registration's `scope` is dropped, so
 //   the user's consent is the limit, as at our own authorization server.
-// - GET /_test/stats counts JWKS and introspection requests (tests check that the resource server
-//   refetches keys once per unknown `kid`, not per request).
+// - GET /_test/stats counts JWKS, introspection and discovery (/.well-known/...) requests (tests
+//   check that the resource server refetches keys once per unknown `kid`, not per request, and
+//   that /readyz does not ask a broken provider on every call).
 // - Issuers with a path ("mounts", shaped like Scalekit's `https://ENV/resources/RESOURCE_ID`): with
 //   `"mounts": [{"path": "/resources/res_a", ...}, ...]` the process is one "environment" at
 //   http://127.0.0.1:PORT serving one provider per mount, each with its own issuer
@@ -91,7 +92,7 @@ const port = Number(config.port);
 const root = `http://127.0.0.1:${port}`;
 const users = config.users;
 const jwks = signingKeys();
-const stats = { jwks: 0, introspection: 0 };
+const stats = { jwks: 0, introspection: 0, discovery: 0 };
 
 function signingKeys() {
   if (config.jwks) return config.jwks;
@@ -229,6 +230,7 @@ function buildProvider(mount) {
   provider.use(async (ctx, next) => {
     if (ctx.path === '/jwks') stats.jwks += 1;
     if (ctx.path === '/token/introspection') stats.introspection += 1;
+    if (ctx.path.startsWith('/.well-known/')) stats.discovery += 1;
     if ((config.rfc8414 === false || mount.rfc8414 === false)
         && ctx.path === '/.well-known/oauth-authorization-server') {
       ctx.status = 404;
