@@ -13,6 +13,7 @@ tests/security/test_readiness_probes.py.)
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -63,8 +64,12 @@ def trusting_another_spelling(workdir: Path, provider: IdentityProvider) -> tupl
 def test_a_provider_that_does_not_answer_makes_readyz_503_naming_the_setting_until_it_does(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"  # nothing listens there yet
+    # The provider's port is held (bound, not listening: connections are refused) until it starts,
+    # so that nothing else on the machine is given it meanwhile.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    issuer = f"http://127.0.0.1:{port}"
     mcp = mcp_server_alone(tmp_path / "mcp", {"AUTH_SERVER_URL": issuer})
     auth, auth_url = auth_server_process(tmp_path / "as", {"UPSTREAM_OIDC_ISSUER": issuer, **UPSTREAM_CLIENT})
     provider = None
@@ -80,12 +85,14 @@ def test_a_provider_that_does_not_answer_makes_readyz_503_naming_the_setting_unt
             line for line in auth.log_tail().splitlines() if "upstream metadata at" in line
         )
 
+        held.close()
         provider = start_provider(tmp_path / "provider", port, resources={mcp.mcp_url: {"format": "jwt"}})
         for base_url in (mcp.base_url, auth_url):
             answer = wait_until_ready(base_url)
             assert answer.status_code == 200, (base_url, answer.text, mcp.logs(), auth.log_tail())
             assert answer.json() == {"status": "ready"}
     finally:
+        held.close()
         auth.stop()
         mcp.stop()
         if provider is not None:
