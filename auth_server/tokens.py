@@ -204,7 +204,7 @@ class TokenService:
             access_token = _credential(derivation, "access")
             key = access_key(access_token)
         access_left = max(1, record.exp - now)
-        await self._store.set(key, record.model_dump_json(), ttl=access_left)
+        await records.write(self._store, key, record, ttl=access_left)
         keys = [key]
 
         refresh_token = None
@@ -222,9 +222,7 @@ class TokenService:
                 grant_id=grant_id,
             )
             rkey = refresh_key(refresh_token)
-            await self._store.set(
-                rkey, refresh_record.model_dump_json(), ttl=max(1, refresh_record.exp - now)
-            )
+            await records.write(self._store, rkey, refresh_record, ttl=max(1, refresh_record.exp - now))
             keys.append(rkey)
         return IssuedTokens(access_token, access_left, scope, record.jti, refresh_token, tuple(keys))
 

@@ -314,8 +314,8 @@ class TaskStore:
         remaining = meta.expires_at - self._clock()
         if remaining <= 0:
             return False
-        return await self._store.set(
-            task_outcome_key(task_id), outcome.model_dump_json(), ttl=remaining, only_if_absent=True
+        return await records.write(
+            self._store, task_outcome_key(task_id), outcome, ttl=remaining, only_if_absent=True
         )
 
     # -- writing (the client, through tasks/update) ---------------------------------------------
