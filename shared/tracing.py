@@ -383,6 +383,27 @@ class TracingTransport(httpx2.AsyncBaseTransport):
         await self.aclose()
 
 
+class PeerClient:
+    """The HTTP client a validator calls its authorization server with: the one it was given (its
+    caller closes it), or one made here on first use (`http_client`, a trusted peer) and closed by
+    `aclose`."""
+
+    def __init__(self, given: httpx2.AsyncClient | None, *, timeout: float) -> None:
+        self._client = given
+        self._owned = given is None
+        self._timeout = timeout
+
+    def get(self) -> httpx2.AsyncClient:
+        if self._client is None:
+            self._client = http_client(trusted_peer=True, timeout=self._timeout)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owned:
+            await self._client.aclose()
+            self._client = None
+
+
 def http_client(*, trusted_peer: bool, timeout: float, trust_env: bool = True) -> httpx2.AsyncClient:
     """An `httpx2.AsyncClient` that never follows redirects, traced when tracing is on (see
     `TracingTransport` for what `trusted_peer` decides). Every client the project makes to another

@@ -68,7 +68,7 @@ class TokenRouter:
         self.introspection = introspection
         self.choice = choice
         self._timeout = timeout
-        self._client: httpx2.AsyncClient | None = None
+        self._peer = tracing.PeerClient(None, timeout=self._timeout)
 
     @classmethod
     def from_settings(
@@ -103,9 +103,7 @@ class TokenRouter:
         return await self._metadata.endpoint(self._http(), "jwks_uri") is not None
 
     def _http(self) -> httpx2.AsyncClient:
-        if self._client is None:
-            self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
-        return self._client
+        return self._peer.get()
 
     async def announce(self) -> None:
         """Log which checks apply to this provider's tokens (run once at start, in the background:
@@ -146,6 +144,4 @@ class TokenRouter:
         for validator in (self.jwt, self.introspection):
             if validator is not None:
                 await validator.aclose()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._peer.aclose()

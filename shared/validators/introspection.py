@@ -149,8 +149,7 @@ class IntrospectionValidator:
         self._negative_ttl = max(0.0, float(negative_ttl))
         self._timeout = float(timeout)
         self._retry_after = retry_after
-        self._client = client
-        self._owns_client = client is None
+        self._http = tracing.PeerClient(client, timeout=timeout)
         self._clock = clock
         self._cache: BoundedCache[bytes, _Entry] = BoundedCache(max(1, int(cache_size)))
         self._inflight: dict[bytes, asyncio.Future[Principal]] = {}
@@ -196,9 +195,7 @@ class IntrospectionValidator:
         return len(self._cache)
 
     async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
+        await self._http.aclose()
 
     async def validate(self, token: str) -> Principal:
         key = hashlib.sha256(token.encode()).digest()
@@ -268,16 +265,15 @@ class IntrospectionValidator:
     async def _call(self, token: str) -> Mapping[str, Any]:
         if self._refused_until > self._clock():
             raise TokenRejected("unknown", NO_CREDENTIAL)
-        if self._client is None:
-            self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
+        client = self._http.get()
         self.calls += 1
         data = {"token": token, "token_type_hint": "access_token"}
         if self._post_credentials is not None:
             data.update(self._post_credentials)
         try:
             async with asyncio.timeout(self._timeout):
-                endpoint = self._endpoint or await self._discover_endpoint(self._client)
-                response = await self._client.post(
+                endpoint = self._endpoint or await self._discover_endpoint(client)
+                response = await client.post(
                     endpoint,
                     data=data,
                     auth=self._auth,

@@ -104,8 +104,7 @@ class JwtValidator:
         self._refresh_interval = refresh_interval
         self._cache_ttl = cache_ttl
         self._timeout = timeout
-        self._client = client
-        self._owns_client = client is None
+        self._http = tracing.PeerClient(client, timeout=timeout)
         self._clock = clock
         self._keys: dict[str, Key] = {}
         self._keys_fetched_at: float | None = None
@@ -144,9 +143,7 @@ class JwtValidator:
         )
 
     async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
+        await self._http.aclose()
 
     # --- validation -------------------------------------------------------------------------------
     async def validate(self, token: str) -> Principal:
@@ -246,13 +243,12 @@ class JwtValidator:
         return max(1, int(self._refresh_interval - (now - self._last_fetch_attempt)) + 1)
 
     async def _fetch_keys(self) -> dict[str, Key]:
-        if self._client is None:
-            self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
+        client = self._http.get()
         self.fetches += 1
         try:
             async with asyncio.timeout(self._timeout):
-                jwks_uri = self._jwks_uri or await self._discover_jwks_uri(self._client)
-                response = await self._client.get(jwks_uri, headers={"Accept": "application/json"})
+                jwks_uri = self._jwks_uri or await self._discover_jwks_uri(client)
+                response = await client.get(jwks_uri, headers={"Accept": "application/json"})
         except (TimeoutError, httpx2.HTTPError) as exc:
             logger.warning("JWKS endpoint unreachable: %s", type(exc).__name__)
             raise ValidatorUnavailable("signing keys unavailable") from None
