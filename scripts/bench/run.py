@@ -22,6 +22,9 @@ All servers are started first and stay up; the cells are then measured in interl
 (`--rounds`, default 5, of `--duration` = 3 seconds each), cells compared with each other back to
 back; every figure is the median over the rounds, and every ratio the median of the per-round
 ratios, so background load drifts across compared cells alike and the ratios hold on a busy machine.
+Each cell also reports the MCP server's own CPU time per request (user + system, from /proc, read
+around each measurement; its workers included): other load slows a server without changing what a
+request costs it, so the 2025-11-25 / 2026-07-28 comparison is given that way too.
 Every server runs under the same uvicorn settings (`scripts/bench/serve.py`), pinned to CPU 1;
 wrk and the authorization server run on CPU 0 (`--no-pin` to let the kernel place them). Tokens
 come from the real OAuth flow (4 users x 2 clients x 4 tokens, used round-robin); 2025-11-25
@@ -243,6 +246,24 @@ def rss_kib(process: ServerProcess) -> int | None:
     return total
 
 
+def cpu_seconds(process: ServerProcess) -> float | None:
+    """CPU time the server has used so far (user + system): the process, plus its live workers.
+
+    Read around each measurement, it gives the server's CPU per request, which other load on the
+    machine does not change the way it changes requests per second (it only slows both alike)."""
+    popen = process._process
+    if popen is None:
+        return None
+    ticks = None
+    for pid in (popen.pid, *_children(popen.pid)):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks = (ticks or 0) + int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return None if ticks is None else ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     with contextlib.suppress(OSError):
@@ -446,16 +467,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for revision in setup.revisions:
                 clients = prepare_clients(setup, running, revision)
                 cells += [Cell(setup, running, revision, connections, clients) for connections in CONNECTIONS]
-        # Cells that are compared with each other (same stack, connections and revision, and the
-        # bare ceiling) run back to back in every round, so each ratio is taken from neighbours.
+        # Cells that are compared with each other run close together in every round, so each ratio
+        # is taken from neighbours: a set-up's two revisions back to back (the 2025-11-25 /
+        # 2026-07-28 target), set-ups in SETUP_ORDER (each next to the one it is compared with), the
+        # bare ceiling last, all at one stack and connection count.
         order = {name: index for index, name in enumerate(SETUP_ORDER)}
         cells.sort(
             key=lambda c: (
                 c.setup.stack,
                 c.connections,
-                c.revision != MODERN,
                 c.revision == "bare",
                 order[c.setup.name],
+                c.revision != MODERN,
             )
         )
         print(f"bench: {len(runnings)} servers up, {len(cells)} cells x {args.rounds} rounds", flush=True)
@@ -471,7 +494,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 print(
                     f"  round {number + 1} {cell.setup.stack:4} {cell.setup.name:18} {cell.revision:10} "
                     f"c={cell.connections:<3} {result['rps']:8.1f} req/s  "
-                    f"p50 {latency['p50'] / 1000:6.2f} ms  p99 {latency['p99'] / 1000:7.2f} ms",
+                    f"p50 {latency['p50'] / 1000:6.2f} ms  p99 {latency['p99'] / 1000:7.2f} ms  "
+                    f"cpu {result.get('cpu_us_per_request', 0):6.0f} us/req",
                     flush=True,
                 )
                 if result["errors"]:
@@ -491,7 +515,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_wrk_for(cell: Cell, seconds: float, pin: bool) -> dict[str, Any]:
-    return run_wrk(
+    before = cpu_seconds(cell.running.mcp)
+    result = run_wrk(
         cell.running.mcp_url,
         cell.revision,
         cell.clients.tokens,
@@ -500,6 +525,10 @@ def run_wrk_for(cell: Cell, seconds: float, pin: bool) -> dict[str, Any]:
         seconds,
         pin,
     )
+    after = cpu_seconds(cell.running.mcp)
+    if before is not None and after is not None and result["requests"]:
+        result["cpu_us_per_request"] = (after - before) * 1e6 / result["requests"]
+    return result
 
 
 def row_of(cell: Cell) -> dict[str, Any]:
@@ -507,6 +536,8 @@ def row_of(cell: Cell) -> dict[str, Any]:
         return float(statistics.median(values))
 
     latency = [r["latency_us"] for r in cell.rounds]
+    cpu_rounds = [r.get("cpu_us_per_request") for r in cell.rounds]  # None: not read that round
+    cpu = [value for value in cpu_rounds if value is not None]
     return {
         "setup": cell.setup.name,
         "stack": cell.setup.stack,
@@ -520,6 +551,8 @@ def row_of(cell: Cell) -> dict[str, Any]:
         "requests": sum(r["requests"] for r in cell.rounds),
         "errors": sum(r["errors"] for r in cell.rounds),
         "rss_mib": round((rss_kib(cell.running.mcp) or 0) / 1024, 1),
+        "cpu_us": round(median(cpu), 1) if cpu else None,
+        "rounds_cpu_us": [None if value is None else round(value, 1) for value in cpu_rounds],
         "rounds_rps": [round(r["rps"], 1) for r in cell.rounds],
     }
 
@@ -553,6 +586,17 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(
             {"ratio": name, **labels, "value": round(value, 3), "target": target, "met": value >= target}
         )
+
+    def add_by_cpu(name: str, num: dict[str, Any] | None, den: dict[str, Any] | None, **labels: Any) -> None:
+        """The same comparison read from the server's CPU per request (den's over num's: higher is
+        better, like req/s), which load from elsewhere on the machine does not skew."""
+        if num is None or den is None:
+            return
+        rounds = zip(num["rounds_cpu_us"], den["rounds_cpu_us"], strict=True)
+        pairs = [b / a for a, b in rounds if a and b is not None]
+        if pairs:
+            value = statistics.median(pairs)
+            out.append({"ratio": name, **labels, "value": round(value, 3), "target": 0.0, "met": True})
 
     for stack in ("fast", "pure"):
         for connections in CONNECTIONS:
@@ -610,6 +654,12 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     find(rows, setup, MODERN, connections, stack),
                     **both,
                 )
+                add_by_cpu(
+                    f"{setup}: 2025-11-25 / 2026-07-28, by server CPU per request",
+                    find(rows, setup, LEGACY, connections, stack),
+                    find(rows, setup, MODERN, connections, stack),
+                    **both,
+                )
             for revision in (MODERN, LEGACY):
                 add(
                     "workers-2 / workers-1 (unpinned)",
@@ -623,6 +673,12 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             add(
                 "internal-sse 2025-11-25 / internal 2026-07-28 (before)",
                 0.0,
+                find(rows, "internal-sse", LEGACY, connections, stack),
+                find(rows, "internal", MODERN, connections, stack),
+                **both,
+            )
+            add_by_cpu(
+                "internal-sse 2025-11-25 / internal 2026-07-28 (before), by server CPU per request",
                 find(rows, "internal-sse", LEGACY, connections, stack),
                 find(rows, "internal", MODERN, connections, stack),
                 **both,
@@ -671,14 +727,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"{box['httptools']}; load average at start {box['loadavg_at_start']}; "
         f"{report['rounds']} interleaved rounds of {report['duration']} s per cell, medians.",
         "",
-        "| stack | set-up | revision | conns | req/s | p50 ms | p99 ms | RSS MiB |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| stack | set-up | revision | conns | req/s | p50 ms | p99 ms | server CPU us/req | RSS MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
+        cpu = "-" if row.get("cpu_us") is None else f"{row['cpu_us']:.0f}"
         lines.append(
             f"| {row['stack']} | {row['setup']} | {row['revision']} | {row['connections']} | "
             f"{row['rps']:.0f} | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['rss_mib']} |"
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {cpu} | {row['rss_mib']} |"
         )
     lines += [
         "",
