@@ -259,6 +259,9 @@ async def test_sdk_client_refreshes_after_the_access_token_expires_without_a_new
         assert expired.expires_in is not None
         assert expired.expires_in <= SHORT_TTL
 
+        # A real wait, the one thing under test: the SDK decides by its own clock (no way to move
+        # it) that its token expired and refreshes it; polling the server until it refuses the
+        # token is not enough, the SDK would then send it, get a 401 and sign in again instead.
         await anyio.sleep(SHORT_TTL + 0.5)
 
         # The server itself refuses the old token now (so the refresh below is needed, not cosmetic).

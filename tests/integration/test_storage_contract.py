@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,15 +48,48 @@ def redis_store(request: pytest.FixtureRequest, topology: str, key_prefix: str) 
     return RedisStore.from_url(request.getfixturevalue("redis_cluster").url, key_prefix)
 
 
+class ManualClock:
+    """MemoryStore's clock, moved by the test: expiry in memory needs no waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
 @pytest.fixture(params=["memory", *REDIS_TOPOLOGIES])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[Store]:
     backend: Store
     if request.param == "memory":
-        backend = MemoryStore()
+        backend = MemoryStore(clock=clock)
     else:
         backend = redis_store(request, request.param, unique_prefix())
     yield backend
     await backend.close()
+
+
+Elapse = Callable[[float], Awaitable[None]]
+
+
+@pytest.fixture
+def elapse(store: Store, clock: ManualClock) -> Elapse:
+    """`await elapse(seconds)`: let that much time pass for the store. MemoryStore's clock is moved;
+    Redis expires keys by its own clock, which nothing but real time moves, so there it is a real
+    wait (the expiry is the behaviour under test)."""
+
+    async def elapse(seconds: float) -> None:
+        if isinstance(store, MemoryStore):
+            clock.now += seconds
+        else:
+            await asyncio.sleep(seconds)
+
+    return elapse
 
 
 # -- strings ---------------------------------------------------------------------------------
@@ -80,29 +113,29 @@ async def test_set_only_if_absent_refuses_to_overwrite(store: Store) -> None:
     assert await store.get("k") == "first"
 
 
-async def test_keys_expire_after_their_ttl(store: Store) -> None:
+async def test_keys_expire_after_their_ttl(store: Store, elapse: Elapse) -> None:
     await store.set("short", "v", ttl=SHORT)
     await store.set("long", "v", ttl=10)
     assert await store.get("short") == "v"
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.get("short") is None
     assert await store.take("short") is None
     assert await store.ttl("short") is None
     assert await store.get("long") == "v"
 
 
-async def test_set_only_if_absent_succeeds_once_the_old_value_expired(store: Store) -> None:
+async def test_set_only_if_absent_succeeds_once_the_old_value_expired(store: Store, elapse: Elapse) -> None:
     await store.set("k", "old", ttl=SHORT)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.set("k", "new", only_if_absent=True) is True
     assert await store.get("k") == "new"
 
 
-async def test_set_without_ttl_clears_an_existing_ttl(store: Store) -> None:
+async def test_set_without_ttl_clears_an_existing_ttl(store: Store, elapse: Elapse) -> None:
     await store.set("k", "v", ttl=SHORT)
     await store.set("k", "w")
     assert await store.ttl("k") is None
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.get("k") == "w"
 
 
@@ -130,12 +163,12 @@ async def test_non_positive_ttls_are_rejected(store: Store, ttl: float) -> None:
     assert await store.index_members("i") == {}
 
 
-async def test_delete_counts_only_the_keys_that_existed(store: Store) -> None:
+async def test_delete_counts_only_the_keys_that_existed(store: Store, elapse: Elapse) -> None:
     await store.set("a", "1")
     await store.hset("h", "f", "v")
     await store.sadd("s", "m")
     await store.set("expired", "v", ttl=SHORT)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.delete("a", "h", "s", "missing", "expired") == 3
     assert await store.delete("a") == 0
     assert await store.delete() == 0
@@ -171,15 +204,15 @@ async def test_incr_counts_up_from_one(store: Store) -> None:
     assert await store.get("n") == "3"
 
 
-async def test_incr_starts_the_window_on_the_first_increment(store: Store) -> None:
+async def test_incr_starts_the_window_on_the_first_increment(store: Store, elapse: Elapse) -> None:
     window = 0.5
     assert await store.incr("n", window) == 1
-    await asyncio.sleep(0.15)
+    await elapse(0.15)
     assert await store.incr("n", window) == 2  # must not push the window's end out
     left = await store.ttl("n")
     assert left is not None
     assert left <= window - 0.1
-    await asyncio.sleep(0.4)
+    await elapse(0.4)
     assert await store.incr("n", window) == 1  # a fresh window
 
 
@@ -225,7 +258,7 @@ async def test_hdel_reports_whether_the_field_existed_and_an_emptied_hash_disapp
 # -- sets ------------------------------------------------------------------------------------
 
 
-async def test_expire_gives_a_hash_a_ttl_and_refuses_absent_keys(store: Store) -> None:
+async def test_expire_gives_a_hash_a_ttl_and_refuses_absent_keys(store: Store, elapse: Elapse) -> None:
     await store.hset("h", "a", "1")
     assert await store.expire("h", 0.2) is True
     assert await store.hget("h", "a") == "1"
@@ -233,7 +266,7 @@ async def test_expire_gives_a_hash_a_ttl_and_refuses_absent_keys(store: Store) -
     remaining = await store.ttl("h")
     assert remaining is not None
     assert remaining <= 0.2
-    await asyncio.sleep(0.3)
+    await elapse(0.3)
     assert await store.hgetall("h") == {}
     assert await store.expire("absent", 1) is False
 
@@ -246,24 +279,24 @@ async def test_sadd_accumulates_distinct_members(store: Store) -> None:
     assert await store.smembers("none") == set()
 
 
-async def test_a_set_with_a_ttl_expires(store: Store) -> None:
+async def test_a_set_with_a_ttl_expires(store: Store, elapse: Elapse) -> None:
     await store.sadd("grants", "a", ttl=SHORT)
     await store.sadd("grants", "b")  # without ttl: keeps the expiry
     left = await store.ttl("grants")
     assert left is not None
     assert left <= SHORT
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.smembers("grants") == set()
 
 
-async def test_sadd_with_ttl_extends_but_never_shortens_the_expiry(store: Store) -> None:
+async def test_sadd_with_ttl_extends_but_never_shortens_the_expiry(store: Store, elapse: Elapse) -> None:
     await store.sadd("grants", "a", ttl=SHORT)
     await store.sadd("grants", "b", ttl=10)
     await store.sadd("grants", "c", ttl=SHORT)
     left = await store.ttl("grants")
     assert left is not None
     assert left > 9
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.smembers("grants") == {"a", "b", "c"}
 
 
@@ -300,25 +333,27 @@ async def test_index_members_carry_the_seconds_they_have_left(store: Store) -> N
     assert await store.index_members("nobody") == {}
 
 
-async def test_index_members_expire_one_by_one_and_the_key_with_the_last(store: Store) -> None:
+async def test_index_members_expire_one_by_one_and_the_key_with_the_last(
+    store: Store, elapse: Elapse
+) -> None:
     await store.index_add("apps", "short", SHORT)
     await store.index_add("apps", "long", 10)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert set(await store.index_members("apps")) == {"long"}
     left = await store.ttl("apps")
     assert left is not None
     assert 9 < left <= 10
     await store.index_add("gone", "only", SHORT)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.index_members("gone") == {}
     assert await store.delete("gone") == 0
 
 
-async def test_index_add_extends_a_members_expiry_but_never_shortens_it(store: Store) -> None:
+async def test_index_add_extends_a_members_expiry_but_never_shortens_it(store: Store, elapse: Elapse) -> None:
     await store.index_add("apps", "a", SHORT)
     await store.index_add("apps", "a", 10)
     await store.index_add("apps", "a", SHORT)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert 9 < (await store.index_members("apps"))["a"] <= 10
 
 
@@ -334,19 +369,23 @@ async def test_index_add_over_the_limit_evicts_the_soonest_expiring_members_but_
     assert await store.index_add("apps", "recent", 40, limit=2) == []  # renewing a member evicts nothing
 
 
-async def test_index_add_drops_expired_members_before_counting_against_the_limit(store: Store) -> None:
+async def test_index_add_drops_expired_members_before_counting_against_the_limit(
+    store: Store, elapse: Elapse
+) -> None:
     await store.index_add("apps", "expired", SHORT)
     await store.index_add("apps", "live", 10)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.index_add("apps", "new", 10, limit=2) == []
     assert set(await store.index_members("apps")) == {"live", "new"}
 
 
-async def test_index_remove_counts_live_members_and_an_emptied_index_disappears(store: Store) -> None:
+async def test_index_remove_counts_live_members_and_an_emptied_index_disappears(
+    store: Store, elapse: Elapse
+) -> None:
     await store.index_add("apps", "a", 10)
     await store.index_add("apps", "b", 10)
     await store.index_add("apps", "expired", SHORT)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.index_remove("apps", "a", "expired", "unknown") == 1
     assert await store.index_remove("apps") == 0
     assert set(await store.index_members("apps")) == {"b"}
@@ -383,13 +422,15 @@ async def test_using_a_key_as_the_wrong_kind_raises_type_error(store: Store) -> 
     assert await store.set("hash", "overwritten") is True  # set replaces any kind, like Redis
 
 
-async def test_drop_expired_keeps_what_lives_and_what_expired_stays_gone(store: Store) -> None:
+async def test_drop_expired_keeps_what_lives_and_what_expired_stays_gone(
+    store: Store, elapse: Elapse
+) -> None:
     await store.set("gone", "v", ttl=SHORT)
     await store.set("kept", "v", ttl=10)
     await store.set("forever", "v")
     await store.index_add("apps", "short", SHORT)
     await store.index_add("apps", "long", 10)
-    await asyncio.sleep(PAST_SHORT)
+    await elapse(PAST_SHORT)
     assert await store.drop_expired() >= 0
     assert await store.get("gone") is None
     assert (await store.get("kept"), await store.get("forever")) == ("v", "v")

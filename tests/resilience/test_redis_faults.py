@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.login_driver import authorize
 from tests.fixtures.redis_server import RedisServer
+from tests.fixtures.waits import eventually
 from tests.resilience.cluster import (
     TIMEOUT,
     Cluster,
@@ -95,9 +96,14 @@ async def test_a_redis_restart_with_aof_loses_no_token_client_grant_or_login_and
                     await asyncio.sleep(0.005)
 
             load = asyncio.create_task(keep_calling())
-            await asyncio.sleep(0.3)
+
+            async def served_since(start: int) -> bool:  # ten answers since, the latest a 200
+                return len(statuses) >= start + 10 and statuses[-1] == 200
+
+            await eventually(lambda: served_since(0), "calls served before the restart")
             await asyncio.to_thread(redis.restart)
-            await asyncio.sleep(0.3)
+            restarted = len(statuses)
+            await eventually(lambda: served_since(restarted), "calls served again after the restart")
             stop.set()
             await asyncio.wait_for(load, 15)
             assert set(statuses) <= {200, 503}, sorted(set(statuses))

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from tests.fixtures.live_server import bound_socket, live_server
+from tests.fixtures.waits import eventually
 from tests.integration.auth.conftest import HttpFactory, in_every_deployment
 from tests.integration.auth.flow_helpers import authorize_params, callback_dict, new_pkce, run_flow, sign_in
 from tests.integration.auth.helpers import REDIRECT_URI
@@ -395,8 +396,13 @@ async def test_a_slow_document_is_refused_within_the_timeout_and_the_server_stay
 ) -> None:
     http = await make_http(cimd_timeout=1.0)
     started = time.monotonic()
-    slow = asyncio.create_task(authorize(http, documents.url(kind)))
-    await asyncio.sleep(0.2)
+    url = documents.url(kind)
+    slow = asyncio.create_task(authorize(http, url))
+
+    async def fetching() -> bool:
+        return documents.hits(url) == 1
+
+    await eventually(fetching, "the server to start fetching the slow document")
     metadata_started = time.monotonic()
     assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 200
     assert time.monotonic() - metadata_started < 0.5

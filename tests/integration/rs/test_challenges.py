@@ -13,6 +13,7 @@ import httpx2
 import pytest
 
 from tests.e2e.oauth_flow import mint, revoke
+from tests.fixtures.waits import eventually
 from tests.integration.rs.conftest import (
     API_KEYS,
     FORGEABLE_KINDS,
@@ -140,8 +141,12 @@ async def test_internal_mode_refuses_a_revoked_token_on_the_very_next_request(st
 async def test_internal_mode_refuses_an_expired_token(start_rs: StartRs) -> None:
     rs = await start_rs("internal", access_token_ttl=1)
     token = await rs.token("alice")
-    await asyncio.sleep(2.1)
-    response = await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
+
+    async def refused() -> httpx2.Response | None:
+        response = await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
+        return response if response.status_code == 401 else None
+
+    response = await eventually(refused, "the one-second token to be refused", every=0.25)
     assert_invalid_token(response.status_code, response.headers["www-authenticate"], response.json())
 
 
