@@ -44,8 +44,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from joserfc.errors import JoseError
+from opentelemetry.trace import Tracer
 from pydantic import BaseModel
 
 from auth_server import crypto
@@ -56,6 +58,7 @@ from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.storage import records
 from shared.storage.base import Store
 from shared.storage.records import profile_key, upstream_state_key
+from shared.tracing import TracingTransport, active_tracer
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +135,7 @@ class UpstreamProvider:
         callback_url: str,
         clock: Callable[[], float] = time.monotonic,
         retry_after: int = UNAVAILABLE,
+        tracer: Tracer | None = None,
     ) -> None:
         self.issuer = issuer
         self.client_id = client_id
@@ -157,6 +161,8 @@ class UpstreamProvider:
                 "follow_redirects": False,
             },
         )
+        if tracer is not None:  # every call to the provider a CLIENT span carrying the trace context
+            self._app.client_cls = _traced_client_class(tracer)
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store) -> UpstreamProvider:
@@ -169,6 +175,7 @@ class UpstreamProvider:
             client_secret=settings.upstream_oidc_client_secret,
             scope=settings.upstream_oidc_scope,
             callback_url=callback_url(settings),
+            tracer=active_tracer(),
         )
 
     # --- metadata -------------------------------------------------------------------------------
@@ -352,6 +359,23 @@ class UpstreamProvider:
             logger.warning("upstream userinfo names another subject; ignored")
             return {}
         return dict(info)
+
+
+def _traced_client_class(tracer: Tracer) -> type[AsyncOAuth2Client]:
+    """authlib's HTTP client for the provider, its requests traced like every call to a configured
+    peer (shared/tracing.py, TracingTransport): discovery, the token endpoint, the JWKS and userinfo
+    each get a CLIENT span, and the provider gets `traceparent`, `tracestate` and `baggage` (it is
+    the operator's UPSTREAM_OIDC_ISSUER, not a host a client chose). authlib makes a client per
+    call and closes it, transport included, so each gets a transport of its own."""
+
+    class TracedOAuth2Client(AsyncOAuth2Client):  # type: ignore[misc]  # authlib has no annotations
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault(
+                "transport", TracingTransport(httpx2.AsyncHTTPTransport(), tracer=tracer, trusted_peer=True)
+            )
+            super().__init__(*args, **kwargs)
+
+    return TracedOAuth2Client
 
 
 def _text(value: Any) -> str | None:
