@@ -670,6 +670,14 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     connections=connections,
                     stack=stack,
                 )
+                add_by_cpu(  # what a second worker adds to each request (shared metrics files, Redis)
+                    "workers-2 / workers-1, by server CPU per request",
+                    find(rows, "workers-2", revision, connections, stack),
+                    find(rows, "workers-1", revision, connections, stack),
+                    revision=revision,
+                    connections=connections,
+                    stack=stack,
+                )
             add(
                 "internal-sse 2025-11-25 / internal 2026-07-28 (before)",
                 0.0,
