@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda announce: create_auth_app(settings, announce=announce),
         settings=settings,
         role=authorization_server_role,
-        port=settings.auth_port,
+        port_setting="auth_port",
         worker_factory="auth_server.app:create_auth_worker_app",
         overrides=overrides,
     )

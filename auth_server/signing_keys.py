@@ -320,13 +320,18 @@ class SigningKeys:
 
     def _read_file(self) -> list[dict[str, Any]]:
         assert self._file is not None
+        expected = 'expected a JSON Web Key Set, {"keys": [...]} (docs/deployment.md: generate_key)'
         try:
-            document = json.loads(self._file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            text = self._file.read_text(encoding="utf-8")
+        except OSError as exc:
             raise SigningKeyError(f"JWT_SIGNING_KEYS {self._file}: {exc}") from None
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise SigningKeyError(f"JWT_SIGNING_KEYS {self._file}: not JSON ({exc}); {expected}") from None
         keys = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(keys, list) or not keys:
-            raise SigningKeyError(f'JWT_SIGNING_KEYS {self._file}: expected {{"keys": [...]}}')
+            raise SigningKeyError(f"JWT_SIGNING_KEYS {self._file}: {expected}")
         return keys
 
     @staticmethod

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda announce: create_app(settings, announce=announce),
         settings=settings,
         role=mcp_server_role,
-        port=settings.mcp_port,
+        port_setting="mcp_port",
         worker_factory="mcp_server.app:create_worker_app",
         overrides=overrides,
     )

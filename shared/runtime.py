@@ -20,11 +20,13 @@ line flags included), and restarts any that dies. The supervisor serves nothing 
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import os
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -79,21 +81,25 @@ def serve(
     *,
     settings: Settings,
     role: Callable[[Settings], startup.Role],
-    port: int,
+    port_setting: str,
     worker_factory: str,
     overrides: Mapping[str, object] | None = None,
 ) -> None:
     """Build the app, then serve it with uvicorn the same way for every server process.
 
     `build_app(announce)` builds the app (logging the banner when it starts if `announce`);
-    `role` says what the process serves (for the banner the supervisor logs);
+    `role` says what the process serves (for the banner the supervisor logs); `port_setting`
+    names the setting of its port ("mcp_port", "auth_port");
     `worker_factory` is the import path of the function each worker builds it with
     ("package.module:function"); `overrides` are the command line's settings, passed on to the
     workers through their environment.
 
     A bad AUTH_USERS / AUTH_CLIENTS / API_KEYS entry is only found when the app is built: it
-    stops start-up with one readable line, like a bad setting does, never a traceback.
+    stops start-up with one readable line, like a bad setting does, never a traceback. So does a
+    port another process holds, before the banner says where to connect.
     """
+    port: int = getattr(settings, port_setting)
+    check_port_free(settings.host, port, port_setting)
     workers = settings.web_concurrency
     try:
         app = build_app(workers == 1)
@@ -123,6 +129,33 @@ def serve(
     finally:
         if metrics_directory is not None:
             shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def check_port_free(host: str, port: int, port_setting: str) -> None:
+    """Stop with one line naming the setting when HOST:port cannot be listened on (another server
+    holds it, often one already started with `make dev-*`). uvicorn would find out only after the
+    app started and the banner said "ready"; this binds the way it will (SO_REUSEADDR) and lets go."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise SystemExit(
+            f"Invalid configuration:\n  HOST {host!r}: not an address to listen on ({exc})"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            setting = port_setting.upper()
+            fix = {
+                errno.EADDRINUSE: "another process holds that port (a server already running?); stop it, "
+                f"or set {setting} (or --port) to a free port",
+                errno.EACCES: f"ports below 1024 need privileges; set {setting} (or --port) to 1024 or above "
+                "and let the reverse proxy take 443",
+            }.get(exc.errno or 0, f"check HOST ({host!r} must be an address of this machine) and {setting}")
+            raise SystemExit(f"Cannot listen on {host}:{port} ({exc.strerror}): {fix}") from None
 
 
 AppT = TypeVar("AppT")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -295,6 +296,39 @@ def test_a_signing_key_file_that_is_not_a_jwks_stops_start_up(tmp_path: Path) ->
     assert code != 0
     assert f"JWT_SIGNING_KEYS {keys}:" in output
     assert "Traceback" not in output
+
+
+def test_a_signing_key_file_that_is_not_json_says_what_it_should_hold(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.pem"
+    keys.write_text("-----BEGIN PRIVATE KEY-----\n")
+    env = clean_environ({"JWT_SIGNING_KEYS": str(keys), "TOKEN_FORMAT": "jwt", "MCP_PORT": "0"})
+    code, output = _exit_output([PYTHON, "-m", "mcp_server"], env, tmp_path)
+    assert code != 0
+    assert output.splitlines()[0] == "Invalid configuration:", output
+    assert f"JWT_SIGNING_KEYS {keys}: not JSON" in output
+    assert 'expected a JSON Web Key Set, {"keys": [...]}' in output
+    assert "Traceback" not in output
+
+
+def test_a_port_another_process_holds_stops_each_server_with_one_line_naming_its_setting(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as holder:  # what a server already running looks like to the next one
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        for module, mode, setting in (
+            ("mcp_server", "internal", "MCP_PORT"),
+            ("auth_server", "external", "AUTH_PORT"),
+        ):
+            env = clean_environ({"AUTH_MODE": mode, setting: port, "HOST": "127.0.0.1"})
+            code, output = _exit_output([PYTHON, "-m", module], env, tmp_path)
+            assert code == 1, output
+            # One line, before any banner: nothing says "ready" for a server that cannot listen.
+            assert output.splitlines() == [
+                f"Cannot listen on 127.0.0.1:{port} (Address already in use): another process holds "
+                f"that port (a server already running?); stop it, or set {setting} (or --port) to a free port"
+            ], output
 
 
 def test_plain_list_spellings_start_the_server(start_deployment: Any) -> None:
