@@ -10,18 +10,16 @@ It runs against every deployment: both modes, on Redis and in memory.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from tests.e2e import fixtures as e2e
 from tests.e2e.node_tools import node_env, tool
-from tests.e2e.servers import Deployment, free_port
+from tests.e2e.servers import Deployment
+from tests.fixtures.launch import ServerProcess, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -63,36 +61,17 @@ def inspector_web(tmp_path: Path) -> Iterator[InspectorWeb]:
         MCP_SANDBOX_PORT=str(free_port()),
         MCP_APP_ORIGIN_PORT=str(free_port()),
     )
-    log = tmp_path / "inspector.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(tool("mcp-inspector")), "--web"],
-            env=env,
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
+    # Its own process group: `mcp-inspector --web` starts its proxy and web server as children.
+    inspector = ServerProcess(
+        "inspector", [str(tool("mcp-inspector")), "--web"], env, f"{url}/healthz", home, process_group=True
+    )
+    inspector.launch()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"inspector exited:\n{log.read_text()}"
-            try:
-                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"inspector not up after 30 s:\n{log.read_text()}"
-            time.sleep(0.1)
-        yield InspectorWeb(url, log)
+        inspector.wait_healthy(30)
+        yield InspectorWeb(url, inspector.log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        inspector.stop()
 
 
 def _require_chromium() -> None:

@@ -14,17 +14,14 @@ test, stopped by the fixture (and by the kernel if the test process dies).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime
 import ipaddress
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.docs.runnable import file_block
+from tests.fixtures.launch import die_with_parent
 
 GUIDE = "docs/deployment.md"
 NGINX_SITE = "/etc/nginx/sites-available/mcp-reference-server"
@@ -122,13 +120,6 @@ def throwaway_certificate(directory: Path) -> Certificate:
         )
     )
     return paths
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -224,11 +215,6 @@ def caddyfile(routes: Routes, certificate: Certificate, storage: Path) -> str:
     return options + _apply_upstreams("".join(pieces), routes)
 
 
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def require(binary: str) -> str:
     path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
     if path is None:
@@ -305,7 +291,7 @@ class Proxy:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + START_TIMEOUT
         for port in self.routes.listen.values():

@@ -26,12 +26,12 @@ from tests.deployment.proxies import (
     MCP_NAME,
     Proxy,
     Routes,
-    free_port,
     throwaway_certificate,
 )
 from tests.docs import runnable
 from tests.e2e.node_tools import VENV_BIN
 from tests.e2e.servers import ServerProcess, clean_environ
+from tests.fixtures.launch import free_port
 from tests.fixtures.redis_server import RedisServer
 
 UNITS = ("/etc/systemd/system/mcp-reference-server.service", "/etc/systemd/system/mcp-reference-auth.service")

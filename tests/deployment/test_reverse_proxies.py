@@ -35,11 +35,11 @@ from tests.deployment.proxies import (
     Proxy,
     ProxyKind,
     Routes,
-    free_port,
     throwaway_certificate,
 )
 from tests.e2e.sdk_client import HeadlessUser, make_sdk_client, subject_of, text_of
 from tests.e2e.servers import Deployment, Mode, build_deployment
+from tests.fixtures.launch import free_port
 from tests.fixtures.redis_server import RedisServer
 
 ALICE = ("alice", secrets.token_urlsafe(16))

@@ -13,14 +13,11 @@ from __future__ import annotations
 import base64
 import os
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from mcp.client import Client
 from mcp.client.session import ClientRequestContext
 from mcp.client.stdio import StdioServerParameters
@@ -46,6 +43,7 @@ from mcp_types import (
 
 from mcp_server.app import create_app
 from shared.settings import Settings
+from tests.fixtures.launch import live_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,38 +93,13 @@ STATELESS = "2026-07-28"
 BOTH_REVISIONS = pytest.mark.parametrize("mode", [SESSION, STATELESS], ids=["2025-11-25", "2026-07-28"])
 
 
-class ThreadedServer:
-    """uvicorn serving the app on a free loopback port, in a thread with its own event loop."""
-
-    def __init__(self, settings: Settings) -> None:
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
-
-    def start(self, timeout: float = 10.0) -> str:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/mcp"
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-
-
 def serving(showcase: bool) -> Iterator[str]:
     # No .env, explicit values: nothing from the developer's shell reaches this server.
     settings = Settings(
         _env_file=None, auth_mode="none", host="127.0.0.1", mcp_port=0, redis_url=None, showcase=showcase
     )
-    server = ThreadedServer(settings)
-    url = server.start()
-    yield url
-    server.stop()
+    with live_server(lambda _: create_app(settings)) as base_url:
+        yield f"{base_url}/mcp"
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,7 @@ import contextlib
 import hashlib
 import json
 import secrets
-import subprocess
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -39,16 +37,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from shared.scopes import CATALOGUE
 from tests.e2e.login_driver import DEMO_USER, authorize
-from tests.e2e.servers import (
-    BASE_ENV,
-    PYTHON,
-    STARTUP_TIMEOUT,
-    Mode,
-    _die_with_parent,
-    clean_environ,
-    free_port,
-)
-from tests.e2e.servers import ServerProcess as _ServerProcess
+from tests.e2e.servers import BASE_ENV, PYTHON, Mode, clean_environ, free_port
+from tests.fixtures.launch import ServerProcess  # launch() now, wait_healthy() later: parallel boots
 
 REQUEST_STATE_KEY = "resilience-request-state-key-" + "0123456789abcdef" * 2
 CALLBACK = "http://127.0.0.1:9/callback"
@@ -56,52 +46,6 @@ ACCEPT = "application/json, text/event-stream"
 LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
 TIMEOUT = httpx2.Timeout(15.0)
-
-
-class ServerProcess(_ServerProcess):
-    """`tests.e2e.servers.ServerProcess` that can launch now and be waited for later, so the
-    instances of a cluster boot in parallel. Launched from the test's main thread on purpose: the
-    kernel's parent-death signal follows the launching *thread*."""
-
-    def launch(self) -> None:
-        if self.running:
-            return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                self.args,
-                env=self.env,
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )
-
-    def start(self) -> None:
-        """Launch (unless launched) and wait until /healthz answers, as the base class does."""
-        if not self.running:
-            super().start()
-            return
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        with httpx2.Client(timeout=1.0, trust_env=False) as client:
-            while True:
-                if not self.running:
-                    self.stop()
-                    raise RuntimeError(f"{self.name} exited before it was healthy:\n{self.log_tail()}")
-                with contextlib.suppress(httpx2.HTTPError):
-                    if client.get(self.health_url).status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"{self.name} not healthy after {STARTUP_TIMEOUT}s:\n{self.log_tail()}"
-                    )
-                time.sleep(0.05)
-
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
 
 
 @dataclass

@@ -176,17 +176,12 @@ def running_workers(cluster: Cluster) -> Iterator[Cluster]:
     supervisor checks the app, then each worker builds its own)."""
     for process in cluster.processes:
         process.launch()
-    deadline = time.monotonic() + WORKERS_STARTUP_TIMEOUT
-    with httpx2.Client(timeout=2.0, trust_env=False) as http:
+    try:
         for process in cluster.processes:
-            while True:
-                with contextlib.suppress(httpx2.HTTPError):
-                    if http.get(process.health_url).status_code == 200:
-                        break
-                if not process.running or time.monotonic() > deadline:
-                    cluster.stop()
-                    raise RuntimeError(f"{process.name} did not become healthy:\n{process.log_tail()}")
-                time.sleep(0.1)
+            process.wait_healthy(WORKERS_STARTUP_TIMEOUT)
+    except BaseException:
+        cluster.stop()
+        raise
     with running(cluster):
         yield cluster
 
