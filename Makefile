@@ -75,13 +75,13 @@ dev-stdio:
 	@AUTH_MODE=none exec $(PY) -m mcp_server --transport stdio
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mcp_server auth_server shared tests scripts
-	$(VENV)/bin/ruff format --check mcp_server auth_server shared tests scripts
+	$(VENV)/bin/ruff check mcp_server auth_server shared downstream tests scripts
+	$(VENV)/bin/ruff format --check mcp_server auth_server shared downstream tests scripts
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format mcp_server auth_server shared tests scripts
-	$(VENV)/bin/ruff check --fix mcp_server auth_server shared tests scripts
+	$(VENV)/bin/ruff format mcp_server auth_server shared downstream tests scripts
+	$(VENV)/bin/ruff check --fix mcp_server auth_server shared downstream tests scripts
 
 test-python: $(STAMP) system-deps node-tools
 	$(PY) -m pytest

@@ -6,11 +6,13 @@ codes, tokens and secrets are stored as `crypto.digest` values only.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
+from shared.oauth import JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT
+
+AuthMethod = Literal["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
 ClientSource = Literal["preregistered", "dynamic", "metadata_document"]
 
 # The subject of a machine client's own tokens is `client:<client_id>`. No user's subject can take
@@ -38,6 +40,9 @@ class Client(BaseModel):
     response_types: tuple[str, ...] = ("code",)
     token_endpoint_auth_method: AuthMethod = "none"  # noqa: S105 - a method name, not a secret
     client_secret_digest: str | None = None
+    # private_key_jwt (RFC 7523): its public keys, or where it publishes them (clients/keys.py)
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
     scope: str | None = None  # space-separated scopes it may ask for; None: any supported scope
     application_type: Literal["native", "web"] = "native"
     client_id_issued_at: int = 0
@@ -47,6 +52,11 @@ class Client(BaseModel):
     @property
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method == "none"  # noqa: S105 - a method name
+
+    @property
+    def uses_secret(self) -> bool:
+        """Authenticates with a shared secret (client_secret_basic or _post)."""
+        return self.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post")
 
     @property
     def machine_subject(self) -> str:
@@ -60,12 +70,18 @@ class Client(BaseModel):
         (`may_introspect`) only introspects and never obtains a token, and client_credentials,
         a token with no user behind it, is for machine clients the operator configured
         (AUTH_CLIENTS, with an explicit scope), never for one that registered itself or
-        publishes a metadata document.
+        publishes a metadata document. An enterprise assertion (jwt-bearer) is for a client that
+        authenticates, configured or publishing a metadata document; token exchange only for a
+        configured resource server's delegation credential.
         """
         if self.may_introspect or grant_type not in self.grant_types:
             return False
         if grant_type == "client_credentials":
             return self.source == "preregistered" and not self.is_public and bool(self.scope)
+        if grant_type == JWT_BEARER_GRANT:
+            return self.source in ("preregistered", "metadata_document") and not self.is_public
+        if grant_type == TOKEN_EXCHANGE_GRANT:
+            return self.source == "preregistered" and not self.is_public
         return True
 
     @property

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 
 from auth_server.audit import AuditLog
 from auth_server.authorized_apps import AuthorizedApps
+from auth_server.clients.assertions import ClientAssertions
 from auth_server.clients.authentication import ClientAuthenticator
 from auth_server.clients.registry import DisabledClients, StoreClientRegistry
 from auth_server.consents import ConsentMemory
+from auth_server.enterprise_idps import EnterpriseIdps
 from auth_server.grants.context import GrantContext
 from auth_server.grants.grant import Grants
 from auth_server.models import ClientRegistry
@@ -90,6 +92,7 @@ class BackChannel:
     clients: ClientAuthenticator
     audit: AuditLog
     limiter: RateLimiter
+    enterprise_idps: EnterpriseIdps | None = None  # the jwt-bearer grant's (ENTERPRISE_IDP_ISSUERS)
 
     @classmethod
     def from_settings(
@@ -112,9 +115,12 @@ class BackChannel:
             tokens=TokenService.from_settings(settings, store, keys),
             grants=grants,
             apps=AuthorizedApps(store, audit, grants=grants),
-            clients=ClientAuthenticator(registry, realm=settings.issuer),
+            clients=ClientAuthenticator(
+                registry, realm=settings.issuer, assertions=ClientAssertions.from_settings(settings, store)
+            ),
             audit=audit,
             limiter=limiter or RateLimiter(store, settings.rate_limit_per_minute, audit=audit),
+            enterprise_idps=EnterpriseIdps.from_settings(settings),
         )
 
     @property

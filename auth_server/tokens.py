@@ -58,6 +58,7 @@ class AccessTokenRecord(BaseModel):
     jti: str
     grant_id: str | None = None  # None for client_credentials: no refresh, nothing to chain
     format: Literal["opaque", "jwt"] = "opaque"
+    act: dict[str, str] | None = None  # RFC 8693 section 4.1: who acts for `sub` (exchanged tokens)
 
 
 class RefreshTokenRecord(BaseModel):
@@ -83,15 +84,18 @@ class IssuedTokens:
     jti: str
     refresh_token: str | None
     store_keys: tuple[str, ...]  # what was written; a grant remembers them to revoke them
+    issued_token_type: str | None = None  # RFC 8693 section 2.2.1 (token exchange only)
 
     def response_body(self) -> dict[str, Any]:
-        """RFC 6749 section 5.1 / OAuth 2.1 section 3.2.3."""
+        """RFC 6749 section 5.1 / OAuth 2.1 section 3.2.3 (RFC 8693 section 2.2.1 for exchanges)."""
         body: dict[str, Any] = {
             "access_token": self.access_token,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
             "scope": self.scope,
         }
+        if self.issued_token_type is not None:
+            body["issued_token_type"] = self.issued_token_type
         if self.refresh_token is not None:
             body["refresh_token"] = self.refresh_token
         return body
@@ -226,6 +230,40 @@ class TokenService:
             keys.append(rkey)
         return IssuedTokens(access_token, access_left, scope, record.jti, refresh_token, tuple(keys))
 
+    async def issue_delegated(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scopes: Sequence[str],
+        audience: str,
+        act: dict[str, str],
+        ttl: int,
+        grant_id: str | None,
+    ) -> IssuedTokens:
+        """An RFC 8693 exchanged token for `audience`: always a JWT, whatever TOKEN_FORMAT says,
+        so the downstream API checks it against our JWKS without asking us; `act` names who acts
+        for `subject`; it lives `ttl` seconds. Kept under its `jti` like any JWT, so revoking its
+        grant, introspection and revocation see it."""
+        now = int(self._clock())
+        record = AccessTokenRecord(
+            sub=subject,
+            client_id=client_id,
+            scope=" ".join(scopes),
+            aud=(audience,),
+            iss=self._issuer,
+            exp=now + ttl,
+            iat=now,
+            jti=secrets.token_urlsafe(16),
+            grant_id=grant_id,
+            format="jwt",
+            act=act,
+        )
+        token = await self._keys.sign(_jwt_claims(record))
+        key = jti_key(record.jti)
+        await self._store.set(key, record.model_dump_json(), ttl=ttl)
+        return IssuedTokens(token, ttl, record.scope, record.jti, None, (key,))
+
     # -- finding --------------------------------------------------------------------------
 
     async def find_access(self, token: str) -> tuple[AccessTokenRecord, str]:
@@ -312,4 +350,6 @@ def _jwt_claims(record: AccessTokenRecord) -> dict[str, Any]:
     }
     if record.scope:
         claims["scope"] = record.scope
+    if record.act is not None:
+        claims["act"] = record.act
     return claims

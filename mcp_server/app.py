@@ -50,6 +50,7 @@ from shared.runtime import worker_app
 from shared.settings import Settings, load_settings
 from shared.storage import Store
 from shared.storage.factory import open_store
+from shared.token_exchange import TokenExchanger
 from shared.tracing import (
     MCP_SERVICE_NAME,
     HttpTracingMiddleware,
@@ -106,6 +107,7 @@ def create_app(
     watch_tenants(tenants)
     validation = _validators(settings, store, revocations)
     validator, api_keys = validation.validator, validation.api_keys
+    exchanger = _token_exchanger(settings, store)
     if tracer is not None and validator is not None:  # a `validate token` span around each one
         validator = TracedValidator(validator, tracer=tracer, kind=settings.auth_mode)
         if api_keys is not None:
@@ -117,6 +119,7 @@ def create_app(
         tool_scopes=tools.required_scopes,
         tenants=tenants,
         extra_scopes=task_scopes(tasks.store),
+        exchanger=exchanger,
     )
 
     endpoint: ASGIApp = SessionsEndpoint(session_manager)
@@ -156,9 +159,10 @@ def create_app(
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
                 await tasks.aclose()
-                close = getattr(validation.validator, "aclose", None)  # the validator, untraced
-                if close is not None:
-                    await close()
+                for service in (validation.validator, exchanger):  # the validator, untraced
+                    close = getattr(service, "aclose", None)
+                    if close is not None:
+                        await close()
                 if owns_store:
                     await store.close()
 
@@ -233,6 +237,21 @@ def _validators(settings: Settings, store: Store, revocations: RevocationFeed) -
         validation.api_keys = ApiKeyValidator.from_settings(settings)
         validation.validator = ChainValidator([validation.api_keys, primary])
     return validation
+
+
+def _token_exchanger(settings: Settings, store: Store) -> TokenExchanger | None:
+    """Who exchanges a caller's token for a downstream API's (RFC 8693), with TOKEN_EXCHANGE_
+    AUDIENCES: internal, the authorization server's grant in this process; external, its token
+    endpoint, as TOKEN_EXCHANGE_CLIENT_ID (docs/agent-identity.md)."""
+    if not settings.token_exchange_audiences or settings.auth_mode == "none":
+        return None
+    if settings.auth_mode == "internal":
+        from auth_server.delegation import InProcessTokenExchanger
+
+        return InProcessTokenExchanger.from_settings(settings, store)
+    from shared.token_exchange import HttpTokenExchanger
+
+    return HttpTokenExchanger.from_settings(settings)
 
 
 def _grant_check(settings: Settings, store: Store) -> GrantCheck | None:

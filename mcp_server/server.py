@@ -11,6 +11,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateSecurity
 from mcp_types import SubscriptionsListenRequestParams
 
+from mcp_server.auth_extensions import authorization_extensions
 from mcp_server.features import register_features
 from mcp_server.features.kit import Tools
 from mcp_server.sdk_access import drop_sdk_tracing, lowlevel_server
@@ -59,7 +60,7 @@ def build_mcp_server(
         log_level=settings.log_level,
         cache_hints=CACHE_HINTS,
         request_state_security=_request_state_security(settings),
-        extensions=[tasks],
+        extensions=[tasks, *authorization_extensions(settings)],
     )
     _watch_tasks_on_listen(server, runner)
     tracer = active_tracer()  # None unless tracing is on (shared/tracing.py)
@@ -70,6 +71,10 @@ def build_mcp_server(
         server.middleware.append(McpSpanDetails(tools))
     register_task_tools(tools, runner.store)
     register_features(tools, store)
+    if settings.downstream_api_url and settings.auth_mode != "none":
+        from mcp_server import downstream_profile
+
+        downstream_profile.register(tools, settings.downstream_api_url)
     if settings.showcase:
         from mcp_server.showcase import register_showcase
 

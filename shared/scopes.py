@@ -54,10 +54,14 @@ SERVER_SCOPES: tuple[Scope, ...] = (
 # --- this app's scopes (a fork adds its rows here) -------------------------------------------------
 NOTES_READ = "notes:read"
 NOTES_WRITE = "notes:write"
+# The demo downstream API's (downstream/, token exchange: docs/agent-identity.md): a tool may get a
+# token for that API, acting for the user, with this scope.
+PROFILE_READ = "profile:read"
 
 APP_SCOPES: tuple[Scope, ...] = (
     Scope(NOTES_READ, "Read your notes", baseline=True),
     Scope(NOTES_WRITE, "Add and delete your notes", implies=(NOTES_READ,)),
+    Scope(PROFILE_READ, "Let this server's tools read your profile at the profile service for you"),
 )
 
 

@@ -356,6 +356,40 @@ class Settings(BaseSettings):
         "openid email profile", description="Scopes asked of the upstream provider (must include openid)"
     )
 
+    # --- agent identity: enterprise assertions and delegation (docs/agent-identity.md) ---------
+    enterprise_idp_issuers: StringList = Field(
+        default_factory=list,
+        description="Issuers of the enterprise identity providers whose ID-JAGs the token endpoint "
+        "accepts (SEP-990, the jwt-bearer grant), exactly as they spell them; their keys are found by "
+        "discovery; empty: the grant is off",
+    )
+    token_exchange_audiences: StringList = Field(
+        default_factory=list,
+        description="Downstream APIs (their audience URIs) the MCP server may exchange a caller's "
+        "token for (RFC 8693); empty: token exchange is off",
+    )
+    token_exchange_ttl: int = Field(
+        300,
+        gt=0,
+        le=3600,
+        description="Lifetime of an exchanged token, s (never longer than the token it came from)",
+    )
+    token_exchange_client_id: str = Field(
+        "mcp-server-delegate",
+        description="External mode: the client ID the MCP server exchanges tokens with (the "
+        "authorization server pre-registers it; it may only exchange)",
+    )
+    token_exchange_client_secret: str | None = Field(
+        None,
+        description="Its secret, >= 32 characters; needed in external mode with TOKEN_EXCHANGE_AUDIENCES",
+    )
+    downstream_api_url: str | None = Field(
+        None,
+        description="The demo downstream API (python -m downstream), which is also its audience: "
+        "set, the downstream_profile tool calls it with an exchanged token (list it in "
+        "TOKEN_EXCHANGE_AUDIENCES)",
+    )
+
     # --- the MCP server as a protected resource -------------------------------------------------
     token_validation: TokenValidation = Field(
         "auto",
@@ -544,6 +578,61 @@ class Settings(BaseSettings):
             raise ValueError("UPSTREAM_OIDC_ISSUER needs UPSTREAM_OIDC_CLIENT_ID (our client there)")
         if self.upstream_oidc_issuer and "openid" not in self.upstream_oidc_scope.split():
             raise ValueError("UPSTREAM_OIDC_SCOPE must include openid")
+        return self
+
+    @field_validator("enterprise_idp_issuers")
+    @classmethod
+    def _enterprise_issuers(cls, value: list[str]) -> list[str]:
+        for issuer in value:
+            parts = urlsplit(issuer)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError(
+                    f"{issuer!r} is not an issuer (an absolute http(s) URL without query or fragment, "
+                    "exactly as the identity provider publishes it)"
+                )
+        return list(dict.fromkeys(value))
+
+    @field_validator("token_exchange_audiences")
+    @classmethod
+    def _exchange_audiences(cls, value: list[str]) -> list[str]:
+        for audience in value:
+            parts = urlsplit(audience)
+            if not parts.scheme or not parts.netloc or "#" in audience or any(c.isspace() for c in audience):
+                raise ValueError(f"{audience!r} is not an audience URI (absolute, no fragment, no spaces)")
+        return list(dict.fromkeys(value))
+
+    @field_validator("downstream_api_url")
+    @classmethod
+    def _downstream_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("must be an absolute http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_agent_identity(self) -> Settings:
+        if self.issuer in self.enterprise_idp_issuers:
+            raise ValueError(
+                "ENTERPRISE_IDP_ISSUERS lists this authorization server's own issuer: it never takes "
+                "its own assertions as grants (an ID-JAG comes from another trust domain)"
+            )
+        if self.mcp_resource_url in self.token_exchange_audiences:
+            raise ValueError(
+                "TOKEN_EXCHANGE_AUDIENCES lists the MCP server itself: an exchange is for another API"
+            )
+        if self.downstream_api_url and self.downstream_api_url not in self.token_exchange_audiences:
+            raise ValueError("DOWNSTREAM_API_URL must be listed in TOKEN_EXCHANGE_AUDIENCES")
+        if self.token_exchange_client_id == self.introspection_client_id:
+            raise ValueError("TOKEN_EXCHANGE_CLIENT_ID must differ from INTROSPECTION_CLIENT_ID")
+        if self.auth_mode == "external" and self.token_exchange_audiences:
+            secret = self.token_exchange_client_secret or ""
+            if len(secret.encode()) < 32:
+                raise ValueError(
+                    "TOKEN_EXCHANGE_AUDIENCES in external mode needs TOKEN_EXCHANGE_CLIENT_SECRET, "
+                    "at least 32 characters (the MCP server's credential for exchanging tokens)"
+                )
         return self
 
     @field_validator("admin_token_sha256")

@@ -5,6 +5,10 @@ Three methods (OAuth 2.1 section 2.4, RFC 7591 `token_endpoint_auth_method`):
 * `client_secret_basic`: `Authorization: Basic base64(id:secret)`, where id and secret are each
   form-urlencoded first (RFC 6749 section 2.3.1), so a `:` or `%` in either survives.
 * `client_secret_post`: `client_id` and `client_secret` in the form body.
+* `private_key_jwt`: `client_assertion_type` (jwt-bearer) and `client_assertion`, a JWT the
+  client signed with its private key (RFC 7523 section 2.2; the rules: `assertions.py`);
+  `client_id` may be left out (the assertion's `sub` names the client). Only for a client whose
+  method it is: configured with `jwks` or `jwks_uri`, or a client ID metadata document that says so.
 * `none`: a public client names itself with `client_id` and proves nothing; PKCE and
   refresh-token rotation are what protect it.
 
@@ -26,6 +30,12 @@ from urllib.parse import unquote_plus
 from starlette.datastructures import Headers
 
 from auth_server import crypto
+from auth_server.clients.assertions import (
+    CLIENT_ASSERTION_TYPE,
+    AssertionRejected,
+    ClientAssertions,
+    assertion_subject,
+)
 from auth_server.errors import OAuthError
 from auth_server.models import AuthMethod, Client, ClientRegistry
 from auth_server.params import Form
@@ -50,14 +60,19 @@ class AuthenticatedClient:
 
 
 class ClientAuthenticator:
-    def __init__(self, registry: ClientRegistry, realm: str) -> None:
+    def __init__(
+        self, registry: ClientRegistry, realm: str, assertions: ClientAssertions | None = None
+    ) -> None:
         self._registry = registry
+        self._assertions = assertions
         self._challenge = {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
 
     def failure(self, description: str = "client authentication failed") -> OAuthError:
         return OAuthError("invalid_client", description, status_code=401, headers=self._challenge)
 
     async def authenticate(self, headers: Headers, form: Form) -> AuthenticatedClient:
+        if "client_assertion" in form or "client_assertion_type" in form:
+            return await self._with_assertion(headers, form)
         basic = self._basic_credentials(headers)
         form_id, form_secret = form.get("client_id"), form.get("client_secret")
         if basic is not None:
@@ -95,10 +110,32 @@ class ClientAuthenticator:
             raise self.failure("malformed Basic credentials")
         return client_id, secret
 
+    async def _with_assertion(self, headers: Headers, form: Form) -> AuthenticatedClient:
+        if headers.get("authorization") is not None or form.get("client_secret") is not None:
+            raise OAuthError("invalid_request", "use one client authentication method, not two")
+        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise self.failure(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
+        assertion = form.require("client_assertion")
+        client_id = form.get("client_id") or assertion_subject(assertion)
+        if client_id is None:
+            raise self.failure("the client assertion names no client (sub)")
+        client = await self._registry.get(client_id)
+        if (
+            client is None
+            or client.token_endpoint_auth_method != "private_key_jwt"  # noqa: S105 - a method name
+            or self._assertions is None
+        ):
+            raise self.failure()
+        try:
+            await self._assertions.verify(assertion, client)
+        except AssertionRejected as exc:
+            raise self.failure(str(exc)) from None
+        return AuthenticatedClient(client, "private_key_jwt")
+
     async def _with_secret(self, client_id: str, secret: str, method: AuthMethod) -> AuthenticatedClient:
         client = await self._registry.get(client_id)
         expected = client.client_secret_digest if client is not None else None
         matches = crypto.constant_time_equals(crypto.digest(secret), expected or _DUMMY_DIGEST)
-        if client is None or expected is None or client.is_public or not matches:
+        if client is None or expected is None or not client.uses_secret or not matches:
             raise self.failure()
         return AuthenticatedClient(client, method)

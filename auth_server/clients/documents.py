@@ -10,8 +10,10 @@ such a client_id into a `Client`:
   cap while streaming, one overall timeout).
 * Document rules (CM-03, CM-05): a JSON object whose `client_id` equals the URL by plain string
   comparison, with `client_name` and `redirect_uris`; shared-secret authentication is refused
-  (anyone can read the document, so it cannot hold or imply a secret). The rest goes through the
-  same `parse_client_metadata` as registration.
+  (anyone can read the document, so it cannot hold or imply a secret), `private_key_jwt` with the
+  client's public keys (`jwks` or `jwks_uri`, CIMD section 6.2) is accepted, and so is the
+  enterprise assertion grant (jwt-bearer) for such a client. The rest goes through the same
+  `parse_client_metadata` as registration.
 * Caching (CM-08): valid documents only, under `auth:cimd:{digest(url)}`, for the document's
   `Cache-Control: max-age` capped at CIMD_CACHE_TTL (no header: CIMD_CACHE_TTL; `no-store` or
   `no-cache`: not cached). A failure's response or document is never cached (CIMD 4.4).
@@ -103,10 +105,14 @@ def client_from_document(
         raise ClientMetadataDocumentError("the client metadata document has no redirect_uris")
     if "client_secret" in document or document.get("token_endpoint_auth_method") in SHARED_SECRET_METHODS:
         raise ClientMetadataDocumentError("a client metadata document cannot use a shared secret")
-    if document.get("token_endpoint_auth_method", "none") != "none":
-        raise ClientMetadataDocumentError('token_endpoint_auth_method must be "none" for a metadata document')
+    if document.get("token_endpoint_auth_method", "none") not in ("none", "private_key_jwt"):
+        raise ClientMetadataDocumentError(
+            'token_endpoint_auth_method must be "none" or "private_key_jwt" for a metadata document'
+        )
     try:
-        metadata = parse_client_metadata(document, default_auth_method="none", native_schemes=native_schemes)
+        metadata = parse_client_metadata(
+            document, default_auth_method="none", native_schemes=native_schemes, key_auth_allowed=True
+        )
     except ClientMetadataRejected as exc:
         raise ClientMetadataDocumentError(
             f"the client metadata document is invalid: {exc.description}"

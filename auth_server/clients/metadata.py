@@ -15,7 +15,10 @@ Choices where the specs leave room (documented in docs/oauth.md):
 * only `response_types: ["code"]` and the grants this server implements are accepted; the
   implicit and password grants are refused, never silently dropped;
 * `client_credentials` only from configuration (AUTH_CLIENTS): a registered or CIMD client asking
-  for it is refused with `invalid_client_metadata`.
+  for it is refused with `invalid_client_metadata`;
+* `private_key_jwt` (with exactly one of `jwks` and `jwks_uri`, `key_sets.py`) and the
+  enterprise assertion grant (jwt-bearer, SEP-990) only from configuration and client ID metadata
+  documents: a client registering itself gets a secret, or is public.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
+from auth_server.clients.key_sets import UnusableKeySet, public_jwks
 from auth_server.errors import OAuthError, RegistrationErrorCode, error_description
 from auth_server.models import AuthMethod, Client, ClientSource
 from auth_server.redirect_uris import (
@@ -36,9 +40,12 @@ from auth_server.redirect_uris import (
     is_private_use_redirect,
     split_host_port,
 )
-from shared.oauth import GRANT_TYPES
+from shared.oauth import GRANT_TYPES, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT
 from shared.scopes import CATALOGUE, parse
 
+# Token exchange is the MCP server's delegation credential's alone, which the registry builds
+# (TOKEN_EXCHANGE_CLIENT_ID): no client metadata can claim it.
+REGISTRABLE_GRANT_TYPES = tuple(grant for grant in GRANT_TYPES if grant != TOKEN_EXCHANGE_GRANT)
 SUPPORTED_AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
 MAX_REDIRECT_URIS = 20
 MAX_NAME_LENGTH = 200
@@ -71,6 +78,8 @@ class ClientMetadata:
     client_name: str | None
     client_uri: str | None
     logo_uri: str | None
+    jwks: dict[str, Any] | None = None  # private_key_jwt only
+    jwks_uri: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -97,6 +106,8 @@ class ClientMetadata:
             response_types=self.response_types,
             token_endpoint_auth_method=self.token_endpoint_auth_method,
             client_secret_digest=client_secret_digest,
+            jwks=self.jwks,
+            jwks_uri=self.jwks_uri,
             scope=self.scope,
             application_type=self.application_type,
             source=source,
@@ -109,6 +120,7 @@ def parse_client_metadata(
     default_auth_method: AuthMethod,
     native_schemes: Collection[str] = (),
     machine_client_allowed: bool = False,
+    key_auth_allowed: bool = False,
 ) -> ClientMetadata:
     """Validate client metadata and fill in defaults; raise ClientMetadataRejected on bad input.
 
@@ -117,15 +129,24 @@ def parse_client_metadata(
     (settings.native_redirect_schemes). `machine_client_allowed` is True for configuration only:
     the client_credentials grant (a token with no user behind it) is the operator's decision,
     never one a client registering itself or publishing a metadata document makes.
+    `key_auth_allowed` is True for configuration and metadata documents: `private_key_jwt` and
+    the enterprise assertion grant (jwt-bearer), which needs a client that authenticates.
     """
     grant_types = _string_list(raw, "grant_types", default=["authorization_code"])
     for grant in grant_types:
-        if grant not in GRANT_TYPES:
-            raise _metadata(f"grant type {grant!r} is not supported; use {', '.join(GRANT_TYPES)}")
+        if grant not in REGISTRABLE_GRANT_TYPES:
+            raise _metadata(
+                f"grant type {grant!r} is not supported; use {', '.join(REGISTRABLE_GRANT_TYPES)}"
+            )
     if "client_credentials" in grant_types and not machine_client_allowed:
         raise _metadata(
             "the client_credentials grant is for machine clients the operator configures, not for "
             "registered clients; use authorization_code"
+        )
+    if JWT_BEARER_GRANT in grant_types and not key_auth_allowed:
+        raise _metadata(
+            "the jwt-bearer grant (enterprise-managed authorization) is for configured clients and "
+            "client ID metadata documents"
         )
     if not grant_types:
         raise _metadata("grant_types must not be empty")
@@ -142,6 +163,18 @@ def parse_client_metadata(
         raise _metadata(f"token_endpoint_auth_method must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
     if auth_method == "none" and "client_credentials" in grant_types:
         raise _metadata("the client_credentials grant needs a confidential client (a secret)")
+    if auth_method == "none" and JWT_BEARER_GRANT in grant_types:
+        raise _metadata(
+            "the jwt-bearer grant needs a client that authenticates (a secret or private_key_jwt)"
+        )
+    jwks, jwks_uri = None, None
+    if auth_method == "private_key_jwt":
+        if not key_auth_allowed:
+            raise _metadata(
+                "private_key_jwt is for configured clients and client ID metadata documents; "
+                "register with client_secret_basic, client_secret_post or none"
+            )
+        jwks, jwks_uri = _client_keys(raw)
 
     redirect_uris = _redirect_uris(raw, required=uses_code, native_schemes=native_schemes)
     application_type = _application_type(raw, redirect_uris, native_schemes)
@@ -156,7 +189,26 @@ def parse_client_metadata(
         client_name=_display_name(raw, "client_name"),
         client_uri=_optional_web_url(raw, "client_uri"),
         logo_uri=_optional_web_url(raw, "logo_uri"),
+        jwks=jwks,
+        jwks_uri=jwks_uri,
     )
+
+
+def _client_keys(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """`jwks` or `jwks_uri` (exactly one) of a private_key_jwt client."""
+    jwks, jwks_uri = raw.get("jwks"), raw.get("jwks_uri")
+    if (jwks is None) == (jwks_uri is None):
+        raise _metadata("private_key_jwt needs exactly one of jwks and jwks_uri (the client's public keys)")
+    if jwks is not None:
+        try:
+            return public_jwks(jwks), None
+        except UnusableKeySet as exc:
+            raise _metadata(f"jwks: {exc}") from None
+    if not isinstance(jwks_uri, str) or len(jwks_uri) > MAX_URL_LENGTH or not _is_web_url(jwks_uri):
+        raise _metadata("jwks_uri must be an https URL")
+    if "#" in jwks_uri or any(ch <= " " or ch in "\x7f\\" for ch in jwks_uri):
+        raise _metadata("jwks_uri must not contain a fragment, spaces or control characters")
+    return None, jwks_uri
 
 
 def _redirect_uris(
@@ -246,12 +298,17 @@ def _optional_web_url(raw: Mapping[str, Any], name: str) -> str | None:
     value = _optional_string(raw, name, MAX_URL_LENGTH)
     if value is None:
         return None
+    if not _is_web_url(value):
+        raise _metadata(f"{name} must be an https URL")
+    return value
+
+
+def _is_web_url(value: str) -> bool:
+    """An https URL (or loopback http) with a host and no userinfo."""
     parts = urlsplit(value)
     host, _ = split_host_port(parts.netloc)
     is_loopback_http = parts.scheme == "http" and host.lower() in LOOPBACK_REDIRECT_HOSTS
-    if not (parts.scheme == "https" or is_loopback_http) or not parts.netloc or "@" in parts.netloc:
-        raise _metadata(f"{name} must be an https URL")
-    return value
+    return (parts.scheme == "https" or is_loopback_http) and bool(parts.netloc) and "@" not in parts.netloc
 
 
 def _metadata(description: str) -> ClientMetadataRejected:

@@ -15,6 +15,10 @@ Any client_id, whatever its source, can be disabled by an administrator (`Disabl
 admin API): it then resolves to nothing, so it neither authenticates nor starts an authorization,
 and no metadata document is fetched for it.
 
+The standalone server of external mode also pre-registers the MCP server's delegation credential
+when TOKEN_EXCHANGE_AUDIENCES is set (TOKEN_EXCHANGE_CLIENT_*): it may only exchange a caller's
+token for a downstream API's (`grants/token_exchange.py`).
+
 Two kinds of configured clients never obtain a token for a user, and they are kept apart:
 * a resource server's credential (`may_introspect`: INTROSPECTION_CLIENT_*, or an AUTH_CLIENTS
   entry flagged so) only introspects: no grant, no redirect URI, no scope. It exists where a
@@ -34,6 +38,7 @@ from auth_server.clients.documents import ClientMetadataDocumentError, ClientMet
 from auth_server.clients.metadata import ClientMetadataRejected, parse_client_metadata
 from auth_server.grants.index import GrantIndex
 from auth_server.models import Client, looks_like_metadata_url
+from shared.oauth import TOKEN_EXCHANGE_GRANT
 from shared.settings import Settings
 from shared.storage import records
 from shared.storage.base import Store
@@ -186,6 +191,13 @@ def preregistered_clients(settings: Settings) -> dict[str, Client]:
                 f"AUTH_CLIENTS: client_id {introspection.client_id!r} is the introspection client's"
             )
         clients[introspection.client_id] = introspection
+        if settings.token_exchange_audiences:
+            delegate = delegation_client(settings)
+            if delegate.client_id in clients:
+                raise ValueError(
+                    f"AUTH_CLIENTS: client_id {delegate.client_id!r} is the token exchange client's"
+                )
+            clients[delegate.client_id] = delegate
     return clients
 
 
@@ -196,6 +208,22 @@ def introspection_client(settings: Settings) -> Client:
         settings.introspection_client_id,
         crypto.digest(settings.introspection_client_secret),
         name="MCP resource server (introspection)",
+    )
+
+
+def delegation_client(settings: Settings) -> Client:
+    """The MCP server's delegation credential on the standalone server (external mode with
+    TOKEN_EXCHANGE_AUDIENCES): it exchanges its callers' tokens (RFC 8693) and does nothing else."""
+    assert settings.token_exchange_client_secret is not None, "checked by Settings"
+    return Client(
+        client_id=settings.token_exchange_client_id,
+        client_name="MCP server (token exchange)",
+        grant_types=(TOKEN_EXCHANGE_GRANT,),
+        response_types=(),
+        token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name, not a secret
+        client_secret_digest=crypto.digest(settings.token_exchange_client_secret),
+        application_type="web",
+        source="preregistered",
     )
 
 
@@ -247,13 +275,18 @@ def _configured_client(entry: Mapping[str, Any], *, where: str, native_schemes: 
             default_auth_method="client_secret_basic" if secret else "none",
             native_schemes=native_schemes,
             machine_client_allowed=True,
+            key_auth_allowed=True,
         )
     except ClientMetadataRejected as exc:
         raise ValueError(f"{where} ({client_id}): {exc.error}: {exc.description}") from None
-    if not metadata.is_public and not secret:
+    uses_secret = metadata.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post")
+    if uses_secret and not secret:
         raise ValueError(f"{where} ({client_id}): a confidential client needs a client_secret")
-    if metadata.is_public and secret:
-        raise ValueError(f"{where} ({client_id}): a public client (auth method none) has no secret")
+    if not uses_secret and secret:
+        raise ValueError(
+            f"{where} ({client_id}): a client authenticating with {metadata.token_endpoint_auth_method} "
+            "has no client_secret"
+        )
     if "client_credentials" in metadata.grant_types and not metadata.scope:
         raise ValueError(
             f"{where} ({client_id}): a client_credentials client needs an explicit scope, the most "

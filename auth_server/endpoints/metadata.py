@@ -22,19 +22,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
+from auth_server.clients.assertions import ALGORITHMS as ASSERTION_ALGORITHMS
+from auth_server.enterprise_idps import ID_JAG_PROFILE
+from auth_server.grants import served_grant_types
 from auth_server.urls import endpoint_url, path_appended_well_known, path_inserted_well_known
 from shared.cors import open_route
-from shared.oauth import GRANT_TYPES
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 
-CLIENT_AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post"]
+CLIENT_AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
 SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
     """The document. Every URL in it starts with the issuer; nothing unsupported is advertised."""
-    return {
+    document: dict[str, Any] = {
         "issuer": settings.issuer,
         "authorization_endpoint": endpoint_url(settings, "authorize"),
         "token_endpoint": endpoint_url(settings, "token"),
@@ -45,14 +47,19 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
         "scopes_supported": list(CATALOGUE.names),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": list(served_grant_types(settings)),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": SECRET_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "client_id_metadata_document_supported": True,
         "authorization_response_iss_parameter_supported": True,
     }
+    if settings.enterprise_idp_issuers:  # SEP-990 section 6 (the ID-JAG draft's section 7.2)
+        document["authorization_grant_profiles_supported"] = [ID_JAG_PROFILE]
+    return document
 
 
 def metadata_routes(settings: Settings) -> list[BaseRoute]:

@@ -17,13 +17,20 @@ from starlette.responses import Response
 from auth_server.clients.authentication import AuthenticatedClient
 from auth_server.endpoints.forms import Endpoint, json_response, oauth_endpoint, read_form
 from auth_server.errors import OAuthError, quoted
-from auth_server.grants import authorization_code, client_credentials, refresh_token
+from auth_server.grants import (
+    authorization_code,
+    client_credentials,
+    refresh_token,
+    served_grant_types,
+    token_exchange,
+)
 from auth_server.grants.context import GrantContext
+from auth_server.grants.jwt_bearer import JwtBearerGrant
 from auth_server.params import Form
 from auth_server.rate_limit import client_ip
 from auth_server.services import BackChannel
 from auth_server.tokens import IssuedTokens
-from shared.oauth import GrantType
+from shared.oauth import JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, GrantType
 
 GrantHandler = Callable[[GrantContext, AuthenticatedClient, Form, str], Awaitable[IssuedTokens]]
 
@@ -34,8 +41,18 @@ HANDLERS: dict[GrantType, GrantHandler] = {
 }
 
 
+def grant_handlers(channel: BackChannel) -> dict[GrantType, GrantHandler]:
+    """Every grant this deployment serves (`grants.served_grant_types` says which, for the
+    metadata too): the three above, plus the enterprise assertion and token exchange when on."""
+    available: dict[GrantType, GrantHandler] = {**HANDLERS, TOKEN_EXCHANGE_GRANT: token_exchange.exchange}
+    if channel.enterprise_idps is not None:
+        available[JWT_BEARER_GRANT] = JwtBearerGrant(channel.enterprise_idps).exchange
+    return {name: available[name] for name in served_grant_types(channel.settings)}
+
+
 def token_endpoint(channel: BackChannel) -> Endpoint:
     context = channel.grant_context
+    handlers = grant_handlers(channel)
 
     @oauth_endpoint
     async def token(request: Request) -> Response:
@@ -43,7 +60,7 @@ def token_endpoint(channel: BackChannel) -> Endpoint:
         await channel.limiter.check_ip("token", ip)
         form = await read_form(request)
         grant_type = form.require("grant_type")
-        handler = HANDLERS.get(cast(GrantType, grant_type))
+        handler = handlers.get(cast(GrantType, grant_type))
         if handler is None:
             raise OAuthError("unsupported_grant_type", f"grant_type {quoted(grant_type)} is not supported")
         try:

@@ -3,8 +3,12 @@
 A token with no user behind it is the operator's decision: only clients configured in
 AUTH_CLIENTS with this grant and an explicit `scope` get one (`Client.may_use_grant`; a client
 that registered itself or publishes a metadata document is `unauthorized_client`, and so is a
-resource server's introspection credential). The token never carries more than that `scope`;
-without a `scope` parameter it carries all of it.
+resource server's introspection credential). The token never carries more than that `scope`:
+it carries the requested scopes that lie within it (RFC 6749 section 3.3; the answer's `scope`
+says which), all of it without a `scope` parameter, and a request of nothing within it is
+`invalid_scope`. Granting the overlap rather than refusing is what lets the MCP SDK's
+`ClientCredentialsOAuthProvider` work: it asks for the scope the MCP server's challenge names,
+whatever the client was configured with.
 
 The subject is `client:<client_id>` (`Client.machine_subject`), a form no user's subject can
 take, so a machine client never shares a user's notes or sessions whatever its client_id. There
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from auth_server.clients.authentication import AuthenticatedClient
 from auth_server.errors import OAuthError
-from auth_server.grants.context import GrantContext, requested_scopes
+from auth_server.grants.context import GrantContext, granted_within
 from auth_server.grants.index import GrantIndex
 from auth_server.params import Form
 from auth_server.resources import default_resource
@@ -33,7 +37,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     resource = form.get("resource") or default_resource(ctx.settings)
     if resource not in ctx.resources:
         raise OAuthError("invalid_target", "no tokens are issued for that resource")
-    scopes = requested_scopes(form.get("scope"), configured)
+    scopes = granted_within(form.get("scope"), configured)
     issued = await ctx.tokens.issue(
         client_id=client.client_id,
         subject=client.machine_subject,

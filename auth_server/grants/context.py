@@ -101,3 +101,21 @@ def requested_scopes(requested: str | None, allowed: tuple[str, ...]) -> tuple[s
     if outside:
         raise OAuthError("invalid_scope", f"scope exceeds the grant: {quoted(' '.join(outside))}")
     return wanted
+
+
+def granted_within(requested: str | None, *limits: tuple[str, ...]) -> tuple[str, ...]:
+    """The scopes of a token request the server grants on its own policy (RFC 6749 section 3.3
+    lets it issue fewer than asked, the answer's `scope` then saying which): those requested
+    that lie within every one of `limits` (a scope implied by one inside counts as inside); with
+    nothing requested, the first limit's that lie within the others. An unknown scope, or
+    nothing left, is `invalid_scope`."""
+    catalogue = scope_model.CATALOGUE
+    wanted = scope_model.parse(requested) or (limits[0] if limits else ())
+    unknown = catalogue.unknown(wanted)
+    if unknown:
+        raise OAuthError("invalid_scope", f"unknown scope {quoted(unknown[0])}")
+    within = [catalogue.expand(limit) for limit in limits]
+    granted = tuple(scope for scope in wanted if all(scope in inside for inside in within))
+    if not granted:
+        raise OAuthError("invalid_scope", f"none of the scopes {quoted(' '.join(wanted))} may be granted")
+    return granted

@@ -41,7 +41,7 @@ from mcp_types import ToolAnnotations
 from opentelemetry.trace import Tracer
 
 from mcp_server.client_input import answer_as, elicit_form, gather
-from mcp_server.protection.principal import ANONYMOUS, current_principal, current_tenant
+from mcp_server.protection.principal import ANONYMOUS, current_delegation, current_principal, current_tenant
 from mcp_server.protection.scopes import DEFAULT_TOOL_SCOPES
 from mcp_server.sdk_access import replace_input_schema, tool_reaches_client
 from mcp_server.tasks.extension import TaskSupport, TaskTool
@@ -50,11 +50,13 @@ from mcp_server.tenants import ANONYMOUS_TENANT, Tenant
 from mcp_server.tracing import traced_tool
 from shared.scopes import CATALOGUE, ScopeCatalogue
 from shared.storage.base import StorageUnavailable
+from shared.token_exchange import ExchangeRefused, ExchangeUnavailable
 
 __all__ = [
     "ANONYMOUS",
     "ASKS_CLIENT",
     "DELETES",
+    "READS_ELSEWHERE",
     "READ_ONLY",
     "WRITES",
     "Tenant",
@@ -66,6 +68,7 @@ __all__ = [
     "caller_subject",
     "caller_tenant",
     "current_principal",
+    "downstream_token",
     "elicit_form",
     "gather",
     "report_progress",
@@ -96,6 +99,11 @@ WRITES = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
 )
 """Adds or changes something on this server; nothing is lost."""
+
+READS_ELSEWHERE = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+"""Changes nothing; reads from another service (a downstream API) for the caller."""
 
 DELETES = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
@@ -234,6 +242,27 @@ def caller_tenant(ctx: ToolContext) -> Tenant:
             "an authenticated request without a tenant: EnrichPrincipal is not in front of /mcp"
         )
     return ANONYMOUS_TENANT
+
+
+async def downstream_token(ctx: ToolContext, audience: str, scope: str) -> str:
+    """A token for the downstream API `audience`, with `scope`, for the caller: the caller's own
+    token exchanged at the authorization server (RFC 8693), never the caller's token itself
+    (docs/agent-identity.md, "Token exchange"). Send it to that API only. A ToolError when the
+    server does no token exchange (TOKEN_EXCHANGE_AUDIENCES), the caller used an API key or no
+    token, or the authorization server refuses (the audience is not listed, the scope is not
+    within the caller's) or cannot be reached."""
+    delegation = current_delegation(ctx)
+    if delegation is None:
+        raise ToolError("This tool needs the caller's OAuth access token to act downstream on their behalf")
+    try:
+        exchanged = await delegation.token_for(audience, scope)
+    except ExchangeRefused as refused:
+        raise ToolError(f"The authorization server refused a token for {audience}: {refused.error}") from None
+    except ExchangeUnavailable:
+        raise ToolError(
+            "The authorization server cannot issue a downstream token right now; retry shortly"
+        ) from None
+    return exchanged.access_token
 
 
 async def report_progress(

@@ -22,6 +22,7 @@ from mcp_server.protection.scopes import ExtraScopes, ScopeCheck, ScopePolicy, T
 from mcp_server.protection.unknown_tokens import UnknownTokenLimit
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
+from shared.token_exchange import TokenExchanger
 from shared.validation import TokenValidator
 
 
@@ -33,10 +34,12 @@ def endpoint_guard(
     tool_scopes: ToolScopeLookup,
     tenants: TenantCache | None = None,
     extra_scopes: ExtraScopes | None = None,
+    exchanger: TokenExchanger | None = None,
 ) -> Callable[[ASGIApp], ASGIApp]:
     """Wrap an MCP endpoint in the whole chain; without a validator (AUTH_MODE=none) only the
     Host/Origin guard and CORS remain. Without `tenants` no request is enriched (tools then see
-    no tenant: the app always passes one)."""
+    no tenant: the app always passes one). With `exchanger` (token exchange on), tools get a
+    `Delegation` of each caller's OAuth token (`delegation.py`)."""
     policy = OriginPolicy.from_settings(settings)
     metadata_url = resource_metadata_url(settings)
     scope_policy = ScopePolicy(tool_scopes)
@@ -59,6 +62,7 @@ def endpoint_guard(
                 resource_metadata_url=metadata_url,
                 challenge_scopes=CATALOGUE.baseline,
                 unknown_tokens=unknown_tokens,
+                exchanger=exchanger,
             )
         return OriginGuard(app, policy)
 

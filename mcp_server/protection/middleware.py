@@ -41,10 +41,12 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.protection._asgi import BufferedBody, CannedResponse
+from mcp_server.protection.delegation import DELEGATION_STATE_KEY, Delegation
 from mcp_server.protection.unknown_tokens import UnknownTokenLimit
 from shared import metrics
 from shared.bounded_cache import BoundedCache
 from shared.settings import DEFAULT_API_KEY_HEADER
+from shared.token_exchange import TokenExchanger
 from shared.validation import (
     FailureReason,
     LookupRefused,
@@ -93,8 +95,10 @@ class BearerAuth:
         audiences: Collection[str] = (),
         api_key_header: str = DEFAULT_API_KEY_HEADER,
         unknown_tokens: UnknownTokenLimit | None = None,
+        exchanger: TokenExchanger | None = None,
     ) -> None:
         self.app = app
+        self._exchanger = exchanger  # tools get a Delegation of OAuth tokens (delegation.py)
         self._validator = validator
         self._api_keys = api_key_validator
         self._api_key_header = api_key_header.lower().encode("latin-1")
@@ -166,6 +170,8 @@ class BearerAuth:
         scope["user"] = user
         scope["auth"] = AuthCredentials(list(principal.scopes))
         scope["state"] = {**scope.get("state", {}), PRINCIPAL_STATE_KEY: principal}
+        if self._exchanger is not None and principal.issuer is not None:  # not an API key
+            scope["state"][DELEGATION_STATE_KEY] = Delegation(self._exchanger, token)
         reset = auth_context_var.set(user)
         try:
             await self.app(scope, receive, send)

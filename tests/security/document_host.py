@@ -64,6 +64,13 @@ class DocumentHost:
 
         return self.serve(document, headers=headers)
 
+    def replace(self, url: str, body: bytes) -> None:
+        """Answer `body` at `url` from now on (a key set rotated, a document edited)."""
+        path = urlsplit(url).path
+        with self._lock:
+            status, _, headers = self._documents[path]
+            self._documents[path] = (status, body, headers)
+
     def hits(self, url: str) -> int:
         with self._lock:
             return self._hits[urlsplit(url).path]

@@ -37,7 +37,7 @@ from tests.fixtures.live_server import live_server
 from tests.idp.provider import start_provider
 from tests.resilience.cluster import modern_call, rpc_result, structured
 
-EVERY_SCOPE = "mcp:tools:read mcp:resources:read mcp:prompts:read notes:read notes:write"
+EVERY_SCOPE = "mcp:tools:read mcp:resources:read mcp:prompts:read notes:read notes:write profile:read"
 CALLBACK = "http://127.0.0.1:9/callback"
 
 # Machine clients the operator configured: one named like the development user, one read-only.
@@ -293,13 +293,15 @@ def test_a_metadata_document_client_cannot_use_client_credentials(
 def test_a_machine_clients_token_never_exceeds_its_configured_scope(deployment: Deployment) -> None:
     assert machine_token(deployment, READER_MACHINE)["scope"] == "notes:read"
     assert machine_token(deployment, READER_MACHINE, scope="notes:read")["scope"] == "notes:read"
-    for wider in ("notes:write", EVERY_SCOPE, "mcp:tools:read"):
+    for outside in ("notes:write", "mcp:tools:read"):
         response = token_request(
             deployment,
-            {"grant_type": "client_credentials", "scope": wider},
+            {"grant_type": "client_credentials", "scope": outside},
             (READER_MACHINE["client_id"], READER_MACHINE["client_secret"]),
         )
         assert_oauth_error(response, 400, "invalid_scope")
+    # Asking for everything gets the overlap with what was configured (RFC 6749 section 3.3), no more.
+    assert machine_token(deployment, READER_MACHINE, scope=EVERY_SCOPE)["scope"] == "notes:read"
     token = machine_token(deployment, READER_MACHINE)["access_token"]
     assert call_tool(deployment, token, "notes_add", text="no").status_code == 403
 

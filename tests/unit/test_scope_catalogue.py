@@ -25,6 +25,7 @@ def test_names_and_baseline_are_read_from_the_rows_in_catalogue_order() -> None:
         "mcp:prompts:read",
         "notes:read",
         "notes:write",
+        "profile:read",
     )
     assert CATALOGUE.baseline == ("mcp:tools:read", "mcp:resources:read", "mcp:prompts:read", "notes:read")
 
