@@ -36,6 +36,17 @@
 //   names that jwks_uri, `"access_token_issuer"` the `iss` its JWT access tokens carry (Scalekit:
 //   the environment URL), and a resource's `"audience"` (a string or a list) the `aud` of its
 //   tokens instead of the resource URL (Scalekit: the resource ID, with or without the MCP URL).
+// - Enterprise-managed authorization (SEP-990): with `"id_jag": {...}` the provider is also an
+//   enterprise identity provider issuing ID-JAGs by RFC 8693 token exchange (draft-ietf-oauth-
+//   identity-assertion-authz-grant section 4.3), which oidc-provider has no feature for: the grant
+//   type is registered with its documented extension point (`registerGrantType`), and the rest is
+//   the library's (client authentication, the ID token's validation with `IdToken.validate`). A
+//   request needs `requested_token_type` id-jag, an ID token this provider issued to the
+//   authenticated client as `subject_token`, an `audience` from the policy and, if sent, a
+//   `resource` paired with it there. The policy: `audiences` {audience: [resources]}, `clients`
+//   {client_id here: {client_id: its id at the resource AS, scope: what it may get}}, optional
+//   `users` {sub: scope} narrowing per user, `ttl` (seconds). The ID-JAG is an RS256 JWT, typ
+//   oauth-id-jag+jwt, signed with the provider's own key (the one its jwks_uri publishes).
 // On start it prints one JSON line, {"ready": true, "issuer": ...}, to stdout.
 
 import { readFileSync } from 'node:fs';
@@ -46,6 +57,9 @@ const here = new URL('.', import.meta.url);
 const moduleUrl = process.env.OIDC_PROVIDER_MODULE
   || new URL('../../.cache/oidc-provider/node_modules/oidc-provider/lib/index.js', here).href;
 const { default: Provider, errors } = await import(moduleUrl);
+const joseUrl = process.env.JOSE_MODULE
+  || new URL('../../.cache/oidc-provider/node_modules/jose/dist/webapi/index.js', here).href;
+const { SignJWT, importJWK } = await import(joseUrl);
 
 const MCP_SCOPES = 'mcp:tools:read mcp:resources:read mcp:prompts:read notes:read notes:write';
 
@@ -103,6 +117,7 @@ function signingKeys() {
 // Without mounts, one provider at the root (its issuer may end with "/", as Auth0's does).
 const mounts = config.mounts || [{
   path: '', issuer: config.issuer || root, resources: config.resources, clients: config.clients,
+  id_jag: config.id_jag,
 }];
 
 function escape(value) {
@@ -226,6 +241,7 @@ function buildProvider(mount) {
 
   const provider = new Provider(mount.issuer || root + base, configuration);
   provider.proxy = false;
+  if (mount.id_jag) registerIdJag(provider, mount.id_jag);
 
   provider.use(async (ctx, next) => {
     if (ctx.path === '/jwks') stats.jwks += 1;
@@ -314,6 +330,66 @@ function buildProvider(mount) {
     return undefined;
   });
   return { path: base, handle: provider.callback(), jwksAtRoot: Boolean(mount.jwks_at_root) };
+}
+
+const ID_JAG = 'urn:ietf:params:oauth:token-type:id-jag';
+const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+function registerIdJag(provider, policy) {
+  const signingJwk = jwks.keys[0];
+  const ttl = Number(policy.ttl || 300);
+  provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+    const { params, client } = ctx.oidc;
+    if (params.requested_token_type !== ID_JAG) {
+      throw new errors.InvalidRequest('requested_token_type must be urn:ietf:params:oauth:token-type:id-jag');
+    }
+    if (params.subject_token_type !== ID_TOKEN || !params.subject_token) {
+      throw new errors.InvalidRequest('subject_token must be an ID token (subject_token_type id_token)');
+    }
+    let idToken;
+    try {
+      ({ payload: idToken } = await provider.IdToken.validate(params.subject_token, client));
+    } catch {
+      throw new errors.InvalidGrant('subject_token is not an ID token this provider issued to this client');
+    }
+    if (typeof idToken.exp !== 'number' || idToken.exp * 1000 <= Date.now()) {
+      throw new errors.InvalidGrant('the ID token has expired');
+    }
+    const mapping = policy.clients[client.clientId];
+    if (!mapping) throw new errors.UnauthorizedClient('this client may not act at other applications');
+    const resources = policy.audiences[params.audience];
+    if (!resources) throw new errors.InvalidTarget('no application with that audience is connected');
+    if (params.resource && !resources.includes(params.resource)) {
+      throw new errors.InvalidTarget('the resource does not belong to that audience');
+    }
+    let allowed = mapping.scope.split(' ');
+    const userScope = policy.users?.[idToken.sub];
+    if (userScope !== undefined) allowed = allowed.filter((scope) => userScope.split(' ').includes(scope));
+    const asked = params.scope ? params.scope.split(' ') : allowed;
+    const granted = asked.filter((scope) => allowed.includes(scope));
+    if (!granted.length) throw new errors.InvalidScope('policy allows none of the requested scopes');
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      iss: provider.issuer,
+      sub: idToken.sub,
+      aud: params.audience,
+      client_id: mapping.client_id,
+      jti: randomBytes(16).toString('base64url'),
+      iat: now,
+      exp: now + ttl,
+      scope: granted.join(' '),
+      auth_time: idToken.auth_time,
+    };
+    if (params.resource) claims.resource = params.resource;
+    const key = await importJWK(signingJwk, 'RS256');
+    const idJag = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', typ: 'oauth-id-jag+jwt', kid: signingJwk.kid })
+      .sign(key);
+    ctx.body = {
+      issued_token_type: ID_JAG, access_token: idJag, token_type: 'N_A', scope: claims.scope, expires_in: ttl,
+    };
+  }, ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope']);
 }
 
 const providers = mounts.map(buildProvider).sort((a, b) => b.path.length - a.path.length);

@@ -192,6 +192,7 @@ def start_provider(
     rfc8414: bool = True,
     key: RSAKey | None = None,
     issuer: str | None = None,
+    id_jag: dict[str, Any] | None = None,
 ) -> IdentityProvider:
     """Start oidc-provider on 127.0.0.1:port; returns once it printed its ready line. With
     `mounts`, `issuer` is the environment's root URL and each mount has its own issuer."""
@@ -209,6 +210,8 @@ def start_provider(
     }
     if mounts is None:
         config.update(issuer=provider.issuer, resources=resources or {}, clients=clients or [])
+        if id_jag is not None:  # an enterprise identity provider: ID-JAGs by token exchange
+            config["id_jag"] = id_jag
     else:
         config["mounts"] = [mount.config() for mount in mounts]
     config_path = workdir / "oidc-provider.json"
