@@ -20,7 +20,7 @@ from typing import Any
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from mcp_server.protection import endpoint_guard
@@ -140,6 +140,7 @@ def create_app(
         )
         sse = guard(LegacySseQuota(sse_app, ledger))
         routes += [Route("/sse", sse), Route("/messages/", sse)]
+    routes += _mounted_downstream_demo(settings)
     routes += metrics_routes(settings)
 
     @contextlib.asynccontextmanager
@@ -252,6 +253,21 @@ def _token_exchanger(settings: Settings, store: Store) -> TokenExchanger | None:
     from shared.token_exchange import HttpTokenExchanger
 
     return HttpTokenExchanger.from_settings(settings)
+
+
+def _mounted_downstream_demo(settings: Settings) -> list[BaseRoute]:
+    """Development convenience: a DOWNSTREAM_API_URL under this server's own URL (such as
+    http://127.0.0.1:3232/downstream) serves the demo downstream API in this process, so one
+    `make dev-internal` shows token exchange end to end. It is still a separate application that
+    knows nothing of this one but the authorization server's published keys; elsewhere it runs as
+    `python -m downstream` (docs/agent-identity.md)."""
+    url = settings.downstream_api_url
+    prefix = settings.mcp_base_url + "/"
+    if url is None or not url.startswith(prefix) or settings.auth_mode == "none":
+        return []
+    from downstream.app import create_downstream_app
+
+    return [Mount("/" + url.removeprefix(prefix), app=create_downstream_app(settings))]
 
 
 def _grant_check(settings: Settings, store: Store) -> GrantCheck | None:

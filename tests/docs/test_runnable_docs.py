@@ -22,6 +22,7 @@ PAGES: dict[str, Mode] = {
     "README.md": "internal",  # make dev-internal
     "docs/oauth.md": "internal",  # make dev-internal
     "docs/auth-modes.md": "internal",  # make dev-internal
+    "docs/agent-identity.md": "internal",  # make dev-internal, with the page's settings
 }
 RUN_ELSEWHERE = {"docs/deployment.md": "tests/deployment/test_deployment_guide.py"}  # page -> its test
 
