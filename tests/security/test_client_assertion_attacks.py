@@ -30,8 +30,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from auth_server.client_keys import REFETCH_INTERVAL
-from auth_server.clients import preregistered_clients
+from auth_server.clients.keys import REFETCH_INTERVAL
+from auth_server.clients.registry import preregistered_clients
 from shared.settings import Settings
 from tests.integration.auth.conftest import Configure, HttpFactory
 from tests.integration.auth.flow_helpers import register
