@@ -111,9 +111,18 @@ def documents_with_runnable_blocks() -> list[str]:
     return [page for page in pages if any(block.runnable for block in blocks(page))]
 
 
-def settings_text(document: str) -> str:
-    """The page's `dotenv runnable` blocks, as one `.env` file."""
-    return "".join(block.code for block in runnable_blocks(document) if block.language == "dotenv")
+def settings_text(document: str, urls: Mapping[str, str] | None = None) -> str:
+    """The page's `dotenv runnable` blocks, as one `.env` file, with `urls` replaced as in
+    `session_script` (settings may name the server's own URL, such as an API mounted under it)."""
+    text = "".join(block.code for block in runnable_blocks(document) if block.language == "dotenv")
+    return _with_urls(text, urls or {})
+
+
+def _with_urls(code: str, urls: Mapping[str, str]) -> str:
+    """`code` with each development URL of `urls` replaced by the test's, longest first."""
+    for development_url, real_url in sorted(urls.items(), key=lambda item: -len(item[0])):
+        code = code.replace(development_url, real_url)
+    return code
 
 
 def scratch_folder(path: Path) -> Path:
@@ -136,11 +145,8 @@ def session_script(document: str, urls: Mapping[str, str], pause_before: int | N
     block below that line until the test has done what the reader does there by hand (start the
     servers) and writes a line to the fifo `$RUNNABLE_RESUME`."""
     parts = ["set -euo pipefail", _CURL_GUARD]
-    replacements = sorted(urls.items(), key=lambda item: -len(item[0]))
     for block in runnable_blocks(document):
-        code = block.code
-        for development_url, real_url in replacements:
-            code = code.replace(development_url, real_url)
+        code = _with_urls(block.code, urls)
         if pause_before is not None and block.line > pause_before:
             parts.append(f"echo '{PAUSED}'\nread -r _ < \"$RUNNABLE_RESUME\"")
             pause_before = None

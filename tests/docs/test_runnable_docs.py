@@ -30,8 +30,16 @@ RUN_ELSEWHERE = {"docs/deployment.md": "tests/deployment/test_deployment_guide.p
 def start_for(page: str, workdir: Path) -> Deployment:
     deployment = build_deployment(PAGES[page], "memory", workdir / "servers")
     (deployment.workdir / ".env").parent.mkdir(parents=True, exist_ok=True)
-    (deployment.workdir / ".env").write_text(runnable.settings_text(page))
+    (deployment.workdir / ".env").write_text(runnable.settings_text(page, development_urls(deployment)))
     return deployment.start()
+
+
+def development_urls(deployment: Deployment) -> dict[str, str]:
+    """What the page says (the development servers' URLs) -> where this deployment serves."""
+    urls = {runnable.DEV_MCP_URL: deployment.base_url}
+    if deployment.mode == "external":
+        urls[runnable.DEV_AUTH_URL] = deployment.issuer
+    return urls
 
 
 def session_env(workdir: Path) -> dict[str, str]:
@@ -54,12 +62,8 @@ def test_runnable_blocks_of_the_page_run_as_written(page: str, tmp_path: Path) -
     assert runnable.runnable_blocks(page), f"{page} has no runnable block left: drop it from PAGES"
     deployment = start_for(page, tmp_path)
     try:
-        urls = {runnable.DEV_MCP_URL: deployment.base_url}
-        if deployment.mode == "external":
-            urls[runnable.DEV_AUTH_URL] = deployment.issuer
-        done = runnable.run_session(
-            page, urls, runnable.scratch_folder(tmp_path / "reader"), session_env(tmp_path)
-        )
+        reader = runnable.scratch_folder(tmp_path / "reader")
+        done = runnable.run_session(page, development_urls(deployment), reader, session_env(tmp_path))
     finally:
         deployment.stop()
     output = done.stdout
