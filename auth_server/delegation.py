@@ -29,8 +29,8 @@ class InProcessTokenExchanger:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store) -> InProcessTokenExchanger:
-        registry = StoreClientRegistry(settings, store)
-        channel = BackChannel.create(settings, store, registry, audit=AuditLog(settings.audit_log))
+        registry = StoreClientRegistry.from_settings(settings, store)
+        channel = BackChannel.from_settings(settings, store, registry, audit=AuditLog(settings.audit_log))
         return cls(channel.grant_context, settings.token_exchange_client_id)
 
     async def exchange(self, subject_token: str, *, audience: str, scope: str) -> ExchangedToken:
