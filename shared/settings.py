@@ -549,7 +549,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{audience!r} is not an audience value (a non-empty string without spaces)")
         return list(dict.fromkeys(value))
 
-    @field_validator("accepted_issuers")
+    @field_validator("accepted_issuers", "enterprise_idp_issuers")
     @classmethod
     def _issuer_values(cls, value: list[str]) -> list[str]:
         for issuer in value:
@@ -579,18 +579,6 @@ class Settings(BaseSettings):
         if self.upstream_oidc_issuer and "openid" not in self.upstream_oidc_scope.split():
             raise ValueError("UPSTREAM_OIDC_SCOPE must include openid")
         return self
-
-    @field_validator("enterprise_idp_issuers")
-    @classmethod
-    def _enterprise_issuers(cls, value: list[str]) -> list[str]:
-        for issuer in value:
-            parts = urlsplit(issuer)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-                raise ValueError(
-                    f"{issuer!r} is not an issuer (an absolute http(s) URL without query or fragment, "
-                    "exactly as the identity provider publishes it)"
-                )
-        return list(dict.fromkeys(value))
 
     @field_validator("token_exchange_audiences")
     @classmethod
