@@ -211,7 +211,27 @@ def production_problems(settings: Settings, role: Role) -> list[Problem]:
                     "clear; serve https (here or at your reverse proxy) and use the https:// URL",
                 )
             )
+    for setting, url in _agent_identity_urls(settings):
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
+            problems.append(
+                Problem(
+                    setting,
+                    f"{url} is plain http: the keys fetched from it, or the tokens sent to it, would "
+                    "cross the network unprotected (SEP-990 section 7.3); use its https:// URL",
+                )
+            )
     return problems
+
+
+def _agent_identity_urls(settings: Settings) -> list[tuple[str, str]]:
+    """(setting, URL) of the servers agent identity talks to (docs/agent-identity.md): the
+    enterprise identity providers whose keys decide who gets a token, and the demo API that
+    receives exchanged tokens."""
+    urls = [("ENTERPRISE_IDP_ISSUERS", issuer) for issuer in settings.enterprise_idp_issuers]
+    if settings.downstream_api_url:
+        urls.append(("DOWNSTREAM_API_URL", settings.downstream_api_url))
+    return urls
 
 
 def check_deployment(settings: Settings, role: Role) -> list[Problem]:

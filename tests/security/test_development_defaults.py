@@ -137,6 +137,20 @@ def test_a_plain_http_public_url_is_refused(tmp_path: Path) -> None:
     assert "plain http" in _line(_refused("internal", env, tmp_path), "MCP_PUBLIC_URL")
 
 
+def test_a_plain_http_enterprise_identity_provider_or_downstream_api_is_refused(tmp_path: Path) -> None:
+    """An attacker on the path to a plain-http provider would serve its own keys and mint ID-JAGs."""
+    env = {
+        "MCP_PUBLIC_URL": PUBLIC_MCP,
+        "AUTH_USERS": _users(),
+        "ENTERPRISE_IDP_ISSUERS": "http://idp.example.com",
+        "TOKEN_EXCHANGE_AUDIENCES": "http://profile.example.com",
+        "DOWNSTREAM_API_URL": "http://profile.example.com",
+    }
+    refusal = _refused("internal", env, tmp_path)
+    assert "plain http" in _line(refusal, "ENTERPRISE_IDP_ISSUERS")
+    assert "plain http" in _line(refusal, "DOWNSTREAM_API_URL")
+
+
 @pytest.mark.parametrize(
     ("factory", "mode"),
     [("mcp_server.app:create_app", "internal"), ("auth_server.app:create_auth_app", "external")],
