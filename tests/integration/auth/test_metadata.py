@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
+from auth_server.clients.assertions import ALGORITHMS as ASSERTION_ALGORITHMS
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
@@ -76,9 +77,18 @@ async def test_the_document_has_the_required_fields_and_only_supported_values(
         "none",
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",  # RFC 7523 client authentication (docs/agent-identity.md)
     }
-    assert document["introspection_endpoint_auth_methods_supported"]
-    assert document["revocation_endpoint_auth_methods_supported"]
+    assert set(document["token_endpoint_auth_signing_alg_values_supported"]) == set(ASSERTION_ALGORITHMS)
+    assert not {"none", "HS256", "HS384", "HS512"} & set(ASSERTION_ALGORITHMS)
+    assert set(document["introspection_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+    }
+    assert set(document["revocation_endpoint_auth_methods_supported"]) == set(
+        document["token_endpoint_auth_methods_supported"]
+    )
+    assert "authorization_grant_profiles_supported" not in document  # no ENTERPRISE_IDP_ISSUERS here
     assert document["scopes_supported"] == list(CATALOGUE.names)
     assert document["client_id_metadata_document_supported"] is True  # AS-06
     assert document["authorization_response_iss_parameter_supported"] is True  # AS-07
