@@ -34,12 +34,12 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from auth_server import crypto
 from auth_server.clients.keys import ClientKeys
 from auth_server.models import Client
 from auth_server.urls import endpoint_url
 from shared import untrusted_json
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import Store
 from shared.validators.claims import audience_of, numeric_date
 
@@ -55,7 +55,6 @@ MAX_ASSERTION_BYTES = 8192
 MAX_LIFETIME = 600
 LEEWAY = 30
 MAX_JTI_LENGTH = 256
-JTI_PREFIX = "auth:assertion-jti:"
 
 
 class AssertionRejected(Exception):
@@ -93,7 +92,7 @@ def assertion_subject(assertion: str) -> str | None:
 async def single_use(store: Store, namespace: str, jti: str, *, expires_at: float, now: float) -> bool:
     """Record `jti` of `namespace` (the party that minted it: a client, an identity provider) as
     used until `expires_at` (plus LEEWAY); False if it was used before. One key per jti."""
-    key = f"{JTI_PREFIX}{crypto.digest(namespace)}:{crypto.digest(jti)}"
+    key = records.assertion_jti_key(namespace, jti)
     ttl = max(1, int(expires_at - now) + LEEWAY)
     return await store.set(key, "1", ttl=ttl, only_if_absent=True)
 

@@ -59,6 +59,11 @@ def metadata_document_failure_key(url: str) -> str:
     return f"auth:cimd-failed:{digest(url)}"
 
 
+def assertion_jti_key(issuer: str, jti: str) -> str:
+    """A used signed assertion (a client's private_key_jwt, an ID-JAG), per who minted it: single use."""
+    return f"auth:assertion-jti:{digest(issuer)}:{digest(jti)}"
+
+
 def machine_tokens_key(client_id: str) -> str:
     """The Store keys of a machine client's live client_credentials tokens."""
     return f"auth:client-tokens:{digest(client_id)}"
