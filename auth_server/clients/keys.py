@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from auth_server.clients.documents import cache_seconds
 from auth_server.clients.fetch import FetchRefused, Resolver, fetch_document, parse_target, system_resolver
 from auth_server.clients.key_sets import PublicKey, keys_of
 from shared import untrusted_json
+from shared.bounded_cache import BoundedCache
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ class ClientKeys:
         self._max_cache = max(max_cache_seconds, MIN_CACHE_SECONDS)
         self._resolver = resolver
         self._clock = clock
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._attempts: OrderedDict[str, float] = OrderedDict()  # url -> last fetch attempt
+        self._cache: BoundedCache[str, _Cached] = BoundedCache(CACHE_ENTRIES)
+        self._attempts: BoundedCache[str, float] = BoundedCache(CACHE_ENTRIES)  # url -> last fetch
         self.fetches = 0  # observability and tests
 
     @classmethod
@@ -85,7 +85,6 @@ class ClientKeys:
         cached = self._cache.get(jwks_uri)
         now = self._clock()
         if cached is not None and now < cached.expires_at:
-            self._cache.move_to_end(jwks_uri)
             found = _matching(cached.keys, kid)
             if found or kid is None:
                 return found
@@ -99,10 +98,7 @@ class ClientKeys:
         last = self._attempts.get(url)
         if last is not None and now - last < REFETCH_INTERVAL:
             return None
-        self._attempts[url] = now
-        self._attempts.move_to_end(url)
-        while len(self._attempts) > CACHE_ENTRIES:
-            self._attempts.popitem(last=False)
+        self._attempts.put(url, now)
         self.fetches += 1
         try:
             document = await fetch_document(
@@ -121,10 +117,7 @@ class ClientKeys:
             max(cache_seconds(document.cache_control, self._max_cache), MIN_CACHE_SECONDS), self._max_cache
         )
         entry = _Cached(keys, now, now + ttl)
-        self._cache[url] = entry
-        self._cache.move_to_end(url)
-        while len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
+        self._cache.put(url, entry)
         return entry
 
 

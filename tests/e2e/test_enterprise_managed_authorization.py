@@ -21,8 +21,8 @@ from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuth
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from auth_server.models import JWT_BEARER_GRANT
 from mcp_server.auth_extensions import ENTERPRISE_MANAGED_EXTENSION
+from shared.oauth import JWT_BEARER_GRANT
 from tests.e2e.fixtures import BOTH_MODES_MEMORY
 from tests.e2e.sdk_client import REVISIONS, MemoryTokenStorage, Revision, structured
 from tests.fixtures.enterprise_idp import AGENT, AGENT_SCOPE, Enterprise, enterprise
