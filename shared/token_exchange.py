@@ -69,8 +69,7 @@ class HttpTokenExchanger:
         self._metadata = metadata
         # RFC 6749 section 2.3.1: each part form-urlencoded before the Basic encoding.
         self._auth = httpx2.BasicAuth(quote(client_id, safe=""), quote(client_secret, safe=""))
-        self._timeout = timeout
-        self._client: httpx2.AsyncClient | None = None
+        self._peer = tracing.PeerClient(None, timeout=timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpTokenExchanger:
@@ -83,15 +82,12 @@ class HttpTokenExchanger:
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._peer.aclose()
 
     async def exchange(self, subject_token: str, *, audience: str, scope: str) -> ExchangedToken:
-        if self._client is None:
-            self._client = tracing.http_client(trusted_peer=True, timeout=self._timeout)
+        client = self._peer.get()
         try:
-            endpoint = await self._metadata.endpoint(self._client, "token_endpoint")
+            endpoint = await self._metadata.endpoint(client, "token_endpoint")
         except ValidatorUnavailable:
             raise ExchangeUnavailable("authorization server metadata unavailable") from None
         if endpoint is None:
@@ -105,7 +101,7 @@ class HttpTokenExchanger:
             "scope": scope,
         }
         try:
-            response = await self._client.post(endpoint, data=form, auth=self._auth)
+            response = await client.post(endpoint, data=form, auth=self._auth)
         except httpx2.HTTPError as exc:
             raise ExchangeUnavailable(f"token endpoint unreachable ({type(exc).__name__})") from None
         try:
