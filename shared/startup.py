@@ -201,26 +201,20 @@ def production_problems(settings: Settings, role: Role) -> list[Problem]:
                 "HOST and AUTH_PORT); set it to the https URL clients reach it at",
             )
         )
-    for setting, url in _configured_public_urls(settings):
+    ours = (
+        "tokens, codes and passwords would cross the network in clear; serve https (here or at "
+        "your reverse proxy) and use the https:// URL"
+    )
+    theirs = (
+        "the keys fetched from it, or the tokens sent to it, would cross the network unprotected "
+        "(SEP-990 section 7.3); use its https:// URL"
+    )
+    urls = [(setting, url, ours) for setting, url in _configured_public_urls(settings)]
+    urls += [(setting, url, theirs) for setting, url in _agent_identity_urls(settings)]
+    for setting, url, why in urls:
         parts = urlsplit(url)
         if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
-            problems.append(
-                Problem(
-                    setting,
-                    f"{url} is plain http: tokens, codes and passwords would cross the network in "
-                    "clear; serve https (here or at your reverse proxy) and use the https:// URL",
-                )
-            )
-    for setting, url in _agent_identity_urls(settings):
-        parts = urlsplit(url)
-        if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
-            problems.append(
-                Problem(
-                    setting,
-                    f"{url} is plain http: the keys fetched from it, or the tokens sent to it, would "
-                    "cross the network unprotected (SEP-990 section 7.3); use its https:// URL",
-                )
-            )
+            problems.append(Problem(setting, f"{url} is plain http: {why}"))
     return problems
 
 
