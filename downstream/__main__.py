@@ -2,30 +2,19 @@
 
 Settings as for the servers (the environment, then `.env`): DOWNSTREAM_API_URL, and the
 authorization server to trust exactly as the MCP server finds it (AUTH_MODE, MCP_PUBLIC_URL,
-AUTH_ISSUER_URL, AUTH_SERVER_URL).
+AUTH_ISSUER_URL, AUTH_SERVER_URL). One process: it is a demo, so WEB_CONCURRENCY is not read.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from starlette.applications import Starlette
+import uvicorn
 
 from downstream.app import create_downstream_app
-from shared import startup
 from shared.logs import configure_logging
-from shared.runtime import serve, worker_app
-from shared.settings import Settings, load_settings
-
-
-def downstream_role(_: Settings) -> startup.Role:
-    """What `python -m downstream` serves, for the banner the supervisor of several workers logs."""
-    return startup.Role("demo downstream API", serves_mcp=False)
-
-
-def create_downstream_worker_app() -> Starlette:
-    """One worker of `python -m downstream` with WEB_CONCURRENCY above 1."""
-    return worker_app(create_downstream_app)
+from shared.runtime import check_port_free
+from shared.settings import load_settings
 
 
 def main() -> None:
@@ -35,12 +24,14 @@ def main() -> None:
         raise SystemExit("Invalid configuration:\n  DOWNSTREAM_API_URL: set it to the URL this API serves at")
     parts = urlsplit(settings.downstream_api_url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    serve(
-        lambda _announce: create_downstream_app(settings),
-        settings=settings,
-        role=downstream_role,
+    check_port_free(settings.host, port, "downstream_api_url")
+    uvicorn.run(
+        create_downstream_app(settings),
+        host=settings.host,
         port=port,
-        worker_factory="downstream.__main__:create_downstream_worker_app",
+        log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers propagate to the one handler configure_logging installed
+        proxy_headers=False,
     )
 
 
