@@ -5,7 +5,7 @@ approve on our pages, see the tools. Inspector's Node backend does discovery, re
 the token exchange; the browser tab itself goes to /authorize and our login and consent pages
 (filled in and clicked here like a person would) and comes back to Inspector's /oauth/callback.
 Each test starts its own Inspector (fresh HOME, in-memory secrets), so the login really happens.
-It runs against every deployment: both modes, on Redis and in memory.
+It runs in both modes and on both stores: internal-memory and external-redis (`EACH_MODE_AND_STORE`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _require_chromium() -> None:
         )
 
 
-@pytest.mark.parametrize("deployment", e2e.ALL_DEPLOYMENTS, indirect=True)
+@pytest.mark.parametrize("deployment", e2e.EACH_MODE_AND_STORE, indirect=True)
 def test_inspector_web_ui_connects_through_our_login_and_consent_pages_and_lists_the_tools(
     deployment: Deployment, inspector_web: InspectorWeb, tmp_path: Path
 ) -> None:

@@ -5,7 +5,8 @@ Registered for tests/e2e by its conftest.py; other folders (tests/browser) impor
 `deployment` is module-scoped (one set of processes shared by a module's tests) and parametrized
 over internal/external x memory/redis. A module tunes the processes with a module-level
 `DEPLOYMENT_ENV = {...}` (settings as environment variables) or narrows the matrix with
-`@pytest.mark.parametrize("deployment", [...], indirect=True)` using the ids below.
+`@pytest.mark.parametrize("deployment", [...], indirect=True)` using the lists below (a real
+client's walk through the processes: `EACH_MODE_AND_STORE`, two deployments instead of four).
 `start_deployment(...)` starts an extra, function-scoped one with its own settings.
 """
 
@@ -26,6 +27,12 @@ ALL_DEPLOYMENTS = [
     pytest.param(("external", "redis"), id="external-redis"),
 ]
 BOTH_MODES_MEMORY = [ALL_DEPLOYMENTS[0], ALL_DEPLOYMENTS[2]]
+# Each mode once and each store once, in two deployments: internal-memory (what `make dev-internal`
+# runs) and external-redis (a production split). For a real client's run through the real
+# processes, where what the mode changes shows (one origin or two, introspection) and the store's
+# part is the same Store contract the in-process tests run in all four deployments
+# (tests/integration/auth, tests/integration/test_storage_contract.py).
+EACH_MODE_AND_STORE = [ALL_DEPLOYMENTS[0], ALL_DEPLOYMENTS[3]]
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from auth_server.admin.credentials import new_admin_token
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.oauth_flow import initialize, mint, refresh
 from tests.e2e.servers import PYTHON, Deployment, Mode, StoreKind, clean_environ
 
@@ -52,6 +53,7 @@ def answer(deployment: Deployment, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_the_cli_finds_a_users_grant_revokes_it_and_its_tokens_stop_at_the_mcp_server(
     deployment: Deployment,
 ) -> None:
@@ -76,6 +78,7 @@ def test_the_cli_finds_a_users_grant_revokes_it_and_its_tokens_stop_at_the_mcp_s
         refresh(minted.discovery, minted.client, str(minted.tokens.refresh_token), deployment.mcp_url)
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_a_client_disabled_from_the_cli_is_locked_out_at_once_and_enabled_again(
     deployment: Deployment,
 ) -> None:
@@ -93,6 +96,7 @@ def test_a_client_disabled_from_the_cli_is_locked_out_at_once_and_enabled_again(
     assert answer(deployment, "clients", "show", client_id)["disabled"] is False
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_the_cli_deletes_a_registration_and_purges(deployment: Deployment) -> None:
     minted = mint(deployment.mcp_url)
     deleted = answer(deployment, "clients", "delete", minted.client.client_id)
@@ -106,6 +110,7 @@ def test_the_cli_deletes_a_registration_and_purges(deployment: Deployment) -> No
     assert {"expired_removed", "index_entries_pruned", "grant_token_entries_pruned"} <= set(purged)
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_rotating_the_signing_key_with_opaque_tokens_is_refused_with_the_reason(
     deployment: Deployment,
 ) -> None:
@@ -140,6 +145,7 @@ def test_the_cli_rotates_the_jwt_signing_key_in_both_modes_and_stores(
     )
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_a_wrong_or_missing_token_changes_nothing_and_the_token_is_never_logged(
     deployment: Deployment,
 ) -> None:

@@ -1,13 +1,14 @@
-"""The official conformance server suite against the OAuth-PROTECTED server, in every deployment.
+"""The official conformance server suite against the OAuth-PROTECTED server, in both modes and stores.
 
 scripts/conformance.sh runs the suite against AUTH_MODE=none. Here the same suite (`--suite all`,
-both protocol revisions) runs against the server as deployed, with authentication on, in both
-modes (internal: the AS in the MCP process; external: `python -m auth_server` beside it, the MCP
-server introspecting every token) and on both stores (memory, Redis): a token is minted by the
-real flow (discovery, DCR, PKCE, our login and consent pages, the token endpoint)
-and scripts/inject-auth.mjs, a Node preload, adds it to every request the suite makes. The
-conformance engineer's baseline of expected failures (tests/conformance/expected-failures.yml),
-when there is one, applies here too: the suite then also fails on a listed scenario that passes.
+both protocol revisions) runs against the server as deployed, with authentication on, in both modes
+(internal: the AS in the MCP process; external: `python -m auth_server` beside it, the MCP server
+introspecting every token) and on both stores (memory, Redis), as internal-memory and external-redis
+(`EACH_MODE_AND_STORE`): a token is minted by the real flow (discovery, DCR, PKCE, our login and
+consent pages, the token endpoint) and scripts/inject-auth.mjs, a Node preload, adds it to every
+request the suite makes. The conformance engineer's baseline of expected failures
+(tests/conformance/expected-failures.yml), when there is one, applies here too: the suite then also
+fails on a listed scenario that passes.
 The scenarios of the tasks extension (`tasks-*`), which `--suite all` leaves out, run by name
 with the same token: every task they create belongs to that token's user and client.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import oauth_flow
-from tests.e2e.fixtures import ALL_DEPLOYMENTS
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.node_tools import TOOLS_NODE_MODULES, node_env, tool
 from tests.e2e.servers import REPO_ROOT, Deployment
 
@@ -73,7 +74,7 @@ def bearer_token(deployment: Deployment) -> str:
 
 
 @pytest.mark.parametrize("spec_version", ["2025-11-25", "2026-07-28"])
-@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_conformance_server_suite_passes_against_the_protected_server_with_a_real_token(
     deployment: Deployment, bearer_token: str, spec_version: str, tmp_path: Path
 ) -> None:
@@ -93,7 +94,7 @@ def test_conformance_server_suite_passes_against_the_protected_server_with_a_rea
     assert "401" not in summary, summary
 
 
-@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_every_tasks_extension_scenario_passes_against_the_protected_server(
     deployment: Deployment, bearer_token: str, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ Inspector discovers, registers (DCR), does PKCE and opens the authorization URL 
 tests/e2e/inspector_browser.py, which logs in and consents through our pages and lands on
 Inspector's callback listener. Every test gets a fresh HOME, so nothing is remembered from
 another test; within a test the file secret store keeps the tokens between two CLI runs.
-Both modes, on Redis and in memory (issue 4): every deployment of tests/e2e/fixtures.py.
+Both modes, on Redis and in memory (issue 4): `EACH_MODE_AND_STORE` of tests/e2e/fixtures.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.fixtures import ALL_DEPLOYMENTS
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.node_tools import node_env, tool
 from tests.e2e.servers import Deployment, free_port
 
@@ -76,7 +76,7 @@ def whoami_subject(result: dict[str, Any]) -> str:
     return str(result["structuredContent"]["subject"])
 
 
-@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_inspector_cli_logs_in_through_our_pages_and_lists_the_tools(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -89,7 +89,7 @@ def test_inspector_cli_logs_in_through_our_pages_and_lists_the_tools(
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])
-@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_inspector_cli_whoami_returns_the_demo_user_and_reuses_the_stored_token(
     deployment: Deployment, tmp_path: Path, era: str
 ) -> None:

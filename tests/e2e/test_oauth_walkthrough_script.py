@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.fixtures import ALL_DEPLOYMENTS
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.node_tools import VENV_BIN
 from tests.e2e.servers import REPO_ROOT, Deployment, clean_environ
 
@@ -33,7 +33,7 @@ def script_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 def test_curl_walkthrough_script_completes_every_step(deployment: Deployment) -> None:
     done = subprocess.run(
         ["bash", str(SCRIPT), deployment.base_url],

@@ -22,7 +22,7 @@ import pytest
 
 from auth_server.users import scrypt_hash
 from tests.e2e import oauth_flow
-from tests.e2e.fixtures import ALL_DEPLOYMENTS
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.sdk_client import (
     REDIRECT_URI,
     REVISIONS,
@@ -52,7 +52,7 @@ def user(name: str) -> HeadlessUser:
     return HeadlessUser(name, PASSWORDS[name])
 
 
-@pytest.fixture(scope="module", params=ALL_DEPLOYMENTS)
+@pytest.fixture(scope="module", params=EACH_MODE_AND_STORE)
 def short_ttl_deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
