@@ -44,8 +44,9 @@ __all__ = ["deployment", "e2e_redis", "pytest_runtest_makereport", "start_deploy
 # `make_http(**settings)`, `servers`, `store`, `settings`, `configure`, `as_url`. Here their matrix
 # is `as_deployment` (`deployment` above is the real processes'), chosen as there: a module sets
 # `DEPLOYMENTS = ALL_DEPLOYMENTS` (tests/integration/auth/conftest.py) when what it attacks depends
-# on the mode or the store (what an attack makes the Store keep, counters, the admin API in each
-# app, refresh rotation); otherwise it runs in internal-redis alone (that conftest says why).
+# on the mode and the store (the admin API in each app, refresh rotation), `BOTH_STORES` when only
+# the store's part matters (what an attack makes the Store keep, counters); otherwise it runs in
+# internal-redis alone (that conftest says why).
 __all__ += ["as_url", "configure", "http", "make_http", "servers", "settings", "store"]
 
 

@@ -7,8 +7,8 @@ the error page said what the network answered ("the server answered HTTP 404" he
 fetched (ConnectError)" there): a port scanner with the server's address. Now a failure is
 remembered for CIMD_FAILURE_TTL (30 s) without refetching, each URL is fetched at most 12 times a
 minute and each client address causes at most 20 fetches a minute, and every failure has one
-message (the reason is in the server's log). Every deployment: the failure memory and the counters
-live in the Store.
+message (the reason is in the server's log). On both stores (internal mode): the failure memory
+and the counters live in the Store.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import httpx2
 
 from auth_server.clients.documents import FETCHES_PER_ADDRESS_PER_MINUTE, FETCHES_PER_URL_PER_MINUTE
 from tests.fixtures.live_server import bound_socket
-from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
+from tests.integration.auth.conftest import BOTH_STORES, HttpFactory
 from tests.integration.auth.flow_helpers import authorize_params, new_pkce
 from tests.security.document_host import DocumentHost
 
-# In every deployment: the failure memory and the fetch counters live in the Store.
-DEPLOYMENTS = ALL_DEPLOYMENTS
+# On both stores: the failure memory and the fetch counters live in the Store (the fetches are the
+# same code in both modes' apps).
+DEPLOYMENTS = BOTH_STORES
 
 
 async def authorize(http: httpx2.AsyncClient, client_id: str) -> httpx2.Response:

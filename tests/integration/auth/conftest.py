@@ -83,6 +83,9 @@ ALL_DEPLOYMENTS = [
     pytest.param(("external", "redis"), id="external-redis"),
 ]
 DEFAULT_DEPLOYMENTS = [ALL_DEPLOYMENTS[1]]  # internal-redis: the module docstring says why
+# Internal mode on each store: where what the Store keeps is the point and the mode changes nothing
+# (the same routes behind the same middleware in both apps).
+BOTH_STORES = [ALL_DEPLOYMENTS[0], ALL_DEPLOYMENTS[1]]
 DEPLOYMENTS = ALL_DEPLOYMENTS  # the name tests/security/conftest.py knew it by
 in_every_deployment = pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
 """One test of a module running in `DEFAULT_DEPLOYMENTS` that runs in every deployment instead."""
