@@ -37,6 +37,7 @@ from typing import IO
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_MCP_URL = "http://127.0.0.1:3232"
 DEV_AUTH_URL = "http://127.0.0.1:3001"
+DEV_IDP_URL = "http://127.0.0.1:3400"  # an enterprise identity provider a page plays (agent-identity.md)
 KINDS = ("sh", "dotenv")
 _FENCE = re.compile(
     r"^(?P<indent>[ ]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.MULTILINE | re.DOTALL

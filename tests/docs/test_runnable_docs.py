@@ -15,6 +15,7 @@ import pytest
 from tests.docs import runnable
 from tests.e2e.node_tools import VENV_BIN
 from tests.e2e.servers import Deployment, Mode, build_deployment, clean_environ
+from tests.fixtures.launch import free_port
 
 # The page -> what its reader runs in another terminal. A page with runnable blocks must be here
 # or in RUN_ELSEWHERE, so no block is marked runnable without being run.
@@ -27,16 +28,22 @@ PAGES: dict[str, Mode] = {
 RUN_ELSEWHERE = {"docs/deployment.md": "tests/deployment/test_deployment_guide.py"}  # page -> its test
 
 
-def start_for(page: str, workdir: Path) -> Deployment:
+def start_for(page: str, workdir: Path) -> tuple[Deployment, dict[str, str]]:
+    """The page's deployment, started with the page's settings, and the URL replacements that
+    turn what the page says into where this test serves (the same for its settings and blocks)."""
     deployment = build_deployment(PAGES[page], "memory", workdir / "servers")
+    urls = development_urls(deployment)
     (deployment.workdir / ".env").parent.mkdir(parents=True, exist_ok=True)
-    (deployment.workdir / ".env").write_text(runnable.settings_text(page, development_urls(deployment)))
-    return deployment.start()
+    (deployment.workdir / ".env").write_text(runnable.settings_text(page, urls))
+    return deployment.start(), urls
 
 
 def development_urls(deployment: Deployment) -> dict[str, str]:
-    """What the page says (the development servers' URLs) -> where this deployment serves."""
-    urls = {runnable.DEV_MCP_URL: deployment.base_url}
+    """What the page says (the development servers' URLs, a provider it plays) -> this test's."""
+    urls = {
+        runnable.DEV_MCP_URL: deployment.base_url,
+        runnable.DEV_IDP_URL: f"http://127.0.0.1:{free_port()}",
+    }
     if deployment.mode == "external":
         urls[runnable.DEV_AUTH_URL] = deployment.issuer
     return urls
@@ -60,10 +67,10 @@ def test_every_page_with_runnable_blocks_is_run_by_a_test() -> None:
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_runnable_blocks_of_the_page_run_as_written(page: str, tmp_path: Path) -> None:
     assert runnable.runnable_blocks(page), f"{page} has no runnable block left: drop it from PAGES"
-    deployment = start_for(page, tmp_path)
+    deployment, urls = start_for(page, tmp_path)
     try:
         reader = runnable.scratch_folder(tmp_path / "reader")
-        done = runnable.run_session(page, development_urls(deployment), reader, session_env(tmp_path))
+        done = runnable.run_session(page, urls, reader, session_env(tmp_path))
     finally:
         deployment.stop()
     output = done.stdout
