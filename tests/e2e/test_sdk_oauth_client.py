@@ -128,6 +128,7 @@ def metadata_documents() -> Iterator[MetadataDocuments]:
     docs.close()
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 @pytest.mark.parametrize("revision", REVISIONS)
 async def test_sdk_client_discovers_registers_by_dcr_and_calls_whoami_as_the_demo_user(
     deployment: Deployment, revision: Revision
@@ -156,6 +157,7 @@ async def test_sdk_client_discovers_registers_by_dcr_and_calls_whoami_as_the_dem
     assert sdk.storage.tokens.refresh_token
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 @pytest.mark.parametrize("revision", REVISIONS)
 async def test_sdk_client_registers_with_a_client_id_metadata_document_instead_of_dcr(
     deployment: Deployment, revision: Revision, metadata_documents: MetadataDocuments
@@ -174,6 +176,7 @@ async def test_sdk_client_registers_with_a_client_id_metadata_document_instead_o
     assert fetched in metadata_documents.requests, "the authorization server never fetched the document"
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 @pytest.mark.parametrize("revision", REVISIONS)
 async def test_step_up_from_read_to_write_reauthorizes_once_and_the_write_succeeds(
     deployment: Deployment, revision: Revision
@@ -208,6 +211,7 @@ async def test_step_up_from_read_to_write_reauthorizes_once_and_the_write_succee
     assert "notes:write" in (sdk.storage.tokens.scope or "").split()
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 @pytest.mark.parametrize("revision", REVISIONS)
 async def test_user_a_never_sees_the_notes_of_user_b(deployment: Deployment, revision: Revision) -> None:
     alice_note = f"alice's secret {uuid.uuid4().hex}"
@@ -284,6 +288,7 @@ async def test_sdk_client_refreshes_after_the_access_token_expires_without_a_new
     assert sdk.traffic.statuses_for("/token").count(200) >= 2
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 async def test_revoked_access_token_stops_working_within_the_documented_bound(deployment: Deployment) -> None:
     sdk = make_sdk_client(deployment.mcp_url)
     async with sdk.connect("2026-07-28") as client:
@@ -322,6 +327,7 @@ async def test_revoked_access_token_stops_working_within_the_documented_bound(de
     assert sdk.user.logins == 2
 
 
+@pytest.mark.parametrize("deployment", EACH_MODE_AND_STORE, indirect=True)
 async def test_revoking_the_refresh_token_ends_the_grant(deployment: Deployment) -> None:
     sdk = make_sdk_client(deployment.mcp_url)
     async with sdk.connect("2026-07-28") as client:
