@@ -33,6 +33,7 @@ from mcp_server.tasks.extension import task_scopes
 from mcp_server.tasks.runner import GrantCheck
 from mcp_server.tenants import look_up_tenant
 from shared import startup
+from shared.dpop import ProofVerifier
 from shared.forwarded import forwarded_middleware
 from shared.health import ReadinessProbe, health_routes
 from shared.logs import RequestIdMiddleware
@@ -120,6 +121,7 @@ def create_app(
         tenants=tenants,
         extra_scopes=task_scopes(tasks.store),
         exchanger=exchanger,
+        proofs=ProofVerifier.from_settings(settings, store, purpose="resource") if validator else None,
     )
 
     endpoint: ASGIApp = SessionsEndpoint(session_manager)

@@ -113,6 +113,11 @@ AUTH_FAILURE_REASONS = (
     "wrong_issuer",
     "bad_signature",
     "not_an_access_token",
+    "unsupported_binding",
+    "invalid_dpop_proof",  # a DPoP proof that fails RFC 9449 section 4.3, or a replayed one
+    "use_dpop_nonce",  # a DPoP proof without a current nonce (DPOP_NONCE=required)
+    "dpop_required",  # a Bearer token where DPoP is required (DPOP_REQUIRED), or a bound token sent as Bearer
+    "not_bound",  # a bearer token sent with the DPoP scheme
 )
 _AUTH_FAILURE_CHILDREN = {reason: AUTH_FAILURES.labels(reason=reason) for reason in AUTH_FAILURE_REASONS}
 _TOKEN_CHILDREN = {grant: TOKENS_ISSUED.labels(grant_type=grant) for grant in (*GRANT_TYPES, OTHER)}

@@ -55,6 +55,16 @@ DEFAULT_API_KEY_HEADER = "X-API-Key"
 MAX_REFRESH_GRACE_PERIOD = 60
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
+# DPoP proofs (RFC 9449): asymmetric JWS algorithms only (section 11.6); ES256 first, the one
+# clients use by default. Ed25519 is the fully-specified name (RFC 9864) of EdDSA with that curve.
+DEFAULT_DPOP_ALGORITHMS = (
+    *("ES256", "ES384", "ES512", "PS256", "PS384", "PS512"),
+    *("RS256", "RS384", "RS512", "EdDSA", "Ed25519"),
+)
+SUPPORTED_DPOP_ALGORITHMS = DEFAULT_DPOP_ALGORITHMS
+DpopNonceMode = Literal["off", "required"]
+
+
 # Schemes NATIVE_REDIRECT_SCHEMES may never name: web and script schemes, and ones browsers or
 # operating systems handle themselves (RFC 8252 section 7.1 is about an app's own private scheme).
 NEVER_NATIVE_SCHEMES = frozenset(
@@ -458,6 +468,32 @@ class Settings(BaseSettings):
         "with its keys, such as a Scalekit environment URL (docs/identity-providers.md)",
     )
 
+    # --- DPoP, sender-constrained tokens (RFC 9449, docs/agent-identity.md) -----------------------
+    dpop_algorithms: StringList = Field(
+        default_factory=lambda: list(DEFAULT_DPOP_ALGORITHMS),
+        description="Signing algorithms accepted on DPoP proofs, at the token endpoint and the MCP "
+        "endpoint (asymmetric only: ES256, ES384, ES512, PS256, PS384, PS512, RS256, RS384, RS512, "
+        "EdDSA, Ed25519); advertised in both metadata documents",
+    )
+    dpop_required: bool = Field(
+        False,
+        description="Every client must use DPoP: the token endpoint refuses requests without a proof "
+        "and the MCP server refuses Bearer tokens (its metadata says dpop_bound_access_tokens_required); "
+        "false: DPoP for clients that send a proof or registered dpop_bound_access_tokens",
+    )
+    dpop_nonce: DpopNonceMode = Field(
+        "off",
+        description="Server-provided DPoP nonces (RFC 9449 sections 8 and 9): off, or required (a proof "
+        "without a current nonce gets use_dpop_nonce and a fresh DPoP-Nonce header)",
+    )
+    dpop_proof_max_age: int = Field(
+        300,
+        ge=5,
+        le=600,
+        description="How far a DPoP proof's iat may be from the server's clock, either way, seconds "
+        "(the MCP DPoP profile accepts +-300); each proof's jti is remembered this long and more",
+    )
+
     # --- per-request principal enrichment (mcp_server/tenants.py) --------------------------------
     tenant_cache_ttl: int = Field(
         60, ge=0, description="Longest a principal's tenant record is cached, s (0: looked up every request)"
@@ -515,6 +551,26 @@ class Settings(BaseSettings):
         if unsafe or not value:
             raise ValueError(f"must list asymmetric algorithms only (such as RS256, ES256); not {unsafe}")
         return value
+
+    @field_validator("dpop_algorithms")
+    @classmethod
+    def _dpop_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = [alg for alg in value if alg not in SUPPORTED_DPOP_ALGORITHMS]
+        if unknown or not value:
+            raise ValueError(
+                f"must list DPoP proof algorithms from {', '.join(SUPPORTED_DPOP_ALGORITHMS)} "
+                f"(asymmetric only); not {unknown}"
+            )
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _check_dpop_required(self) -> Settings:
+        if self.dpop_required and self.api_keys:
+            raise ValueError(
+                "DPOP_REQUIRED cannot be combined with API_KEYS: a static key is bound to no DPoP key, "
+                "so requiring DPoP for every client would not hold for them"
+            )
+        return self
 
     @field_validator("mcp_public_url", "auth_issuer_url", "auth_server_url", "upstream_oidc_issuer")
     @classmethod
@@ -765,7 +821,7 @@ def _list_fields() -> set[str]:
 # (REDIS_URI, AUTH_MOD) that would otherwise leave the server silently on its defaults.
 SETTING_PREFIXES = (
     *("AUTH_", "MCP_", "REDIS_", "INTROSPECTION_"),
-    *("JWT_", "UPSTREAM_OIDC_", "CIMD_", "METRICS_"),
+    *("JWT_", "UPSTREAM_OIDC_", "CIMD_", "METRICS_", "DPOP_"),
 )
 # Variables with those prefixes that other tools of the MCP world read (MCP Inspector, the
 # conformance runner's preload in scripts/), not settings of this server.

@@ -30,6 +30,7 @@ FailureReason = Literal[
     "wrong_issuer",
     "bad_signature",
     "not_an_access_token",  # a refresh token, ID token, code or secret used as a bearer
+    "unsupported_binding",  # bound (cnf) to a proof this server cannot check, such as an mTLS certificate
 ]
 
 
@@ -39,6 +40,9 @@ class Principal:
 
     `audience` lists every resource the token is valid for; the MCP server's middleware has
     already checked that its own URL is among them before a tool ever sees a Principal.
+    `cnf_jkt` is the RFC 7638 thumbprint of the key a DPoP-bound token is bound to (its
+    `cnf.jkt`, RFC 9449 section 6), None for a bearer token: the middleware then demands a
+    DPoP proof by that key with every request, and refuses the token sent as Bearer.
     """
 
     subject: str
@@ -48,6 +52,7 @@ class Principal:
     issuer: str | None = None
     expires_at: int | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
+    cnf_jkt: str | None = None
 
 
 class TokenRejected(Exception):

@@ -2,7 +2,8 @@
 
 A request to /mcp (or the legacy /sse and its message endpoint) passes, outermost first:
 `origin.OriginGuard` (Host/Origin check, CORS) -> `middleware.BearerAuth` (one validator call,
-401/400/429/503; `unknown_tokens` bounds what junk tokens cost per client address) ->
+401/400/429/503; `unknown_tokens` bounds what junk tokens cost per client address; `dpop` the
+DPoP scheme, RFC 9449) ->
 `scopes.ScopeCheck` (403 insufficient_scope per JSON-RPC method) -> `enrichment.EnrichPrincipal`
 (the caller's tenant record, cached; 503 when it cannot be looked up) -> the SDK.
 `metadata` serves RFC 9728 protected resource metadata, open to everyone.
@@ -14,12 +15,14 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp
 
+from mcp_server.protection.dpop import ProofOfPossession
 from mcp_server.protection.enrichment import EnrichPrincipal, TenantCache
 from mcp_server.protection.metadata import resource_metadata_url
 from mcp_server.protection.middleware import BearerAuth
 from mcp_server.protection.origin import OriginGuard, OriginPolicy
 from mcp_server.protection.scopes import ExtraScopes, ScopeCheck, ScopePolicy, ToolScopeLookup
 from mcp_server.protection.unknown_tokens import UnknownTokenLimit
+from shared.dpop import ProofVerifier
 from shared.scopes import CATALOGUE
 from shared.settings import Settings
 from shared.token_exchange import TokenExchanger
@@ -35,15 +38,26 @@ def endpoint_guard(
     tenants: TenantCache | None = None,
     extra_scopes: ExtraScopes | None = None,
     exchanger: TokenExchanger | None = None,
+    proofs: ProofVerifier | None = None,
 ) -> Callable[[ASGIApp], ASGIApp]:
     """Wrap an MCP endpoint in the whole chain; without a validator (AUTH_MODE=none) only the
     Host/Origin guard and CORS remain. Without `tenants` no request is enriched (tools then see
     no tenant: the app always passes one). With `exchanger` (token exchange on), tools get a
-    `Delegation` of each caller's OAuth token (`delegation.py`)."""
+    `Delegation` of each caller's OAuth token (`delegation.py`); without `proofs` no DPoP scheme
+    (the app always passes one)."""
     policy = OriginPolicy.from_settings(settings)
     metadata_url = resource_metadata_url(settings)
     scope_policy = ScopePolicy(tool_scopes)
     unknown_tokens = UnknownTokenLimit.from_settings(settings)  # one for /mcp and /sse alike
+    dpop = None
+    if proofs is not None:
+        dpop = ProofOfPossession(
+            proofs,
+            public_base_url=settings.mcp_base_url,
+            resource_metadata_url=metadata_url,
+            challenge_scopes=CATALOGUE.baseline,
+            required=settings.dpop_required,
+        )
 
     def guard(app: ASGIApp) -> ASGIApp:
         if validator is not None:
@@ -63,6 +77,7 @@ def endpoint_guard(
                 challenge_scopes=CATALOGUE.baseline,
                 unknown_tokens=unknown_tokens,
                 exchanger=exchanger,
+                dpop=dpop,
             )
         return OriginGuard(app, policy)
 

@@ -10,6 +10,9 @@ and discard the document on any difference (RFC 9728 section 3.3). `scopes_suppo
 baseline scopes only: clients that skip the 401 challenge and ask for "everything supported"
 still get least privilege, and `notes:write` is obtained by step-up when a 403 asks for it.
 `offline_access` is never listed (refresh tokens are the AS's decision, MCP 2026-07-28).
+`dpop_signing_alg_values_supported` lists the algorithms a DPoP proof may use here, and
+`dpop_bound_access_tokens_required` says whether a Bearer token is refused (DPOP_REQUIRED;
+RFC 9728 section 2, RFC 9449).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def protected_resource_metadata(settings: Settings) -> dict[str, Any]:
         "scopes_supported": list(CATALOGUE.baseline),
         "bearer_methods_supported": ["header"],
         "resource_name": RESOURCE_NAME,
+        "dpop_signing_alg_values_supported": list(settings.dpop_algorithms),
+        "dpop_bound_access_tokens_required": settings.dpop_required,
     }
 
 

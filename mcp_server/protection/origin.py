@@ -13,8 +13,9 @@ loopback host or origin (any port) when the server is bound to loopback.
 
 CORS for browser-based clients (MCP Inspector's web UI, web apps): allowed origins get their
 origin echoed (never `*` on /mcp), preflights are answered here without authentication, and the
-headers a client needs to read (WWW-Authenticate for the OAuth challenge, Mcp-Session-Id) are
-exposed. No credentials mode: the MCP endpoint uses bearer tokens, never cookies.
+headers a client needs to read (WWW-Authenticate for the OAuth challenge, DPoP-Nonce,
+Mcp-Session-Id) are exposed, and a `DPoP` proof header may be sent. No credentials mode: the MCP
+endpoint uses tokens, never cookies.
 
 Header values reach everything behind this guard without leading or trailing whitespace (RFC 9110
 section 5.5): h11 strips it, uvicorn's httptools parser does not, and the SDK compares
@@ -40,6 +41,7 @@ HOST_REFUSED = "Misdirected request: Host not allowed (the ALLOWED_HOSTS setting
 _OWS = (b" ", b"\t")
 ALLOWED_HEADERS = (
     "Authorization",
+    "DPoP",
     "Content-Type",
     "Accept",
     "Mcp-Session-Id",
@@ -48,7 +50,7 @@ ALLOWED_HEADERS = (
     "Mcp-Name",
     "Last-Event-ID",
 )  # and the API-key header (API_KEY_HEADER, X-API-Key by default)
-EXPOSED_HEADERS = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, Retry-After"
+EXPOSED_HEADERS = "WWW-Authenticate, DPoP-Nonce, Mcp-Session-Id, MCP-Protocol-Version, Retry-After"
 _PARAM_HEADER_PREFIX = "mcp-param-"  # 2026-07-28 per-argument headers, named by the tool schema
 
 

@@ -53,7 +53,7 @@ from mcp_types import PARSE_ERROR
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.protection._asgi import JSONRPC_MESSAGE_STATE_KEY, BufferedBody, CannedResponse, jsonrpc_error
-from mcp_server.protection.middleware import PRINCIPAL_STATE_KEY
+from mcp_server.protection.middleware import PRINCIPAL_STATE_KEY, SCHEME_STATE_KEY
 from shared import untrusted_json
 from shared.scopes import CATALOGUE, PROMPTS_READ, RESOURCES_READ, TOOLS_READ
 from shared.validation import Principal
@@ -172,12 +172,16 @@ class ScopeCheck:
         if extra is not None and isinstance(message, dict) and message.get("method") in extra.methods:
             needed |= await extra.lookup(principal, message)
         if needed and not needed <= CATALOGUE.expand(principal.scopes):
-            await self._forbidden(needed, principal).send(send)
+            # The challenge is in the scheme the request authenticated with (RFC 9449 section 7.1).
+            scheme = scope["state"].get(SCHEME_STATE_KEY, "Bearer")
+            await self._forbidden(needed, principal, scheme).send(send)
             return
         scope["state"][JSONRPC_MESSAGE_STATE_KEY] = message
         await self.app(scope, buffered.receive, send)
 
-    def _forbidden(self, needed: frozenset[str], principal: Principal) -> CannedResponse:
+    def _forbidden(
+        self, needed: frozenset[str], principal: Principal, scheme: str = "Bearer"
+    ) -> CannedResponse:
         missing = " ".join(sorted(needed - CATALOGUE.expand(principal.scopes)))
         scope_value = challenge_scope(needed, principal.scopes)
         description = f"This operation needs the scope(s): {missing}"
@@ -188,7 +192,7 @@ class ScopeCheck:
             [
                 (
                     "WWW-Authenticate",
-                    f'Bearer error="insufficient_scope", scope="{scope_value}", '
+                    f'{scheme} error="insufficient_scope", scope="{scope_value}", '
                     f'resource_metadata="{self._metadata}", error_description="{description}"',
                 )
             ],

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from shared.scopes import parse
+from shared.validation import TokenRejected
+
+_JKT_LENGTH = 43  # base64url of a SHA-256 digest, unpadded
 
 
 def audience_of(value: Any) -> tuple[str, ...]:
@@ -42,3 +45,16 @@ def names_accepted_audience(audience: tuple[str, ...], accepted: frozenset[str])
     the audiences the server accepts (its MCP URL, plus ACCEPTED_AUDIENCES). The one rule the JWT
     and introspection validators and the bearer middleware all apply."""
     return not accepted.isdisjoint(audience)
+
+
+def confirmation_jkt(cnf: Any) -> str | None:
+    """The DPoP key a token is bound to, from its `cnf` claim (RFC 7800; RFC 9449 section 6):
+    None when there is no `cnf`. A `cnf` naming only another kind of proof (an mTLS certificate
+    thumbprint, `x5t#S256`), or a malformed `jkt`, is refused: this server cannot check it, and
+    accepting the token as a plain bearer token would undo the binding."""
+    if cnf is None:
+        return None
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str) or len(jkt) != _JKT_LENGTH:
+        raise TokenRejected("unsupported_binding", "token is bound to a proof this server cannot check")
+    return jkt

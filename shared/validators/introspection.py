@@ -7,7 +7,8 @@ the issuer's metadata (`discovery.py`), so the bundled AS and third-party provid
 the same way; a provider that advertises none cannot vouch for opaque tokens, which are then
 refused (401). The claims naming the user and the scopes follow TOKEN_SUBJECT_CLAIM and
 TOKEN_SCOPE_CLAIM, as for JWTs; an active answer without the subject claim is refused (401), as
-a JWT without one is: identity is never guessed from another claim. An active answer counts only
+a JWT without one is: identity is never guessed from another claim. A `cnf.jkt` in the answer
+(RFC 9449 section 6.2) makes the token DPoP-bound, as in a JWT. An active answer counts only
 for an accepted audience (this server's MCP URL, or one of ACCEPTED_AUDIENCES) and, when it names
 an issuer, the trusted one (or one of ACCEPTED_ISSUERS): the same rules as for JWTs
 (`claims.names_accepted_audience`).
@@ -73,7 +74,13 @@ from shared.validation import (
     ValidatorUnavailable,
     current_lookup_budget,
 )
-from shared.validators.claims import audience_of, names_accepted_audience, numeric_date, scope_values
+from shared.validators.claims import (
+    audience_of,
+    confirmation_jkt,
+    names_accepted_audience,
+    numeric_date,
+    scope_values,
+)
 from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
@@ -376,6 +383,7 @@ class IntrospectionValidator:
             issuer=issuer if isinstance(issuer, str) else None,
             expires_at=exp,
             claims=dict(body),
+            cnf_jkt=confirmation_jkt(body.get("cnf")),
         )
 
 

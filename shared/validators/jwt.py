@@ -16,7 +16,9 @@ The checks, in the order RFC 9068 section 4 and RFC 8725 ask for them:
 - after the signature: `iss` is the trusted issuer (or one of ACCEPTED_ISSUERS: another name the
   same provider signs with the same keys, as Scalekit's environment URL), `aud` contains this MCP
   server's URL or one of ACCEPTED_AUDIENCES (`claims.names_accepted_audience`), `exp` is in the
-  future and `nbf` (if any) in the past, both with a small leeway for clock skew.
+  future and `nbf` (if any) in the past, both with a small leeway for clock skew;
+- a `cnf.jkt` (RFC 9449 section 6.1) makes the token DPoP-bound (`Principal.cnf_jkt`): the
+  middleware then wants a proof by that key; any other `cnf` is refused (`claims.confirmation_jkt`).
 
 Which claims name the user and the scopes is configurable (TOKEN_SUBJECT_CLAIM, default `sub`;
 TOKEN_SCOPE_CLAIM, default `scope`, a space-separated string or a list such as Entra's `scp`).
@@ -45,7 +47,13 @@ from shared import tracing, untrusted_json
 from shared.bounded_cache import BoundedCache
 from shared.settings import DEFAULT_JWT_ALGORITHMS, Settings
 from shared.validation import Principal, TokenRejected, ValidatorUnavailable
-from shared.validators.claims import audience_of, names_accepted_audience, numeric_date, scope_values
+from shared.validators.claims import (
+    audience_of,
+    confirmation_jkt,
+    names_accepted_audience,
+    numeric_date,
+    scope_values,
+)
 from shared.validators.discovery import ProviderMetadata
 
 logger = logging.getLogger(__name__)
@@ -199,6 +207,7 @@ class JwtValidator:
             issuer=issuer,
             expires_at=int(exp),
             claims=dict(claims),
+            cnf_jkt=confirmation_jkt(claims.get("cnf")),
         )
 
     # --- keys ---------------------------------------------------------------------------------------
