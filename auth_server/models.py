@@ -48,6 +48,8 @@ class Client(BaseModel):
     client_id_issued_at: int = 0
     source: ClientSource = "dynamic"
     may_introspect: bool = False  # a resource server's client: allowed at /introspect
+    # RFC 9449 section 5.2: the client always uses DPoP, so /token refuses its requests without a proof.
+    dpop_bound_access_tokens: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -112,3 +114,6 @@ class AuthorizationCodeRecord(BaseModel):
     # False when /authorize got no redirect_uri (the client has exactly one registered): then the
     # token request may omit it too (OAuth 2.1 section 4.1.3); when True it must send it, identical.
     redirect_uri_in_request: bool = True
+    # RFC 9449 section 10: the thumbprint of the DPoP key the code is bound to (`dpop_jkt` at
+    # /authorize); the token request must prove possession of it.
+    dpop_jkt: str | None = None

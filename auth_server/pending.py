@@ -48,6 +48,7 @@ class AuthorizationRequest(BaseModel):
     code_challenge: str
     scopes: tuple[str, ...]
     resource: str
+    dpop_jkt: str | None = None  # RFC 9449 section 10: the code will be bound to this key
 
 
 class PendingAuthorization(AuthorizationRequest):

@@ -20,6 +20,7 @@ from auth_server.clients.authentication import ClientAuthenticator
 from auth_server.clients.registry import DisabledClients, StoreClientRegistry
 from auth_server.consents import ConsentMemory
 from auth_server.enterprise_idps import EnterpriseIdps
+from auth_server.dpop import TokenEndpointProofs
 from auth_server.grants.context import GrantContext
 from auth_server.grants.grant import Grants
 from auth_server.models import ClientRegistry
@@ -92,6 +93,7 @@ class BackChannel:
     clients: ClientAuthenticator
     audit: AuditLog
     limiter: RateLimiter
+    proofs: TokenEndpointProofs  # DPoP at /token (RFC 9449)
     enterprise_idps: EnterpriseIdps | None = None  # the jwt-bearer grant's (ENTERPRISE_IDP_ISSUERS)
 
     @classmethod
@@ -120,6 +122,7 @@ class BackChannel:
             ),
             audit=audit,
             limiter=limiter or RateLimiter(store, settings.rate_limit_per_minute, audit=audit),
+            proofs=TokenEndpointProofs.from_settings(settings, store),
             enterprise_idps=EnterpriseIdps.from_settings(settings),
         )
 

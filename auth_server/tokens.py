@@ -10,6 +10,10 @@ Access tokens come in the format TOKEN_FORMAT names:
   checks signatures still accepts it until `exp`; that is the trade-off of the format).
 
 Refresh tokens are always opaque (`auth:refresh:{sha256}`): only this AS ever reads them.
+
+A DPoP-bound token (RFC 9449, `auth_server/dpop.py`) carries the key's thumbprint in its record
+(`cnf_jkt`), in its JWT as `cnf: {jkt}` and in introspection answers; the response says
+`token_type: DPoP`. A refresh token's `cnf_jkt` (public clients) ties refreshing to that key.
 Lookups accept both access-token formats whatever the current setting, so switching the setting
 does not invalidate tokens already issued.
 """
@@ -59,6 +63,7 @@ class AccessTokenRecord(BaseModel):
     grant_id: str | None = None  # None for client_credentials: no refresh, nothing to chain
     format: Literal["opaque", "jwt"] = "opaque"
     act: dict[str, str] | None = None  # RFC 8693 section 4.1: who acts for `sub` (exchanged tokens)
+    cnf_jkt: str | None = None  # DPoP-bound to this key (RFC 9449 section 6); None: a bearer token
 
 
 class RefreshTokenRecord(BaseModel):
@@ -74,6 +79,7 @@ class RefreshTokenRecord(BaseModel):
     exp: int
     iat: int
     grant_id: str
+    cnf_jkt: str | None = None  # a public client's DPoP key: refreshing needs a proof by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +91,14 @@ class IssuedTokens:
     refresh_token: str | None
     store_keys: tuple[str, ...]  # what was written; a grant remembers them to revoke them
     issued_token_type: str | None = None  # RFC 8693 section 2.2.1 (token exchange only)
+    cnf_jkt: str | None = None  # the access token is DPoP-bound to this key
 
     def response_body(self) -> dict[str, Any]:
-        """RFC 6749 section 5.1 / OAuth 2.1 section 3.2.3 (RFC 8693 section 2.2.1 for exchanges)."""
+        """RFC 6749 section 5.1 / OAuth 2.1 section 3.2.3 (RFC 8693 section 2.2.1 for exchanges,
+        RFC 9449 section 5 for `DPoP`)."""
         body: dict[str, Any] = {
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": "Bearer" if self.cnf_jkt is None else "DPoP",
             "expires_in": self.expires_in,
             "scope": self.scope,
         }
@@ -181,11 +189,14 @@ class TokenService:
         grant_id: str | None,
         refresh_scopes: Sequence[str] | None = None,
         derivation: Derivation | None = None,
+        cnf_jkt: str | None = None,
+        refresh_cnf_jkt: str | None = None,
     ) -> IssuedTokens:
         """An access token for `scopes` at `resource`, plus a refresh token carrying
         `refresh_scopes` (the grant's full scope) when given. Everything is stored with its TTL
         before the tokens are returned. With `derivation`, the tokens are the ones it determines
-        (the same on every call) and live what is left of their lifetime since its `issued_at`."""
+        (the same on every call) and live what is left of their lifetime since its `issued_at`.
+        `cnf_jkt` binds the access token to a DPoP key, `refresh_cnf_jkt` the refresh token."""
         now = int(self._clock())
         issued_at = now if derivation is None else derivation.issued_at
         scope = " ".join(scopes)
@@ -200,6 +211,7 @@ class TokenService:
             jti=secrets.token_urlsafe(16) if derivation is None else derivation.jti,
             grant_id=grant_id,
             format=self._format,
+            cnf_jkt=cnf_jkt,
         )
         if self._format == "jwt":
             access_token = await self._keys.sign(_jwt_claims(record))
@@ -224,11 +236,14 @@ class TokenService:
                 exp=issued_at + self._refresh_ttl,
                 iat=issued_at,
                 grant_id=grant_id,
+                cnf_jkt=refresh_cnf_jkt,
             )
             rkey = refresh_key(refresh_token)
             await records.write(self._store, rkey, refresh_record, ttl=max(1, refresh_record.exp - now))
             keys.append(rkey)
-        return IssuedTokens(access_token, access_left, scope, record.jti, refresh_token, tuple(keys))
+        return IssuedTokens(
+            access_token, access_left, scope, record.jti, refresh_token, tuple(keys), cnf_jkt=cnf_jkt
+        )
 
     async def issue_delegated(
         self,
@@ -352,4 +367,6 @@ def _jwt_claims(record: AccessTokenRecord) -> dict[str, Any]:
         claims["scope"] = record.scope
     if record.act is not None:
         claims["act"] = record.act
+    if record.cnf_jkt is not None:
+        claims["cnf"] = {"jkt": record.cnf_jkt}
     return claims

@@ -89,6 +89,7 @@ class InProcessTokenValidator:
             issuer=record.iss,
             expires_at=record.exp,
             claims={"jti": record.jti, "iat": record.iat, "grant_id": record.grant_id},
+            cnf_jkt=record.cnf_jkt,
         )
 
     async def _explain_miss(self, token: str) -> None:

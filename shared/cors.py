@@ -19,8 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, request_response
 
-# Content-Type is CORS-safelisted (Starlette allows it anyway); MCP clients add the protocol version.
-ALLOWED_REQUEST_HEADERS = ("Content-Type", "MCP-Protocol-Version")
+# Content-Type is CORS-safelisted (Starlette allows it anyway); MCP clients add the protocol version,
+# DPoP clients their proof (RFC 9449) and read the token endpoint's DPoP-Nonce.
+ALLOWED_REQUEST_HEADERS = ("Content-Type", "MCP-Protocol-Version", "DPoP")
+EXPOSED_HEADERS = ("DPoP-Nonce",)
 PREFLIGHT_MAX_AGE = 86400
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -40,6 +42,7 @@ def open_route(path: str, endpoint: Endpoint, methods: Sequence[str]) -> Route:
         allow_origins=["*"],
         allow_methods=allowed,
         allow_headers=ALLOWED_REQUEST_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
         max_age=PREFLIGHT_MAX_AGE,
     )
     return Route(path, app, methods=allowed, name=getattr(endpoint, "__name__", None))

@@ -18,7 +18,9 @@ Choices where the specs leave room (documented in docs/oauth.md):
   for it is refused with `invalid_client_metadata`;
 * `private_key_jwt` (with exactly one of `jwks` and `jwks_uri`, `key_sets.py`) and the
   enterprise assertion grant (jwt-bearer, SEP-990) only from configuration and client ID metadata
-  documents: a client registering itself gets a secret, or is public.
+  documents: a client registering itself gets a secret, or is public;
+* `dpop_bound_access_tokens` (RFC 9449 section 5.2), from any source: true makes the token
+  endpoint refuse this client's requests without a DPoP proof.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class ClientMetadata:
     logo_uri: str | None
     jwks: dict[str, Any] | None = None  # private_key_jwt only
     jwks_uri: str | None = None
+    dpop_bound_access_tokens: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -111,6 +114,7 @@ class ClientMetadata:
             scope=self.scope,
             application_type=self.application_type,
             source=source,
+            dpop_bound_access_tokens=self.dpop_bound_access_tokens,
         )
 
 
@@ -191,6 +195,7 @@ def parse_client_metadata(
         logo_uri=_optional_web_url(raw, "logo_uri"),
         jwks=jwks,
         jwks_uri=jwks_uri,
+        dpop_bound_access_tokens=_flag(raw, "dpop_bound_access_tokens"),
     )
 
 
@@ -266,6 +271,13 @@ def _scope(raw: Mapping[str, Any]) -> str | None:
     if unknown:
         raise _metadata(f"unknown scope {unknown[0][:100]!r}; supported: {' '.join(CATALOGUE.names)}")
     return " ".join(scopes) or None
+
+
+def _flag(raw: Mapping[str, Any], name: str) -> bool:
+    value = raw.get(name, False)
+    if not isinstance(value, bool):
+        raise _metadata(f"{name} must be true or false")
+    return value
 
 
 def _string_list(raw: Mapping[str, Any], name: str, *, default: list[str]) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ Validation runs in the order that decides where an error may go:
    `error`/`error_description`/`state`/`iss` (subject to `redirects_automatically`).
 
 Parameters: unknown ones are ignored, empty ones count as absent, and a repeated one is
-`invalid_request`, except `resource`, which RFC 8707 allows to repeat.
+`invalid_request`, except `resource`, which RFC 8707 allows to repeat. `dpop_jkt` (RFC 9449
+section 10) binds the code to a DPoP key: the token request must then prove possession of it.
 
 A valid request is kept server-side as a pending authorization and the browser is sent on to
 sign in, to consent, or straight back with a code when consent is remembered (`flow.py`).
@@ -34,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth_server.clients.registry import StoreClientRegistry, UnknownClient
+from auth_server.dpop import JKT
 from auth_server.endpoints.flow import (
     Page,
     client_redirect_url,
@@ -134,6 +136,7 @@ class CheckedRequest:
     code_challenge: str
     scopes: tuple[str, ...]
     resource: str
+    dpop_jkt: str | None = None
 
 
 async def identify_client(
@@ -198,6 +201,7 @@ def check_request(params: AuthorizationParameters, client: Client, settings: Set
         code_challenge=_code_challenge(params),
         scopes=_scopes(params, client),
         resource=_resource(params, settings),
+        dpop_jkt=_dpop_jkt(params),
     )
 
 
@@ -212,6 +216,14 @@ def _code_challenge(params: AuthorizationParameters) -> str:
     if not PKCE_CHALLENGE.match(challenge):
         raise AuthorizationError("invalid_request", "code_challenge must be 43 to 128 unreserved characters")
     return challenge
+
+
+def _dpop_jkt(params: AuthorizationParameters) -> str | None:
+    """RFC 9449 section 10: the thumbprint of the DPoP key the code is to be bound to."""
+    jkt = params.one("dpop_jkt")
+    if jkt is not None and not JKT.fullmatch(jkt):
+        raise AuthorizationError("invalid_request", "dpop_jkt must be a JWK SHA-256 thumbprint (RFC 7638)")
+    return jkt
 
 
 def _resource(params: AuthorizationParameters, settings: Settings) -> str:
@@ -316,6 +328,7 @@ def authorize_endpoint(fc: FrontChannel) -> Page:
             code_challenge=checked.code_challenge,
             scopes=checked.scopes,
             resource=checked.resource,
+            dpop_jkt=checked.dpop_jkt,
         )
         request_id, pending = await fc.pending.create(authorization, session)
         response = await next_step(fc, request_id, pending, session, after_post=after_post)

@@ -127,6 +127,7 @@ async def approve(
         auth_time=session.record.auth_time,
         issued_at=int(fc.clock()),
         grant_id=crypto.new_credential(),
+        dpop_jkt=pending.dpop_jkt,
     )
     await records.write(fc.store, code_key(code), record, ttl=fc.settings.authorization_code_ttl)
     return client_redirect_url(fc.settings, pending.redirect_uri, {"code": code, "state": pending.state})

@@ -19,7 +19,8 @@ An inactive answer is exactly `{"active": false}`: unknown, expired, revoked, ma
 chooses which kind is tried first; a wrong hint never hides a token.
 
 `token_type` is `Bearer` for access tokens (the RFC 6749 section 5.1 type, which is what RFC 7662
-defines it as) and `refresh_token` for refresh tokens, which also carry no `aud`: a resource
+defines it as), `DPoP` with `cnf.jkt` for DPoP-bound ones (RFC 9449 section 6.2), and
+`refresh_token` for refresh tokens, which also carry no `aud`: a resource
 server must accept only `Bearer` (the shared introspection validator does), and even one that
 forgets finds no audience of its own on a refresh token.
 """
@@ -49,7 +50,7 @@ def describe(found: FoundToken, resources: tuple[str, ...]) -> dict[str, Any]:
             return INACTIVE
         return {
             "active": True,
-            "token_type": "Bearer",
+            "token_type": "Bearer" if record.cnf_jkt is None else "DPoP",
             "scope": record.scope,
             "client_id": record.client_id,
             "sub": record.sub,
@@ -58,6 +59,7 @@ def describe(found: FoundToken, resources: tuple[str, ...]) -> dict[str, Any]:
             "exp": record.exp,
             "iat": record.iat,
             "jti": record.jti,
+            **_confirmation(record.cnf_jkt),
         }
     if record.resource not in resources:
         return INACTIVE
@@ -71,6 +73,11 @@ def describe(found: FoundToken, resources: tuple[str, ...]) -> dict[str, Any]:
         "exp": record.exp,
         "iat": record.iat,
     }
+
+
+def _confirmation(jkt: str | None) -> dict[str, Any]:
+    """RFC 9449 section 6.2: a DPoP-bound token's key, for the resource server to check proofs by."""
+    return {} if jkt is None else {"cnf": {"jkt": jkt}}
 
 
 def introspection_endpoint(channel: BackChannel) -> Endpoint:

@@ -55,6 +55,7 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "client_id_metadata_document_supported": True,
+        "dpop_signing_alg_values_supported": list(settings.dpop_algorithms),
         "authorization_response_iss_parameter_supported": True,
     }
     if settings.enterprise_idp_issuers:  # SEP-990 section 6 (the ID-JAG draft's section 7.2)

@@ -70,6 +70,7 @@ def registration_response(client: Client, secret: str | None) -> dict[str, Any]:
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "application_type": client.application_type,
         "scope": client.scope,
+        "dpop_bound_access_tokens": client.dpop_bound_access_tokens or None,
     }
     if secret is not None:
         body["client_secret"] = secret

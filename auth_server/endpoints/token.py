@@ -2,13 +2,14 @@
 
 Order of checks: rate limit, form syntax, grant type (so `password` is always
 `unsupported_grant_type`), client authentication, whether this client may use the grant
-(`unauthorized_client`: `Client.may_use_grant`), then the grant's own rules in
-`auth_server.grants`.
+(`unauthorized_client`: `Client.may_use_grant`), the DPoP proof if any (`auth_server.dpop`: the
+key the tokens get bound to), then the grant's own rules in `auth_server.grants`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import cast
 
 from starlette.requests import Request
@@ -72,7 +73,12 @@ def token_endpoint(channel: BackChannel) -> Endpoint:
             raise
         if not caller.client.may_use_grant(grant_type):
             raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
-        issued = await handler(context, caller, form, ip)
-        return json_response(issued.response_body())
+        binding = await channel.proofs.binding(request.headers, caller.client)
+        issued = await handler(
+            context if binding is None else replace(context, dpop=binding), caller, form, ip
+        )
+        response = json_response(issued.response_body())
+        response.headers.update(await channel.proofs.response_headers(binding))
+        return response
 
     return token

@@ -8,8 +8,9 @@ new authorization.
 Then the redemption must match everything the code was bound to at /authorize: the client, the
 PKCE challenge (S256 only), the redirect_uri (required and identical when the authorization
 request carried one, OAuth 2.1 section 4.1.3), and the resource if the client names it
-(`invalid_target` otherwise). The user and the consented scope come from the code
-and are not negotiable here.
+(`invalid_target` otherwise), and the DPoP key when /authorize got `dpop_jkt` (RFC 9449
+section 10: a proof by that key, else `invalid_grant`). The user and the consented scope come
+from the code and are not negotiable here.
 
 Replay (OAuth 2.1 section 4.1.3, RFC 9700 section 4.5.3): for REDEEMED_TTL seconds after a
 redemption a marker remembers the code's client, challenge and grant. The marker is written
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 
 from auth_server import crypto
 from auth_server.clients.authentication import AuthenticatedClient
+from auth_server.dpop import check_bound_key
 from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, invalid_grant
 from auth_server.grants.grant import GrantRecord
@@ -83,6 +85,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     resource = form.get("resource")
     if resource is not None and resource != record.resource:
         raise OAuthError("invalid_target", "resource differs from the one authorized")
+    check_bound_key(record.dpop_jkt, ctx.dpop, "the authorization code")
 
     with_refresh = "refresh_token" in caller.client.grant_types
     ttl = ctx.tokens.refresh_ttl if with_refresh else ctx.settings.access_token_ttl

@@ -44,6 +44,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         scopes=scopes,
         resource=resource,
         grant_id=None,
+        cnf_jkt=ctx.dpop.jkt if ctx.dpop is not None else None,
     )
     for key in issued.store_keys:
         await GrantIndex(ctx.store).add_machine_token(client.client_id, key, issued.expires_in)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from auth_server.audit import AuditLog
 from auth_server.authorized_apps import AuthorizedApps
 from auth_server.clients.registry import DisabledClients
+from auth_server.dpop import KeyBinding
 from auth_server.errors import OAuthError, quoted
 from auth_server.grants.grant import GrantRecord, Grants
 from auth_server.resources import served_resources
@@ -28,6 +29,8 @@ class GrantContext:
     apps: AuthorizedApps
     disabled: DisabledClients
     clock: Callable[[], float] = field(default=time.time)
+    # The DPoP key this token request proved (auth_server/dpop.py): its tokens are bound to it.
+    dpop: KeyBinding | None = None
 
     @property
     def resources(self) -> tuple[str, ...]:
@@ -59,6 +62,8 @@ class GrantContext:
             grant_id=grant.grant_id,
             refresh_scopes=refresh_scopes,
             derivation=derivation,
+            cnf_jkt=self.dpop.jkt if self.dpop is not None else None,
+            refresh_cnf_jkt=self.dpop.jkt if self.dpop is not None and self.dpop.bind_refresh_token else None,
         )
         if not await self.grants.attach(grant.grant_id, issued.store_keys, ttl):
             raise invalid_grant(revoked_meanwhile)

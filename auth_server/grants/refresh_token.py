@@ -4,7 +4,8 @@
 Rotation. Every refresh consumes the presented refresh token and returns a new one with the grant's
 full scope and a fresh REFRESH_TOKEN_TTL (so the lifetime is an idle timeout). Checks that leave
 the token usable come first: another client presenting it (`invalid_grant`), a broader scope
-(`invalid_scope`), another resource (`invalid_target`).
+(`invalid_scope`), another resource (`invalid_target`), a public client's DPoP-bound token without
+a proof by its key (`invalid_grant`, RFC 9449 section 5; `auth_server/dpop.py`).
 
 Reuse. A consumed token leaves a marker (`auth:refresh-rotated:{digest}`) for the rest of its
 would-be lifetime, naming the one rotation that consumed it. Its own client presenting it again
@@ -49,6 +50,7 @@ from pydantic import BaseModel
 
 from auth_server import crypto
 from auth_server.clients.authentication import AuthenticatedClient
+from auth_server.dpop import check_bound_key
 from auth_server.errors import OAuthError
 from auth_server.grants.context import GrantContext, invalid_grant, requested_scopes
 from auth_server.grants.grant import GrantRecord
@@ -87,6 +89,7 @@ class Rotation(BaseModel):
     refresh_scope: str  # the grant's full scope, which the next refresh token carries again
     resource: str
     token_exp: int  # when the presented token would have expired: how long reuse is remembered
+    cnf_jkt: str | None = None  # the DPoP key its access token is bound to: a retry proves the same
 
 
 async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, ip: str) -> IssuedTokens:
@@ -97,6 +100,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         if record.client_id != caller.client_id:
             raise invalid_grant("the refresh token was issued to another client")
         _check_resource(form, record.resource)
+        check_bound_key(record.cnf_jkt, ctx.dpop, "the refresh token")  # RFC 9449 section 5
         scopes = requested_scopes(form.get("scope"), scope_model.parse(record.scope))
         proposal = Rotation(
             rotation=secrets.token_urlsafe(12),
@@ -110,6 +114,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
             refresh_scope=record.scope,
             resource=record.resource,
             token_exp=record.exp,
+            cnf_jkt=ctx.dpop.jkt if ctx.dpop is not None else None,
         )
         rotation = await _propose(ctx, token, proposal)
     else:
@@ -122,6 +127,8 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
         _check_resource(form, found.resource)
         rotation = found
 
+    if rotation.cnf_jkt != (ctx.dpop.jkt if ctx.dpop is not None else None):
+        raise invalid_grant("a retried refresh must prove the same DPoP key as the first, or none as it did")
     derivation = Derivation(secret=token, salt=rotation.salt, issued_at=rotation.issued_at, jti=rotation.jti)
     retry = proposal is None or rotation.rotation != proposal.rotation
     if not await _consume(ctx, token, rotation) or (retry and await _successor_rotated(ctx, derivation)):

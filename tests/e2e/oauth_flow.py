@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx2
 
 from tests.e2e.login_driver import DEMO_USER, AuthorizationResponse, authorize
+from tests.fixtures.dpop_client import DPoPKey
 
 LEGACY_VERSION = "2025-11-25"
 MODERN_VERSION = "2026-07-28"
@@ -117,8 +118,19 @@ def authorization_url(
     return f"{disc.metadata['authorization_endpoint']}?{urlencode(params)}"
 
 
+def _proof(disc: Discovery, dpop: DPoPKey | None) -> dict[str, str]:
+    """The token request's DPoP header (RFC 9449 section 5), when the client has a key."""
+    return {} if dpop is None else {"DPoP": dpop.proof("POST", disc.metadata["token_endpoint"])}
+
+
 def exchange_code(
-    disc: Discovery, client: RegisteredClient, code: str, verifier: str, resource: str
+    disc: Discovery,
+    client: RegisteredClient,
+    code: str,
+    verifier: str,
+    resource: str,
+    *,
+    dpop: DPoPKey | None = None,
 ) -> Tokens:
     form = {
         "grant_type": "authorization_code",
@@ -129,11 +141,19 @@ def exchange_code(
         "resource": resource,
     }
     with http() as http_client:
-        body = _check(http_client.post(disc.metadata["token_endpoint"], data=form), 200).json()
-    return _tokens(body)
+        response = http_client.post(disc.metadata["token_endpoint"], data=form, headers=_proof(disc, dpop))
+        body = _check(response, 200).json()
+    return _tokens(body, dpop=dpop is not None)
 
 
-def refresh(disc: Discovery, client: RegisteredClient, refresh_token: str, resource: str) -> Tokens:
+def refresh(
+    disc: Discovery,
+    client: RegisteredClient,
+    refresh_token: str,
+    resource: str,
+    *,
+    dpop: DPoPKey | None = None,
+) -> Tokens:
     form = {
         "grant_type": "refresh_token",
         "refresh_token": refresh_token,
@@ -141,8 +161,9 @@ def refresh(disc: Discovery, client: RegisteredClient, refresh_token: str, resou
         "resource": resource,
     }
     with http() as http_client:
-        body = _check(http_client.post(disc.metadata["token_endpoint"], data=form), 200).json()
-    return _tokens(body)
+        response = http_client.post(disc.metadata["token_endpoint"], data=form, headers=_proof(disc, dpop))
+        body = _check(response, 200).json()
+    return _tokens(body, dpop=dpop is not None)
 
 
 def revoke(disc: Discovery, client_id: str, token: str, hint: str | None = None) -> None:
@@ -153,8 +174,8 @@ def revoke(disc: Discovery, client_id: str, token: str, hint: str | None = None)
         _check(http_client.post(disc.metadata["revocation_endpoint"], data=form), 200)
 
 
-def _tokens(body: dict[str, Any]) -> Tokens:
-    assert body.get("token_type", "").lower() == "bearer", body
+def _tokens(body: dict[str, Any], *, dpop: bool = False) -> Tokens:
+    assert body.get("token_type", "").lower() == ("dpop" if dpop else "bearer"), body
     return Tokens(
         access_token=body["access_token"],
         refresh_token=body.get("refresh_token"),
@@ -178,8 +199,10 @@ def mint(
     scope: str | None = None,
     user: tuple[str, str] = DEMO_USER,
     redirect_uri: str = "http://127.0.0.1:9/callback",
+    dpop: DPoPKey | None = None,
 ) -> MintedGrant:
-    """The whole interactive flow, headless: a token for `user` bound to `mcp_url`."""
+    """The whole interactive flow, headless: a token for `user` bound to `mcp_url` (and, with
+    `dpop`, DPoP-bound to that key)."""
     disc = discover(mcp_url)
     client = register(disc, redirect_uri)
     verifier, challenge = pkce_pair()
@@ -193,7 +216,7 @@ def mint(
     assert result.state == state, f"state not echoed: {result.state!r} != {state!r}"
     assert result.iss == disc.issuer, f"iss {result.iss!r} != issuer {disc.issuer!r}"
     assert result.code, result.redirect_url
-    tokens = exchange_code(disc, client, result.code, verifier, mcp_url)
+    tokens = exchange_code(disc, client, result.code, verifier, mcp_url, dpop=dpop)
     return MintedGrant(disc, client, tokens, result)
 
 

@@ -2,7 +2,7 @@
 or a DPoP-bound token, must pass.
 
 Each test sends a real request to a real MCP server (uvicorn on 127.0.0.1) with a token bound to
-the attacker's victim's key, and a proof that breaks exactly one rule: the request must get 401
+the victim's key, and a proof that breaks exactly one rule: the request must get 401
 with a DPoP challenge naming the error RFC 9449 gives (`invalid_dpop_proof`, `use_dpop_nonce`,
 `invalid_token`), and the tool must not run. Every test runs against each way the server learns
 about tokens: JWTs with `cnf.jkt` (third-party JWT mode), introspection answers with `cnf`
@@ -28,6 +28,7 @@ from tests.fixtures.dpop_client import DPoPKey, ath, b64url, dpop_headers
 from tests.fixtures.local_server import LocalServer
 from tests.integration.rs.conftest import (
     FORGEABLE_KINDS,
+    TOKEN_KINDS,
     Rs,
     StartRs,
     bearer,
@@ -44,7 +45,7 @@ ECHO = {"name": "echo", "arguments": {"message": "should not run"}}
 MAX_AGE = 300  # DPOP_PROOF_MAX_AGE's default
 
 
-@pytest.fixture(scope="module", params=FORGEABLE_KINDS)
+@pytest.fixture(scope="module", params=TOKEN_KINDS)
 async def rs(request: pytest.FixtureRequest) -> AsyncIterator[Rs]:
     shared = await launch(request.param)
     yield shared
@@ -213,6 +214,7 @@ async def test_an_unsigned_or_hmac_proof_is_refused(rs: Rs, victim: tuple[DPoPKe
     assert_refused(await call(rs, {"authorization": f"DPoP {token}", "dpop": proof}))
 
 
+@pytest.mark.parametrize("rs", FORGEABLE_KINDS, indirect=True)  # our AS binds no such key
 async def test_an_rsa_key_under_2048_bits_is_refused(rs: Rs) -> None:
     from joserfc.jwk import RSAKey
 
@@ -230,6 +232,7 @@ async def test_garbage_in_the_proof_header_is_refused_not_a_500(rs: Rs, victim: 
         assert_refused(await call(rs, {"authorization": f"DPoP {token}", "dpop": proof}))
 
 
+@pytest.mark.parametrize("rs", FORGEABLE_KINDS, indirect=True)  # our AS mints no such token
 @pytest.mark.parametrize(
     "cnf", [{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, {"jkt": 7}, "jkt"]
 )

@@ -8,6 +8,7 @@ proof must pass) are in tests/security/test_dpop_attacks.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +16,17 @@ from typing import Any
 import httpx2
 import pytest
 
+from shared.scopes import CATALOGUE
+from tests.e2e.oauth_flow import mint
 from tests.fixtures.dpop_client import DPoPKey, content_digest, dpop_headers
 from tests.integration.rs.conftest import (
     ACCEPT,
     ALLOWED_ORIGIN,
-    FORGEABLE_KINDS,
+    CALLBACK,
     LEGACY,
     MODERN,
+    TOKEN_KINDS,
+    USER_PASSWORD,
     Rs,
     StartRs,
     bearer,
@@ -49,12 +54,21 @@ def challenges(response: httpx2.Response) -> dict[str, dict[str, str]]:
 
 
 async def bound_token(
-    rs: Rs, key: DPoPKey, subject: str = "alice", scopes: tuple[str, ...] | None = None
+    rs: Rs, key: DPoPKey, subject: str = "alice", scopes: tuple[str, ...] = CATALOGUE.baseline
 ) -> str:
-    """A token bound to `key`: minted by the stand-in AS with `cnf.jkt` (the real AS's own DPoP
-    binding is tested with it, in tests/integration/auth and tests/e2e)."""
-    if scopes is None:
-        return await rs.token(subject, cnf={"jkt": key.jkt})
+    """A token bound to `key`: in internal mode from the project's own authorization server
+    through the whole interactive flow, its token request carrying a proof by `key`; otherwise
+    minted by the stand-in AS with `cnf.jkt`."""
+    if rs.token_kind == "internal":
+        grant = await asyncio.to_thread(
+            mint,
+            rs.mcp_url,
+            scope=" ".join(scopes),
+            user=(subject, USER_PASSWORD),
+            redirect_uri=CALLBACK,
+            dpop=key,
+        )
+        return grant.tokens.access_token
     return await rs.token(subject, scopes, cnf={"jkt": key.jkt})
 
 
@@ -101,7 +115,7 @@ class DPoPMcp:
         assert acked.status_code == 202, acked.text
 
 
-@pytest.mark.parametrize("rs", FORGEABLE_KINDS, indirect=True)
+@pytest.mark.parametrize("rs", TOKEN_KINDS, indirect=True)
 @pytest.mark.parametrize("revision", [LEGACY, MODERN])
 async def test_a_dpop_bound_token_with_a_fresh_proof_per_request_calls_tools(rs: Rs, revision: str) -> None:
     key = DPoPKey.generate()
@@ -114,7 +128,7 @@ async def test_a_dpop_bound_token_with_a_fresh_proof_per_request_calls_tools(rs:
     assert "alice" in json.dumps(message(whoami)["result"])
 
 
-@pytest.mark.parametrize("rs", FORGEABLE_KINDS, indirect=True)
+@pytest.mark.parametrize("rs", TOKEN_KINDS, indirect=True)
 @pytest.mark.parametrize("alg", ["ES384", "ES512", "RS256", "PS256", "EdDSA", "Ed25519"])
 async def test_every_advertised_algorithm_family_is_accepted(rs: Rs, alg: str) -> None:
     key = DPoPKey.generate(alg)
@@ -193,7 +207,7 @@ async def test_with_nonces_required_the_client_retries_with_the_nonce_it_was_giv
     assert challenges(forged)["DPoP"]["error"] == "use_dpop_nonce"
 
 
-@pytest.mark.parametrize("rs", FORGEABLE_KINDS, indirect=True)
+@pytest.mark.parametrize("rs", TOKEN_KINDS, indirect=True)
 async def test_a_proof_carrying_the_body_digest_of_the_mcp_profile_must_match_the_body(rs: Rs) -> None:
     key = DPoPKey.generate()
     token = await bound_token(rs, key)
@@ -210,7 +224,7 @@ async def test_a_proof_carrying_the_body_digest_of_the_mcp_profile_must_match_th
     assert challenges(refused)["DPoP"]["error"] == "invalid_dpop_proof"
 
 
-@pytest.mark.parametrize("rs", FORGEABLE_KINDS, indirect=True)
+@pytest.mark.parametrize("rs", TOKEN_KINDS, indirect=True)
 async def test_a_missing_scope_is_challenged_in_the_dpop_scheme(rs: Rs) -> None:
     key = DPoPKey.generate()
     client = DPoPMcp(rs, key, await bound_token(rs, key, "carol", scopes=("mcp:tools:read",)), MODERN)
