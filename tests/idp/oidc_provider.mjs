@@ -9,7 +9,9 @@
 // - Features: open dynamic client registration, introspection, revocation, resource indicators
 //   (each configured resource gets JWT access tokens, RFC 9068 `typ: at+jwt`, or opaque ones),
 //   PKCE required for every client (S256), refresh tokens whenever the client may use them, the
-//   client credentials grant for clients registered with it.
+//   client credentials grant for clients registered with it, DPoP (RFC 9449: a client that sends
+//   proofs gets DPoP-bound tokens, `cnf.jkt` in JWTs and introspection answers; `dpop_jkt` at
+//   /auth; a public client's refresh token bound to the key; tests/idp/test_dpop_provider.py).
 // - Custom scopes are listed twice, top-level and in each resource server's scope, as the library
 //   requires.
 // - Discovery: 9.13.3 serves the same document at /.well-known/openid-configuration and at
@@ -190,6 +192,7 @@ function buildProvider(mount) {
       registration: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      dPoP: { enabled: true },
       resourceIndicators: {
         enabled: true,
         // One resource per request; a token request without `resource` reuses the granted one.
