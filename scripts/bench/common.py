@@ -6,7 +6,10 @@
 - `open_session`: a 2025-11-25 session (initialize, then notifications/initialized);
 - `tools_call`: one tools/call request in either revision, headers and body as the SDK requires
   on that wire, and `result_of` to read the JSON-RPC reply from JSON or SSE;
-- `bench_users`: the AUTH_USERS setting for a few login users (cheap scrypt cost, test only).
+- `bench_users`: the AUTH_USERS setting for a few login users (cheap scrypt cost, test only);
+- DPoP (RFC 9449): `mint_tokens(..., dpop=True)` binds each token to a key of its own (the proof at
+  the token endpoint), and `proof_for` makes the fresh proof each request with such a token needs
+  (the benchmark makes its whole supply ahead of each measurement: wrk cannot sign).
 
 Everything talks to 127.0.0.1 only.
 """
@@ -36,6 +39,7 @@ from tests.e2e.oauth_flow import (  # noqa: E402
     pkce_pair,
     register,
 )
+from tests.fixtures.dpop_client import DPoPKey  # noqa: E402
 
 LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
@@ -60,13 +64,15 @@ class Minted:
     user: str
     client_id: str
     access_token: str
+    dpop: DPoPKey | None = None  # the key the token is bound to (a DPoP token), else a Bearer token
 
 
 def mint_tokens(
-    mcp_url: str, users: list[str], clients_per_user: int, tokens_per_client: int
+    mcp_url: str, users: list[str], clients_per_user: int, tokens_per_client: int, *, dpop: bool = False
 ) -> list[Minted]:
     """Tokens through the real flow: per user one login, per client one registration, and per
-    token one authorization (PKCE, consent) and one code exchange."""
+    token one authorization (PKCE, consent) and one code exchange (with `dpop`, a proof by a new
+    ES256 key per token, which the token is then bound to)."""
     disc = discover(mcp_url)
     minted: list[Minted] = []
     for user in users:
@@ -88,17 +94,29 @@ def mint_tokens(
                     result = authorize(url, username=user, password=USER_PASSWORD, client=browser)
                     if result.error is not None or not result.code or result.state != state:
                         raise RuntimeError(f"authorization for {user} failed: {result.redirect_url}")
-                    tokens = exchange_code(disc, client, result.code, verifier, mcp_url)
-                    minted.append(Minted(user, client.client_id, tokens.access_token))
+                    key = DPoPKey.generate() if dpop else None
+                    tokens = exchange_code(disc, client, result.code, verifier, mcp_url, dpop=key)
+                    minted.append(Minted(user, client.client_id, tokens.access_token, key))
     return minted
 
 
-def headers_for(revision: str, token: str | None, session: str | None = None) -> dict[str, str]:
+def proof_for(key: DPoPKey, mcp_url: str, token: str) -> str:
+    """A fresh DPoP proof (its own `jti`, the current `iat`) for one POST of `token` to `mcp_url`."""
+    return key.proof("POST", mcp_url, token=token)
+
+
+def headers_for(
+    revision: str, token: str | None, session: str | None = None, *, proof: str | None = None
+) -> dict[str, str]:
+    """The request's headers; with `proof`, the token goes in the DPoP scheme with that proof."""
     headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-protocol-version": revision}
     if revision == MODERN:
         headers["mcp-method"] = "tools/call"
         headers["mcp-name"] = "echo"
-    if token is not None:
+    if token is not None and proof is not None:
+        headers["authorization"] = f"DPoP {token}"
+        headers["dpop"] = proof
+    elif token is not None:
         headers["authorization"] = f"Bearer {token}"
     if session is not None:
         headers["mcp-session-id"] = session
@@ -153,25 +171,38 @@ def initialize_body() -> dict[str, Any]:
     }
 
 
-def open_session(client: httpx2.Client, mcp_url: str, token: str | None) -> str:
-    """A 2025-11-25 session for `token`: initialize, then notifications/initialized (202)."""
-    response = client.post(mcp_url, json=initialize_body(), headers=headers_for(LEGACY, token))
+def open_session(client: httpx2.Client, mcp_url: str, token: str | None, key: DPoPKey | None = None) -> str:
+    """A 2025-11-25 session for `token` (DPoP-bound to `key` if given): initialize, then
+    notifications/initialized (202)."""
+
+    def proof() -> str | None:
+        return proof_for(key, mcp_url, token) if key is not None and token is not None else None
+
+    response = client.post(mcp_url, json=initialize_body(), headers=headers_for(LEGACY, token, proof=proof()))
     if response.status_code != 200:
         raise RuntimeError(f"initialize -> {response.status_code}: {response.text[:300]}")
     session = response.headers["mcp-session-id"]
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    acked = client.post(mcp_url, json=note, headers=headers_for(LEGACY, token, session))
+    acked = client.post(mcp_url, json=note, headers=headers_for(LEGACY, token, session, proof=proof()))
     if acked.status_code != 202:
         raise RuntimeError(f"notifications/initialized -> {acked.status_code}: {acked.text[:300]}")
     return session
 
 
 def check_tools_call(
-    client: httpx2.Client, mcp_url: str, revision: str, token: str | None, session: str | None
+    client: httpx2.Client,
+    mcp_url: str,
+    revision: str,
+    token: str | None,
+    session: str | None,
+    key: DPoPKey | None = None,
 ) -> None:
     """One tools/call that must succeed: the benchmark measures only requests that work."""
+    proof = proof_for(key, mcp_url, token) if key is not None and token is not None else None
     response = client.post(
-        mcp_url, json=tools_call_body(revision, "check"), headers=headers_for(revision, token, session)
+        mcp_url,
+        json=tools_call_body(revision, "check"),
+        headers=headers_for(revision, token, session, proof=proof),
     )
     text = echo_text(result_of(response)) if response.status_code == 200 else None
     if text != "check":

@@ -4,6 +4,9 @@ Scenarios (each at 16 and 64 connections; `scripts/bench/tools_call.lua` posts `
 - bare:               a Starlette route returning small JSON (the ceiling for Python ASGI here)
 - none:               AUTH_MODE=none, both protocol revisions
 - internal:           AUTH_MODE=internal (in-process validator), both revisions
+- internal-dpop:      internal with DPoP-bound tokens (RFC 9449): `Authorization: DPoP` and a
+                      fresh proof per request (a signature check, `ath`, `htu`, the `jti` kept in
+                      process with the memory store), against internal's Bearer in the same run
 - external-cached:    AUTH_MODE=external, opaque tokens, RFC 7662 introspection with the default
                       cache (INTROSPECTION_CACHE_TTL=30 s), both revisions
 - external-uncached:  the same with INTROSPECTION_CACHE_TTL=0: one introspection call per request
@@ -70,8 +73,10 @@ from scripts.bench.common import (
     check_tools_call,
     mint_tokens,
     open_session,
+    proof_for,
 )
 from tests.e2e.servers import PYTHON, REPO_ROOT, ServerProcess, clean_environ, free_port
+from tests.fixtures.dpop_client import DPoPKey
 from tests.fixtures.redis_server import start_redis
 
 RESULTS_DIR = REPO_ROOT / "bench-results"
@@ -81,6 +86,7 @@ SETUP_ORDER = (
     "bare",
     "none",
     "internal",
+    "internal-dpop",
     "internal-sse",
     "workers-1",
     "workers-2",
@@ -97,8 +103,14 @@ SERVER_CPU, LOAD_CPU = "1", "0"
 WRK_TIMEOUT = "5s"
 VALIDATION_METRIC = "mcpref_token_validation_duration_seconds"
 
+# Proofs made per expected request: wrk cannot sign, so each measurement gets a supply made just
+# before it (each proof is single use); the expected rate is the cell's last, or this first guess.
+DPOP_PROOF_HEADROOM = 2.0
+DPOP_FIRST_GUESS_RPS = 2500.0
+
 TARGETS = {
     "internal_vs_none": 0.90,
+    "dpop_vs_bearer": 0.85,
     "tenant_vs_internal": 0.90,
     "external_cached_vs_none": 0.85,
     "modern_vs_bare": 0.30,
@@ -122,6 +134,7 @@ class Setup:
     stack: str = "fast"  # fast: asyncio + httptools (what the project runs); pure: asyncio + h11
     serve_args: tuple[str, ...] = ()  # extra arguments to scripts/bench/serve.py
     workers: int = 0  # > 0: `python -m mcp_server --workers N` on Redis, stateless, nothing pinned
+    dpop: bool = False  # DPoP-bound tokens, a fresh proof per request
 
     @property
     def pinned(self) -> bool:
@@ -134,6 +147,7 @@ def setups(compare_pure: bool) -> list[Setup]:
         Setup("bare", "bare", "none", ("bare",)),
         Setup("none", "mcp", "none", both),
         Setup("internal", "mcp", "internal", both),
+        Setup("internal-dpop", "mcp", "internal", both, dpop=True),
         Setup("internal-sse", "mcp", "internal", (LEGACY,), {"MCP_JSON_RESPONSES": "never"}),
         Setup("workers-1", "mcp", "internal", both, WORKERS_ENV, workers=1),
         Setup("workers-2", "mcp", "internal", both, WORKERS_ENV, workers=2),
@@ -186,6 +200,19 @@ def pinned(cpu: str, args: list[str], pin: bool) -> list[str]:
     return ["taskset", "-c", cpu, *args] if pin and shutil.which("taskset") else args
 
 
+WRK_THREADS = 2
+
+
+def write_proofs(url: str, tokens: list[str], keys: list[DPoPKey], count: int) -> str:
+    """`count` fresh DPoP proofs for tokens used round-robin, one `<token index> <proof>` per line
+    (scripts/bench/tools_call.lua reads them: each proof is sent once)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".proofs", delete=False) as out:
+        for n in range(count):
+            index = n % len(tokens)
+            out.write(f"{index} {proof_for(keys[index], url, tokens[index])}\n")
+    return out.name
+
+
 def run_wrk(
     url: str,
     revision: str,
@@ -194,6 +221,7 @@ def run_wrk(
     connections: int,
     seconds: float,
     pin: bool,
+    proofs_path: str | None = None,
 ) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         result_path = out.name
@@ -203,10 +231,12 @@ def run_wrk(
         "BENCH_TOKENS": " ".join(tokens),
         "BENCH_SESSIONS": " ".join(sessions),
         "BENCH_RESULT": result_path,
+        "BENCH_PROOFS": proofs_path or "",
+        "BENCH_THREADS": str(WRK_THREADS),
     }
     args = [
         "wrk",
-        "-t2",
+        f"-t{WRK_THREADS}",
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         f"--timeout={WRK_TIMEOUT}",
@@ -226,6 +256,11 @@ def run_wrk(
     seconds_run = result["duration_us"] / 1e6
     result["rps"] = result["requests"] / seconds_run if seconds_run else 0.0
     result["errors"] = sum(result[k] for k in result if k.startswith("errors_"))
+    if result.get("proofs_short"):
+        raise RuntimeError(
+            f"wrk ran out of DPoP proofs ({result['proofs_short']} requests went without one): "
+            "raise DPOP_PROOF_HEADROOM in scripts/bench/run.py"
+        )
     return result
 
 
@@ -354,21 +389,30 @@ def started(
 class Clients:
     tokens: list[str]
     sessions: list[str]
+    keys: list[DPoPKey] = field(default_factory=list)  # DPoP: the key each token is bound to
 
 
 def prepare_clients(setup: Setup, running: Running, revision: str) -> Clients:
     """Tokens from the real flow (auth modes), sessions for 2025-11-25, each checked once."""
     count = USERS * CLIENTS_PER_USER * TOKENS_PER_CLIENT
     tokens: list[str] = []
+    keys: list[DPoPKey] = []
     if setup.mode != "none":
         users = [f"bench-user-{n}" for n in range(1, USERS + 1)]
-        tokens = [
-            m.access_token for m in mint_tokens(running.mcp_url, users, CLIENTS_PER_USER, TOKENS_PER_CLIENT)
-        ]
+        minted = mint_tokens(running.mcp_url, users, CLIENTS_PER_USER, TOKENS_PER_CLIENT, dpop=setup.dpop)
+        tokens = [m.access_token for m in minted]
+        keys = [m.dpop for m in minted if m.dpop is not None]
     sessions: list[str] = []
+
+    def key(index: int) -> DPoPKey | None:
+        return keys[index] if keys else None
+
     with httpx2.Client(timeout=10.0, trust_env=False) as client:
         if revision == LEGACY and not setup.workers:  # stateless: 2025-11-25 requests need no session
-            sessions = [open_session(client, running.mcp_url, token) for token in (tokens or [None] * count)]
+            sessions = [
+                open_session(client, running.mcp_url, token, key(index))
+                for index, token in enumerate(tokens or [None] * count)
+            ]
         if setup.app == "mcp":
             for index in range(max(len(tokens), len(sessions), 1)):
                 check_tools_call(
@@ -377,8 +421,9 @@ def prepare_clients(setup: Setup, running: Running, revision: str) -> Clients:
                     revision,
                     tokens[index] if tokens else None,
                     sessions[index] if sessions else None,
+                    key(index),
                 )
-    return Clients(tokens, sessions)
+    return Clients(tokens, sessions, keys)
 
 
 def scrape(mcp_url: str) -> str | None:
@@ -515,17 +560,27 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_wrk_for(cell: Cell, seconds: float, pin: bool) -> dict[str, Any]:
-    before = cpu_seconds(cell.running.mcp)
-    result = run_wrk(
-        cell.running.mcp_url,
-        cell.revision,
-        cell.clients.tokens,
-        cell.clients.sessions,
-        cell.connections,
-        seconds,
-        pin,
-    )
-    after = cpu_seconds(cell.running.mcp)
+    proofs_path = None
+    if cell.clients.keys:
+        expected = cell.rounds[-1]["rps"] if cell.rounds else DPOP_FIRST_GUESS_RPS
+        count = int(expected * max(1, round(seconds)) * DPOP_PROOF_HEADROOM) + 500
+        proofs_path = write_proofs(cell.running.mcp_url, cell.clients.tokens, cell.clients.keys, count)
+    try:
+        before = cpu_seconds(cell.running.mcp)
+        result = run_wrk(
+            cell.running.mcp_url,
+            cell.revision,
+            cell.clients.tokens,
+            cell.clients.sessions,
+            cell.connections,
+            seconds,
+            pin,
+            proofs_path,
+        )
+        after = cpu_seconds(cell.running.mcp)
+    finally:
+        if proofs_path is not None:
+            Path(proofs_path).unlink(missing_ok=True)
     if before is not None and after is not None and result["requests"]:
         result["cpu_us_per_request"] = (after - before) * 1e6 / result["requests"]
     return result
@@ -609,6 +664,19 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     TARGETS["internal_vs_none"],
                     find(rows, "internal", revision, connections, stack),
                     none,
+                    **labels,
+                )
+                add(
+                    "internal-dpop / internal (DPoP / Bearer)",
+                    TARGETS["dpop_vs_bearer"],
+                    find(rows, "internal-dpop", revision, connections, stack),
+                    find(rows, "internal", revision, connections, stack),
+                    **labels,
+                )
+                add_by_cpu(
+                    "internal-dpop / internal (DPoP / Bearer), by server CPU per request",
+                    find(rows, "internal-dpop", revision, connections, stack),
+                    find(rows, "internal", revision, connections, stack),
                     **labels,
                 )
                 add(
