@@ -22,6 +22,8 @@ TokenErrorCode = Literal[  # RFC 6749 section 5.2, RFC 8707 section 2 (invalid_t
     "unsupported_grant_type",
     "invalid_scope",
     "invalid_target",
+    "invalid_dpop_proof",  # RFC 9449 sections 5 and 12.2
+    "use_dpop_nonce",  # RFC 9449 section 8
 ]
 AuthorizationErrorCode = Literal[  # RFC 6749 section 4.1.2.1, RFC 8707 section 2
     "invalid_request",

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from typing import Literal
 
 from shared.storage.base import Store
+from shared.storage.records import DPOP_NONCE_SECRET_KEY
 
-SECRET_KEY = "dpop:nonce-secret"  # noqa: S105 - the Store key that holds it, not a secret
 LIFETIME = 300  # seconds a window lasts; a value is accepted for one to two windows
 NoncePurpose = Literal["token", "resource"]
 _MAC_BYTES = 16
@@ -57,8 +57,8 @@ class DPoPNonces:
         if self._key is None:
             async with self._lock:
                 if self._key is None:
-                    await self._store.set(SECRET_KEY, secrets.token_hex(32), only_if_absent=True)
-                    secret = await self._store.get(SECRET_KEY)
+                    await self._store.set(DPOP_NONCE_SECRET_KEY, secrets.token_hex(32), only_if_absent=True)
+                    secret = await self._store.get(DPOP_NONCE_SECRET_KEY)
                     if secret is None:  # deleted in between: this process's own, until restarted
                         secret = secrets.token_hex(32)
                     self._key = hmac.new(

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from shared.storage.base import Store
+from shared.storage.records import dpop_proof_key
 
-REPLAY_PREFIX = "dpop:jti:"
 LOCAL_CAPACITY = 100_000  # proofs remembered in process (~150 bytes each)
 _PRUNE_PER_CALL = 8
 
@@ -78,7 +78,7 @@ class StoreReplayGuard:
 
     async def first_use(self, jkt: str, jti: str, *, until: float) -> bool:
         ttl = max(1.0, until - self._clock())
-        return await self._store.set(REPLAY_PREFIX + _digest(jkt, jti).hex(), "1", ttl, only_if_absent=True)
+        return await self._store.set(dpop_proof_key(_digest(jkt, jti).hex()), "1", ttl, only_if_absent=True)
 
 
 def replay_guard_for(store: Store) -> ReplayGuard:

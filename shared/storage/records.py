@@ -191,6 +191,17 @@ def task_owner_key(owner_digest: str) -> str:
     return f"mcp:tasks-of:{owner_digest}"
 
 
+# --- DPoP (RFC 9449): both servers -------------------------------------------------------------
+# The secret server nonces are MACed with (shared/dpop/nonces.py), the same at every instance.
+DPOP_NONCE_SECRET_KEY = "dpop:nonce-secret"  # noqa: S105 - the Store key that holds it, not a secret
+
+
+def dpop_proof_key(proof_digest: str) -> str:
+    """A DPoP proof already used (the digest of its key's thumbprint and its `jti`): single use on
+    every instance (shared/dpop/replay.py)."""
+    return f"dpop:jti:{proof_digest}"
+
+
 # --- reading and writing records ---------------------------------------------------------------
 def family(key: str) -> str:
     """What a log line may say about a key: its family (`auth:session`), never the id in it."""

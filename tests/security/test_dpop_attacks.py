@@ -24,6 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from mcp_server.app import create_app
+from shared.storage import records
 from tests.fixtures.dpop_client import DPoPKey, ath, b64url, dpop_headers
 from tests.fixtures.local_server import LocalServer
 from tests.integration.rs.conftest import (
@@ -309,11 +310,11 @@ async def test_junk_proofs_with_a_stolen_token_make_the_server_store_nothing(red
         for token in [stolen] * 20 + [f"invented-{n}" for n in range(20)]:
             assert (await call(rs, dpop_headers(attacker, token, "POST", rs.mcp_url))).status_code == 401
         client = aioredis.Redis.from_url(redis_url)
+        used_proofs = prefix + records.dpop_proof_key("*")
         try:
-            stored = [key async for key in client.scan_iter(match=f"{prefix}dpop:jti:*")]
-            assert stored == []
+            assert [key async for key in client.scan_iter(match=used_proofs)] == []
             assert (await call(rs, dpop_headers(victim_key, stolen, "POST", rs.mcp_url))).status_code == 200
-            assert len([key async for key in client.scan_iter(match=f"{prefix}dpop:jti:*")]) == 1
+            assert len([key async for key in client.scan_iter(match=used_proofs)]) == 1
         finally:
             await client.aclose()
     finally:

@@ -17,6 +17,7 @@ import pytest
 
 from auth_server.urls import endpoint_url
 from shared.settings import Settings
+from shared.storage import records
 from shared.storage.base import Store
 from tests.fixtures.dpop_client import DPoPKey
 from tests.integration.auth.conftest import HttpFactory
@@ -86,13 +87,12 @@ async def test_two_proofs_a_private_key_and_unsigned_proofs_are_refused(
 async def test_a_stolen_code_bound_by_dpop_jkt_is_useless_with_another_key(
     http: httpx2.AsyncClient, store: Store, settings: Settings
 ) -> None:
-    from auth_server import crypto
     from auth_server.models import AuthorizationCodeRecord
 
     client = await add_client(store)
     victim = DPoPKey.generate()
     code = await store_code(store, client, settings=settings)
-    key = f"auth:code:{crypto.digest(code.code)}"
+    key = records.code_key(code.code)
     record = AuthorizationCodeRecord.model_validate_json(await store.get(key) or "")
     await store.set(key, record.model_copy(update={"dpop_jkt": victim.jkt}).model_dump_json(), ttl=60)
     attacker = {"DPoP": DPoPKey.generate().proof("POST", endpoint_url(settings, "token"))}
