@@ -234,7 +234,20 @@ async def test_with_nonces_required_the_token_endpoint_hands_out_one_and_accepts
     client = await add_client(store)
     key = DPoPKey.generate()
     code = await store_code(store, client, settings=settings)
-    first = await token_request(http, code_form(code, client), proof_for(settings, key))
+    # From a web page on another origin, as a browser-based client sends it: the preflight allows
+    # the DPoP header, and the answer lets the page read DPoP-Nonce.
+    preflight = await http.options(
+        "/token",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "dpop, content-type",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert "dpop" in preflight.headers["access-control-allow-headers"].lower()
+    browser = {**proof_for(settings, key), "Origin": "https://app.example"}
+    first = await token_request(http, code_form(code, client), browser)
     assert first.status_code == 400
     assert first.json()["error"] == "use_dpop_nonce"
     nonce = first.headers["dpop-nonce"]
