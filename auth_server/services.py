@@ -19,8 +19,8 @@ from auth_server.clients.assertions import ClientAssertions
 from auth_server.clients.authentication import ClientAuthenticator
 from auth_server.clients.registry import DisabledClients, StoreClientRegistry
 from auth_server.consents import ConsentMemory
-from auth_server.enterprise_idps import EnterpriseIdps
 from auth_server.dpop import TokenEndpointProofs
+from auth_server.enterprise_idps import EnterpriseIdps
 from auth_server.grants.context import GrantContext
 from auth_server.grants.grant import Grants
 from auth_server.models import ClientRegistry
