@@ -10,12 +10,16 @@ at our server. In both modes, on both protocol revisions.
 from __future__ import annotations
 
 import contextlib
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio.to_thread
 import httpx2
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
 from mcp.client import Client
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
@@ -26,13 +30,29 @@ from shared.oauth import JWT_BEARER_GRANT
 from tests.e2e.fixtures import BOTH_MODES_MEMORY
 from tests.e2e.sdk_client import REVISIONS, MemoryTokenStorage, Revision, structured
 from tests.fixtures.enterprise_idp import AGENT, AGENT_SCOPE, Enterprise, enterprise
+from tests.fixtures.live_server import live_server
 from tests.idp.provider import USERS
+from tests.resilience.cluster import modern_call, rpc_result
+from tests.security.document_host import DocumentHost
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@pytest.fixture(scope="module")
+def documents() -> Iterator[DocumentHost]:
+    """Where a client that is not pre-registered publishes its client ID metadata document."""
+    host = DocumentHost()
+    with live_server(host.app):
+        yield host
 
 
 @pytest.fixture(scope="module", params=BOTH_MODES_MEMORY)
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Enterprise]:
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, documents: DocumentHost
+) -> Iterator[Enterprise]:
     mode, store = request.param
-    with enterprise(Path(tmp_path_factory.mktemp(f"enterprise-{mode}")), mode, store) as running:
+    workdir = Path(tmp_path_factory.mktemp(f"enterprise-{mode}"))
+    with enterprise(workdir, mode, store, env={"CIMD_ALLOW_LOOPBACK": "true"}) as running:
         yield running
 
 
@@ -112,3 +132,38 @@ async def test_the_server_advertises_the_grant_and_declares_the_extension(world:
     provider = agent_provider(world, "alice", MemoryTokenStorage())
     async with connected(world, provider, "auto") as client:
         assert ENTERPRISE_MANAGED_EXTENSION in (client.server_capabilities.extensions or {})
+
+
+def test_a_client_known_only_by_its_metadata_document_presents_an_id_jag_with_its_key(
+    world: Enterprise, documents: DocumentHost
+) -> None:
+    """SEP-990 section 5: a client not pre-registered uses its client ID metadata document as its
+    client_id and authenticates with private_key_jwt. Without its key, the same ID-JAG gets nothing."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "document-agent-1"})
+    client_id = documents.client_document(
+        client_name="Document agent",
+        grant_types=[JWT_BEARER_GRANT],
+        token_endpoint_auth_method="private_key_jwt",
+        jwks={"keys": [key.as_dict(private=False)]},
+    )
+    now = int(time.time())
+
+    def key_proof() -> dict[str, str]:
+        claims = {"iss": client_id, "sub": client_id, "aud": world.deployment.issuer, "iat": now,
+                  "exp": now + 60, "jti": uuid.uuid4().hex}  # fmt: skip
+        assertion = jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
+        return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+
+    unproven = world.present(world.forge(client_id=client_id), client=None, client_id=client_id)
+    assert unproven.status_code == 401, unproven.text
+    assert unproven.json()["error"] == "invalid_client"
+
+    granted = world.present(world.forge(client_id=client_id), client=None, **key_proof())
+    assert granted.status_code == 200, granted.text
+    body = granted.json()
+    assert "refresh_token" not in body
+    call, headers = modern_call("whoami", {}, body["access_token"])
+    with httpx2.Client(trust_env=False, timeout=15.0) as http:
+        me = rpc_result(http.post(world.deployment.mcp_url, json=call, headers=headers))
+    assert me["structuredContent"]["subject"] == f"{world.idp.issuer}#alice"
+    assert me["structuredContent"]["client_id"] == client_id
