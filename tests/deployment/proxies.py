@@ -19,10 +19,8 @@ import ipaddress
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.docs.runnable import file_block
-from tests.fixtures.launch import die_with_parent
+from tests.fixtures.launch import accepts_connections, die_with_parent
+from tests.fixtures.waits import wait_until
 
 GUIDE = "docs/deployment.md"
 NGINX_SITE = "/etc/nginx/sites-available/mcp-reference-server"
@@ -293,13 +292,19 @@ class Proxy:
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,
             )
-        deadline = time.monotonic() + START_TIMEOUT
+        process = self._process
         for port in self.routes.listen.values():
-            while not _accepts(port):
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"{self.kind} did not listen on {port}:\n{self.log_tail()}")
-                time.sleep(0.02)
+
+            def listening(port: int = port) -> bool:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{self.kind} exited before listening on {port}:\n{self.log_tail()}")
+                return accepts_connections(port)
+
+            try:
+                wait_until(listening, f"{self.kind} to listen on {port}", within=START_TIMEOUT)
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def stop(self) -> None:
@@ -317,11 +322,3 @@ class Proxy:
         with contextlib.suppress(OSError):
             return self.log.read_text(errors="replace")[-chars:]
         return "(no log)"
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
