@@ -335,6 +335,18 @@ class Settings(BaseSettings):
         description="Requests per minute per client IP on authorize, login, token, register, revoke; "
         "at introspect, failed client authentications per client IP",
     )
+    registration_unused_ttl: int = Field(
+        86_400,
+        gt=0,
+        description="How long a dynamically registered client is kept before any user authorized it, "
+        "s; the first authorization code a user approves for it keeps it until deleted",
+    )
+    max_unused_registrations: int = Field(
+        10_000,
+        gt=0,
+        description="Most dynamically registered clients kept unused at once (no user authorized "
+        "them yet); one more registration deletes the oldest unused one",
+    )
     introspection_rate_limit_per_minute: int = Field(
         30_000,
         gt=0,

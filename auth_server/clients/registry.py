@@ -4,8 +4,11 @@ Lookup order for a client_id:
 1. pre-registered clients from configuration (AUTH_CLIENTS, plus, on the standalone server of
    external mode, the MCP server's own introspection client), validated once at start-up so a
    typo stops the process;
-2. dynamically registered clients (RFC 7591), stored under `auth:client:{client_id}` without
-   expiry;
+2. dynamically registered clients (RFC 7591), stored under `auth:client:{client_id}`. Anyone may
+   register, so a registration no user has authorized yet is kept only REGISTRATION_UNUSED_TTL
+   seconds, and at most MAX_UNUSED_REGISTRATIONS of those at once (one more deletes the oldest
+   unused one). The first authorization code a signed-in user approves for it (`keep`) keeps it
+   until an administrator deletes it;
 3. client ID metadata documents: a URL client_id is fetched and validated (and cached) by
    `clients/documents.py`.
 
@@ -36,13 +39,13 @@ from typing import Any
 from auth_server import crypto
 from auth_server.clients.documents import ClientMetadataDocumentError, ClientMetadataDocuments
 from auth_server.clients.metadata import ClientMetadataRejected, parse_client_metadata
-from auth_server.grants.index import GrantIndex
+from auth_server.grants.index import REGISTERED_LISTED_FOR, GrantIndex
 from auth_server.models import Client, looks_like_metadata_url
 from shared.oauth import TOKEN_EXCHANGE_GRANT
 from shared.settings import Settings
 from shared.storage import records
 from shared.storage.base import Store
-from shared.storage.records import client_key, disabled_client_key, metadata_document_key
+from shared.storage.records import UNUSED_CLIENTS_KEY, client_key, disabled_client_key, metadata_document_key
 
 
 class UnknownClient(Exception):
@@ -90,8 +93,13 @@ class StoreClientRegistry:
         *,
         configured: Mapping[str, Client] | None = None,
         native_schemes: Collection[str] = (),
+        unused_ttl: int,
+        max_unused: int,
     ) -> None:
         self._store = store
+        # How long, and how many, registrations no user has authorized yet are kept (`add`).
+        self._unused_ttl = unused_ttl
+        self._max_unused = max_unused
         # Private-use redirect URI schemes native clients may use (NATIVE_REDIRECT_SCHEMES).
         self.native_schemes = frozenset(native_schemes)
         self._preregistered = dict(configured or {})
@@ -106,6 +114,8 @@ class StoreClientRegistry:
             ClientMetadataDocuments.from_settings(settings, store),
             configured=preregistered_clients(settings),
             native_schemes=settings.native_redirect_schemes,
+            unused_ttl=settings.registration_unused_ttl,
+            max_unused=settings.max_unused_registrations,
         )
 
     async def get(self, client_id: str) -> Client | None:
@@ -152,14 +162,32 @@ class StoreClientRegistry:
         return client
 
     async def add(self, client: Client) -> bool:
-        """Store a dynamically registered client and list it for administrators; False if the
-        client_id is already taken."""
+        """Store a dynamically registered client, unused (it expires unless `keep` is called in
+        time), and list it for administrators; False if the client_id is already taken."""
         if client.client_id in self._preregistered:
             return False
-        added = await records.write(self._store, client_key(client.client_id), client, only_if_absent=True)
-        if added:
-            await GrantIndex(self._store).add_client(client.client_id)
-        return added
+        added = await records.write(
+            self._store, client_key(client.client_id), client, ttl=self._unused_ttl, only_if_absent=True
+        )
+        if not added:
+            return False
+        await GrantIndex(self._store).add_client(client.client_id, self._unused_ttl)
+        evicted = await self._store.index_add(
+            UNUSED_CLIENTS_KEY, client.client_id, self._unused_ttl, limit=self._max_unused
+        )
+        for oldest in evicted:  # registrations nobody used: never a kept one (`keep` unlists first)
+            await self._store.delete(client_key(oldest))
+            await GrantIndex(self._store).remove_client(oldest)
+        return True
+
+    async def keep(self, client_id: str) -> None:
+        """A signed-in user authorized this client: if it is a registration not used before, keep
+        it until it is deleted. One Store call for every other client (and every later use)."""
+        if await self._store.index_remove(UNUSED_CLIENTS_KEY, client_id) == 0:
+            return
+        # "Until deleted" is a very long expiry: a Store has no "persist".
+        if await self._store.expire(client_key(client_id), REGISTERED_LISTED_FOR):
+            await GrantIndex(self._store).add_client(client_id)
 
     @property
     def configured(self) -> dict[str, Client]:
@@ -171,6 +199,7 @@ class StoreClientRegistry:
         fetched again on its next use); False if neither was there. Configured clients stay."""
         if looks_like_metadata_url(client_id):
             return await self._store.delete(metadata_document_key(client_id)) > 0
+        await self._store.index_remove(UNUSED_CLIENTS_KEY, client_id)
         return await self._store.delete(client_key(client_id)) > 0
 
 

@@ -130,6 +130,7 @@ async def approve(
         dpop_jkt=pending.dpop_jkt,
     )
     await records.write(fc.store, code_key(code), record, ttl=fc.settings.authorization_code_ttl)
+    await fc.registry.keep(pending.client_id)  # a user vouched for it: a registration stays
     return client_redirect_url(fc.settings, pending.redirect_uri, {"code": code, "state": pending.state})
 
 

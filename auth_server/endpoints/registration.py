@@ -1,8 +1,9 @@
 """Dynamic client registration, POST /register (RFC 7591).
 
 Open registration (no initial access token), as MCP clients expect, but rate-limited per client
-IP (429 + Retry-After). The metadata rules are `clients.metadata.parse_client_metadata`; this
-module adds what is specific to registration:
+IP (429 + Retry-After), and a registration no user has authorized yet is kept only for a while, a
+bounded number at once (`StoreClientRegistry.add`). The metadata rules are
+`clients.metadata.parse_client_metadata`; this module adds what is specific to registration:
 
 * client_ids are random and never look like a URL, so they cannot collide with client ID
   metadata document URLs (CIMD, "Supporting Both Pre-Registered and Unregistered Clients");

@@ -38,6 +38,8 @@ def digest(value: str) -> str:
 
 # --- the authorization server: clients --------------------------------------------------------
 CLIENTS_KEY = "auth:clients"  # every client_id administrators list (an expiring index)
+# The registrations no user has authorized yet (an expiring index with a count limit).
+UNUSED_CLIENTS_KEY = "auth:clients-unused"
 JWKS_KEY = "auth:jwks"  # generated signing keys (private) with their rotation dates
 
 
