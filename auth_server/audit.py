@@ -18,7 +18,7 @@ from typing import Literal
 
 from auth_server import crypto
 from shared import metrics
-from shared.logs import AUDIT_LOGGER
+from shared.logs import AUDIT_LOGGER, bounded
 
 AuditEvent = Literal[
     "login_succeeded",
@@ -53,6 +53,10 @@ REVOKING_EVENTS: frozenset[AuditEvent] = frozenset(
     {"revoked", "app_revoked", "grant_evicted", "code_replay", "refresh_reuse", "grants_revoked"}
 )
 FINGERPRINT_CHARS = 12
+# Some fields come from the request (a user name that failed to sign in, a client_id): each is cut
+# to this, so a line stays well within shared.logs.MAX_MESSAGE_CHARS (past which the log handler
+# would cut it, and it would be logged as text rather than nested JSON).
+MAX_FIELD_CHARS = 256
 
 
 def fingerprint(credential: str) -> str:
@@ -121,5 +125,13 @@ class AuditLog:
             "jti": jti,
             "reason": reason,
         }
-        line = json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":"))
+        # Each field bounded, so the line stays whole JSON within what a log line may carry.
+        line = json.dumps(
+            {
+                k: v if not isinstance(v, str) else bounded(v, MAX_FIELD_CHARS)
+                for k, v in fields.items()
+                if v is not None
+            },
+            separators=(",", ":"),
+        )
         self._logger.info(line)

@@ -10,12 +10,17 @@ every logger (ours, the MCP SDK's, uvicorn's access and error logs, which are st
    <token>`, and `access_token=`, `refresh_token=`, `code=`, `client_secret=`, `code_verifier=`,
    `password=`... in query strings, form bodies, JSON and Python reprs. Redaction is a safety
    net: the code logs no credential on purpose (the audit log has no parameter to pass one
-   through).
+   through). It also bounds what a record carries (`MAX_MESSAGE_CHARS` for the message,
+   `MAX_TRACEBACK_LINE_CHARS` per traceback line): a request can put text into a line (an unknown
+   tool's or method's name, a resource URI, an exception message quoting its input), and a 1 MB
+   tool name used to write 2 MB of log per request.
 2. `JsonFormatter` writes `{"ts", "level", "logger", "message", "request_id", ...}` on one line
    (`LOG_FORMAT=json`), or `TextFormatter` a human-readable line (`LOG_FORMAT=text`). The default,
    `LOG_FORMAT=auto`, picks text when standard error is a terminal (a person is reading) and JSON
    otherwise (systemd, containers, files: a log collector is reading).
    Audit lines (`auth_server.audit`, already JSON) are nested under `"audit"`, not re-escaped.
+   The text format escapes control characters in the message, so a client's newline cannot start
+   a forged line.
 
 The request id comes from `RequestIdMiddleware`: the caller's `X-Request-Id` when it is a sane
 token (1-128 characters of `[A-Za-z0-9._:-]`), otherwise a fresh one; it is echoed in the
@@ -45,6 +50,11 @@ _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 AUDIT_LOGGER = "auth_server.audit"  # the audit log's logger (auth_server/audit.py writes it)
 REDACTED = "[redacted]"
+# What one record may carry. A message is cut to twice this before redaction (so the patterns do
+# bounded work on any input) and to this after it (so no credential is cut in two and missed: a
+# credential would need to be longer than this to straddle the first cut and survive the second).
+MAX_MESSAGE_CHARS = 8192
+MAX_TRACEBACK_LINE_CHARS = 1024
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -127,8 +137,32 @@ def redact(text: str) -> str:
     return text
 
 
+def bounded(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with a note of how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def _bounded_lines(text: str) -> str:
+    return "\n".join(bounded(line, MAX_TRACEBACK_LINE_CHARS) for line in text.split("\n"))
+
+
+# C0 and C1 control characters and the Unicode line separators, as escapes (text format only).
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters (newlines included) as escapes."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message and traceback before any formatter sees it.
+    """Rewrites each record's message and traceback before any formatter sees it: credentials
+    redacted, lengths bounded.
 
     Installed on the handler, not on loggers, so records from every logger pass through it.
     """
@@ -138,14 +172,18 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the line
             message = f"{record.msg!r} {record.args!r}"
-        record.msg = redact(message)
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = bounded(redact(message[: 2 * MAX_MESSAGE_CHARS]), MAX_MESSAGE_CHARS)
+        else:
+            message = redact(message)
+        record.msg = message
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = redact(_bounded_lines(record.exc_text))
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = redact(_bounded_lines(record.stack_info))
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
         return True
@@ -197,7 +235,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request_id = getattr(record, "request_id", None)
         rid = f" [{request_id}]" if request_id else ""
-        line = f"{_timestamp(record.created)} {record.levelname} {record.name}{rid} {record.getMessage()}"
+        message = printable(record.getMessage())
+        line = f"{_timestamp(record.created)} {record.levelname} {record.name}{rid} {message}"
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(self.formatException(record.exc_info))
         if record.exc_text:
