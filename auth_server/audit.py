@@ -31,6 +31,7 @@ AuditEvent = Literal[
     "code_replay",  # an already redeemed authorization code was presented again
     "refresh_reuse",  # a rotated refresh token was presented again
     "revoked",  # a token was revoked at /revoke (a refresh token: with its whole grant)
+    "revoke_refused",  # a client asked /revoke to end another client's token (answered as unknown)
     "app_revoked",  # everything an app held of a user ended (account page, or too many apps)
     "grant_evicted",  # a user's app held too many grants: its least recently used one ended
     "logout",  # a browser session at the authorization server ended

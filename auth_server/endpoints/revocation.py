@@ -5,10 +5,11 @@ Access and refresh tokens, either hint, any order. Revoking a refresh token ends
 ends just that token.
 
 Only the client a token was issued to may revoke it (RFC 7009 section 2.1). Another client's
-attempt is refused with 400 `unauthorized_client` and changes nothing: the RFC says such a
-request "is refused and the client is informed of the error", and answering 200 would tell the
-caller it had succeeded. Unknown, expired, already revoked and malformed tokens get 200, as the
-RFC requires, so the endpoint is no oracle for guessed tokens.
+attempt changes nothing and is audited (`revoke_refused`), but it is answered exactly as an
+unknown token is, 200 with no body: a distinct answer (this endpoint used to say 400
+`unauthorized_client`) told any client holding a token string whether it was live, and whose it
+was not, without using it. RFC 7009 section 2.2 answers invalid tokens 200, and for this client
+the token is invalid. Unknown, expired, already revoked and malformed tokens get the same 200.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.responses import Response
 
 from auth_server.audit import fingerprint
 from auth_server.endpoints.forms import Endpoint, oauth_endpoint, read_form
-from auth_server.errors import NO_STORE, OAuthError
+from auth_server.errors import NO_STORE
 from auth_server.rate_limit import client_ip
 from auth_server.services import BackChannel
 from auth_server.tokens import RefreshTokenRecord
@@ -36,7 +37,15 @@ def revocation_endpoint(channel: BackChannel) -> Endpoint:
         if found is not None:
             record = found.record
             if record.client_id != caller.client_id:
-                raise OAuthError("unauthorized_client", "the token was not issued to this client")
+                channel.audit.record(
+                    "revoke_refused",
+                    ip=ip,
+                    client_id=caller.client_id,
+                    token_type=found.kind,
+                    token_fp=fingerprint(token),
+                    reason="the token was issued to another client",
+                )
+                return Response(status_code=200, headers=NO_STORE)  # as for an unknown token
             if isinstance(record, RefreshTokenRecord):
                 await channel.grants.revoke(record.grant_id)
             else:

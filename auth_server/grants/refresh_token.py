@@ -3,7 +3,8 @@
 
 Rotation. Every refresh consumes the presented refresh token and returns a new one with the grant's
 full scope and a fresh REFRESH_TOKEN_TTL (so the lifetime is an idle timeout). Checks that leave
-the token usable come first: another client presenting it (`invalid_grant`), a broader scope
+the token usable come first: another client presenting it (`invalid_grant`, worded as for an
+unknown token, so a refresh is no oracle for whether a stolen token is live), a broader scope
 (`invalid_scope`), another resource (`invalid_target`), a public client's DPoP-bound token without
 a proof by its key (`invalid_grant`, RFC 9449 section 5; `auth_server/dpop.py`).
 
@@ -98,7 +99,7 @@ async def exchange(ctx: GrantContext, caller: AuthenticatedClient, form: Form, i
     proposal: Rotation | None = None
     if record is not None:
         if record.client_id != caller.client_id:
-            raise invalid_grant("the refresh token was issued to another client")
+            raise invalid_grant(_INVALID)  # not its token: the same answer as for an unknown one
         _check_resource(form, record.resource)
         check_bound_key(record.cnf_jkt, ctx.dpop, "the refresh token")  # RFC 9449 section 5
         scopes = requested_scopes(form.get("scope"), scope_model.parse(record.scope))

@@ -68,7 +68,8 @@ async def test_another_client_cannot_revoke_a_token_and_the_token_stays_valid(
     tokens = await tokens_for(http, store, settings, owner)
     for token in (tokens["refresh_token"], tokens["access_token"]):
         response = await http.post("/revoke", data={"token": token, **other.auth()})
-        assert_error(response, "unauthorized_client")
+        assert response.status_code == 200  # as for an unknown token: no oracle (docs/security.md)
+        assert response.content == b""
     assert await is_active(http, tokens["access_token"])
     assert (await refresh(http, tokens["refresh_token"], owner)).status_code == 200
 
