@@ -48,6 +48,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from auth_server.models import MACHINE_SUBJECT_PREFIX
 from shared import metrics
 from shared.settings import Settings
+from shared.validators.api_keys import API_KEY_SUBJECT_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -274,9 +275,10 @@ class UserDirectory:
                 raise ValueError(f"AUTH_USERS: invalid user name {name!r}")
             if "://" in name:  # reserved: federated subjects are "<issuer URL>#<sub>" (upstream.py)
                 raise ValueError(f"AUTH_USERS: user name {name!r} must not contain '://'")
-            reserved = MACHINE_SUBJECT_PREFIX  # machine clients' subjects (models.py)
-            if name.startswith(reserved):
-                raise ValueError(f"AUTH_USERS: user name {name!r} must not start with {reserved!r}")
+            # Machine clients' subjects (models.py) and API keys' (shared/validators/api_keys.py).
+            for reserved in (MACHINE_SUBJECT_PREFIX, API_KEY_SUBJECT_PREFIX):
+                if name.startswith(reserved):
+                    raise ValueError(f"AUTH_USERS: user name {name!r} must not start with {reserved!r}")
             try:
                 hashes[name] = parse_password_hash(encoded)
             except BadPasswordHash as exc:

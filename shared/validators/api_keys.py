@@ -9,6 +9,12 @@ digests, and an attacker cannot choose inputs whose digests share a prefix with 
 
 An API key is valid for this MCP server only (its audience is the server's own resource URL)
 and never expires; rotate by changing configuration.
+
+The principal's subject is the configured one in a namespace of its own, `api-key:<subject>`:
+per-user data (notes, tasks, sessions) is keyed by subject, and a key configured as "alice" used
+to act as the user alice who signs in, her notebook included. No user can have such a subject
+(AUTH_USERS refuses names starting with `api-key:`), as none can have a machine client's
+`client:<client_id>`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from shared.settings import Settings
 from shared.validation import Principal, TokenRejected
 
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+API_KEY_SUBJECT_PREFIX = "api-key:"
 
 
 def api_key_digest(key: str) -> str:
@@ -45,6 +52,7 @@ class ApiKeyValidator:
             raw_scopes = entry.get("scopes", ())
             scopes = parse(raw_scopes) if isinstance(raw_scopes, str) else tuple(str(s) for s in raw_scopes)
             client_id = str(entry.get("client_id") or f"api-key:{subject}")
+            subject = API_KEY_SUBJECT_PREFIX + subject  # never a user's (module docstring)
             self._by_digest[digest] = Principal(
                 subject=subject,
                 client_id=client_id,

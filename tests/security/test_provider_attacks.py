@@ -166,12 +166,12 @@ async def test_the_same_subject_from_two_sources_never_shares_a_tenant_record(
     rs = await start_rs("jwt", tenant_lookup=lookup)
     mcp = Mcp(rs.http, MODERN)
     credentials = {"api_key": API_KEYS["alice"], "token": await rs.token("alice")}
-    expected = {"api_key": "None|alice", "token": f"{rs.authority.issuer}|alice"}
+    expected = {"api_key": "None|api-key:alice", "token": f"{rs.authority.issuer}|alice"}
     order = [first, *(name for name in credentials if name != first)]
     for name in [*order, *order]:
         listed = (await mcp.call_tool("notes_list", credentials[name]))["structuredContent"]
         assert listed["tenant"] == expected[name], name
-    assert lookup.calls == {(None, "alice"): 1, (rs.authority.issuer, "alice"): 1}
+    assert lookup.calls == {(None, "api-key:alice"): 1, (rs.authority.issuer, "alice"): 1}
 
 
 async def test_callers_who_are_not_authenticated_cause_no_lookup_and_no_record(start_rs: StartRs) -> None:

@@ -66,7 +66,7 @@ async def test_whoami_reports_the_principal_from_the_token(rs: Rs, mcp: Mcp) -> 
     assert me["issuer"] == rs.settings.issuer
     assert isinstance(me["expires_at"], int)
     key = (await mcp.call_tool("whoami", API_KEYS["bob"]))["structuredContent"]
-    assert key["subject"] == "bob"
+    assert key["subject"] == "api-key:bob"  # never the user bob (docs/security.md)
     assert key["client_id"] == "api-key:bob"
 
 

@@ -400,7 +400,7 @@ async def test_api_keys_are_looked_up_by_digest_and_anything_else_is_not_theirs(
         resource=RESOURCE,
     )
     principal = await validator.validate("k-1")
-    assert principal.subject == "svc"
+    assert principal.subject == "api-key:svc"
     assert principal.scopes == {"mcp:tools:read", "notes:read"}
     assert principal.audience == (RESOURCE,)
     with pytest.raises(TokenRejected) as rejected:
@@ -420,7 +420,7 @@ async def test_the_chain_asks_the_next_validator_only_when_a_token_is_not_recogn
     jwts = jwt_validator(mini, server)
     opaque = introspection(server, mini)
     chain = ChainValidator([keys, jwts, opaque])
-    assert (await chain.validate("k-1")).subject == "svc"
+    assert (await chain.validate("k-1")).subject == "api-key:svc"
     assert (await chain.validate(mini.mint_jwt("alice", SCOPES))).subject == "alice"
     assert (await chain.validate(mini.mint_opaque("bob", SCOPES))).subject == "bob"
     calls = mini.introspection_calls
