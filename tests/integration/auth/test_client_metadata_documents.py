@@ -354,11 +354,12 @@ async def test_other_spellings_of_loopback_are_refused_even_with_loopback_allowe
 async def test_special_use_addresses_are_never_fetched(
     make_http: HttpFactory, fetch_log: pytest.LogCaptureFixture, url: str
 ) -> None:
-    http = await make_http(cimd_allow_loopback=False, cimd_timeout=1.0)
-    started = time.monotonic()
+    # A timeout far beyond the test's own: only a refusal before connecting can answer in time,
+    # and the reason logged is the address check's (fetch.py raises it before any connection).
+    http = await make_http(cimd_allow_loopback=False, cimd_timeout=60.0)
     response = await authorize(http, url)
-    assert_refused_because(response, fetch_log, "non-public")  # refused before connecting, not timed out
-    assert time.monotonic() - started < 0.9
+    assert_refused_because(response, fetch_log, "non-public")
+    assert "timed out" not in fetch_log.text
 
 
 async def test_without_the_loopback_setting_loopback_documents_are_refused(

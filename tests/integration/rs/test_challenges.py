@@ -281,9 +281,7 @@ async def test_an_unreachable_authorization_server_gets_503_with_retry_after(sta
     rs = await start_rs("introspection")
     token = await rs.token("alice")
     await rs.authority_server.stop()
-    started = time.monotonic()
     response = await rs.http.post("/mcp", json=initialize_body(), headers=legacy_headers(token))
-    assert time.monotonic() - started < 5
     assert response.status_code == 503
     assert int(response.headers["retry-after"]) >= 1
     assert response.json()["error"] == "temporarily_unavailable"

@@ -168,10 +168,9 @@ async def test_an_authorization_server_that_cannot_answer_makes_the_validator_un
     else:
         mini.mode = failure  # type: ignore[assignment]
     validator = introspection(server, mini, **overrides)
-    started = time.monotonic()
+    # "slow" answers after 10 s, and then validly: only the 0.5 s timeout can make this raise.
     with pytest.raises(ValidatorUnavailable) as unavailable:
         await validator.validate(token)
-    assert time.monotonic() - started < 2
     assert unavailable.value.retry_after >= 1
     assert validator.cache_len == 0  # failures are never cached
     await validator.aclose()
@@ -370,10 +369,8 @@ async def test_an_unreachable_jwks_makes_the_jwt_validator_unavailable(authority
     token = mini.mint_jwt("alice", SCOPES)
     await server.stop()
     validator = jwt_validator(mini, server)
-    started = time.monotonic()
     with pytest.raises(ValidatorUnavailable):
         await validator.validate(token)
-    assert time.monotonic() - started < 2
     await validator.aclose()
 
 
