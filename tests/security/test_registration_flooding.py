@@ -16,8 +16,8 @@ import time
 
 import httpx2
 
-from auth_server.clients.registry import client_key
 from shared.storage.base import Store
+from shared.storage.records import client_key
 from tests.integration.auth.conftest import HttpFactory
 from tests.integration.auth.flow_helpers import authorize_params, callback_dict, new_pkce, register, run_flow
 from tests.security.store_view import stored_keys
