@@ -5,8 +5,12 @@ stream broke (or that the server closed on purpose to make it poll, SEP-1699) re
 `Last-Event-ID` and receives what it missed. Events live in this process only: a restart or
 another replica forgets them, and the client then simply re-sends its request.
 
-Event ids are random (128 bits), not counters: the store is shared by every session, so an id
-must not let one client guess its way into another session's stream.
+Event ids are random (128 bits), not counters. The store is shared by every session, and the SDK
+names a stream after its request's JSON-RPC id ("5"), which every client numbers from 0: two
+users' requests with one id were one stream here, and resuming one's own stream replayed the
+other's answers. So each session's transport gets a `SessionEvents` view (`InMemoryEventStore.
+for_session`): stream ids qualified by a random scope of its own, and an event id of another
+session unknown to it, however it was learned (tests/security/test_event_stream_attacks.py).
 """
 
 from __future__ import annotations
@@ -49,6 +53,13 @@ class InMemoryEventStore(EventStore):
         if not events:
             del self._streams[stream_id]
 
+    def for_session(self) -> SessionEvents:
+        """A view of this store for one session's transport: its own streams only."""
+        return SessionEvents(self)
+
+    def stream_of(self, event_id: EventId) -> StreamId | None:
+        return self._stream_of.get(event_id)
+
     async def replay_events_after(
         self, last_event_id: EventId, send_callback: EventCallback
     ) -> StreamId | None:
@@ -62,3 +73,25 @@ class InMemoryEventStore(EventStore):
                 await send_callback(EventMessage(message, event_id))
             after = after or event_id == last_event_id
         return stream_id
+
+
+class SessionEvents(EventStore):
+    """One session's view of the shared store: the streams it stored, and no other."""
+
+    def __init__(self, shared: InMemoryEventStore) -> None:
+        self._shared = shared
+        self._scope = secrets.token_urlsafe(12) + "/"
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        return await self._shared.store_event(self._scope + stream_id, message)
+
+    async def replay_events_after(
+        self, last_event_id: EventId, send_callback: EventCallback
+    ) -> StreamId | None:
+        """Replay only when `last_event_id` is an event of this session (None: unknown, as for an
+        id nobody issued); the stream id given back is the session's own name for it."""
+        stream = self._shared.stream_of(last_event_id)
+        if stream is None or not stream.startswith(self._scope):
+            return None
+        replayed = await self._shared.replay_events_after(last_event_id, send_callback)
+        return replayed.removeprefix(self._scope) if replayed is not None else None

@@ -34,7 +34,7 @@ from mcp.server.auth.middleware.bearer_auth import (
     authorization_context,
 )
 from mcp.server.mcpserver import MCPServer
-from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import INTERNAL_ERROR
@@ -124,6 +124,17 @@ class PrincipalQuotaSessionManager(StreamableHTTPSessionManager):
         super().__init__(*args, **kwargs)
         self.ledger = ledger
         self._holder: dict[str, PrincipalKey | None] = {}
+
+    # The SDK hands `self.event_store` to each session's transport as it creates it (and reads it
+    # nowhere else): each gets a view of the shared store of its own, never another's streams.
+    @property
+    def event_store(self) -> EventStore | None:
+        shared = self._shared_events
+        return shared.for_session() if isinstance(shared, InMemoryEventStore) else shared
+
+    @event_store.setter
+    def event_store(self, value: EventStore | None) -> None:
+        self._shared_events = value
 
     # The SDK reads this per request: a stateless 2025-11-25 request gets a fresh transport built
     # with it, and 2026-07-28 requests are never marked (mcp_server/responses.py).
