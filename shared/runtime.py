@@ -36,6 +36,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from shared import startup
+from shared.http_protocol import HeaderDeadlineProtocol
 from shared.logs import configure_logging
 from shared.metrics import MULTIPROCESS_DIRECTORY
 from shared.settings import Settings, SettingsError, load_settings
@@ -187,6 +188,7 @@ def _run(app: ASGIApp | str, settings: Settings, port: int, *, workers: int = 1)
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's loggers propagate to the one handler configure_logging installed
         proxy_headers=False,
+        http=HeaderDeadlineProtocol,  # httptools with a deadline for request headers (slowloris)
         # asyncio, not uvloop even when installed: with the SDK's per-request task groups uvloop was
         # slower here and its p99 at 64 connections 6x worse (docs/performance.md).
         loop="asyncio",
