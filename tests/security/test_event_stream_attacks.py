@@ -114,7 +114,7 @@ async def call_with_progress(
     return sse_events(response.text)
 
 
-async def resume(server: Deployment, http: httpx2.AsyncClient, headers: dict[str, str], event_id: str) -> str:
+async def resume(mcp_url: str, http: httpx2.AsyncClient, headers: dict[str, str], event_id: str) -> str:
     """GET the stream after `event_id`; what arrives before the server or the wait ends it."""
     received = ""
     try:
@@ -122,7 +122,7 @@ async def resume(server: Deployment, http: httpx2.AsyncClient, headers: dict[str
             asyncio.timeout(3),
             http.stream(
                 "GET",
-                server.mcp_url,
+                mcp_url,
                 headers={**headers, "accept": "text/event-stream", "last-event-id": event_id},
             ) as stream,
         ):
@@ -144,6 +144,6 @@ async def test_resuming_ones_own_stream_never_replays_another_users_answer(
     assert any(secret in json.dumps(event["data"]) for event in answered)
 
     for event in own:  # every event id bob was given, the priming one included
-        assert secret not in await resume(server, http, bob, event["id"])
+        assert secret not in await resume(server.mcp_url, http, bob, event["id"])
     for event in answered:  # and alice's own ids, had he learned them (logs, a proxy)
-        assert secret not in await resume(server, http, bob, event["id"])
+        assert secret not in await resume(server.mcp_url, http, bob, event["id"])
