@@ -33,9 +33,13 @@ from joserfc.jwk import ECKey, RSAKey
 from auth_server.clients.keys import REFETCH_INTERVAL
 from auth_server.clients.registry import preregistered_clients
 from shared.settings import Settings
-from tests.integration.auth.conftest import Configure, HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, Configure, HttpFactory
 from tests.integration.auth.flow_helpers import register
 from tests.security.document_host import DocumentHost
+
+# In every deployment: an assertion's audience is each mode's issuer, and its jti is remembered in the store
+# across instances.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RSA_KEY = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})

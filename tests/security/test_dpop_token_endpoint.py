@@ -20,8 +20,12 @@ from shared.settings import Settings
 from shared.storage import records
 from shared.storage.base import Store
 from tests.fixtures.dpop_client import DPoPKey
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.helpers import add_client, code_form, store_code
+
+# In every deployment: a proof names the token endpoint's URL (each mode's issuer), and its jti is
+# remembered in the store.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 def refused(response: httpx2.Response, error: str = "invalid_dpop_proof") -> None:

@@ -19,7 +19,7 @@ from auth_server.urls import endpoint_url
 from shared.settings import Settings
 from shared.storage.base import Store
 from tests.fixtures.dpop_client import DPoPKey
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
 from tests.integration.auth.flow_helpers import (
     authorize_params,
     callback_dict,
@@ -37,6 +37,10 @@ from tests.integration.auth.helpers import (
     introspect,
     store_code,
 )
+
+# In every deployment: a proof names the token endpoint's URL (each mode's issuer), and its jti is
+# remembered in the store.
+DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 def proof_for(settings: Settings, key: DPoPKey, **proof: Any) -> dict[str, str]:
