@@ -5,12 +5,18 @@ tests/security/test_dpop_attacks.py."""
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import pytest
 
+from shared.dpop import ProofRejected, ProofVerifier
 from shared.dpop.nonces import LIFETIME, DPoPNonces, Freshness
 from shared.dpop.replay import LocalReplayGuard, StoreReplayGuard
 from shared.dpop.target import normalise
+from shared.settings import Settings
 from shared.storage.memory import MemoryStore
+from tests.fixtures.dpop_client import DPoPKey
 
 
 @pytest.mark.parametrize(
@@ -126,3 +132,33 @@ async def test_the_store_replay_guard_is_shared_through_the_store() -> None:
     store = MemoryStore()
     assert await StoreReplayGuard(store).first_use("key", "jti", until=10**10)
     assert not await StoreReplayGuard(store).first_use("key", "jti", until=10**10)
+
+
+class CountingMemoryStore(MemoryStore):
+    """The in-memory Store, counting every call a DPoP check makes of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        attribute = super().__getattribute__(name)
+        if not name.startswith("_") and inspect.iscoroutinefunction(attribute):
+            super().__getattribute__("calls").append(name)
+        return attribute
+
+
+async def test_with_the_memory_store_checking_and_spending_proofs_makes_no_store_call() -> None:
+    # The hot path of internal mode: a proof per request, and not one Store round trip for it.
+    store = CountingMemoryStore()
+    verifier = ProofVerifier.from_settings(Settings(_env_file=None), store, purpose="resource")  # type: ignore[call-arg]
+    key = DPoPKey.generate()
+    url = "http://127.0.0.1:3232/mcp"
+    proofs = [key.proof("POST", url, token="the-token") for _ in range(50)]
+    for proof in proofs:
+        await verifier.consume(await verifier.verify(proof, method="POST", url=url, access_token="the-token"))
+    assert store.calls == []
+    replayed = await verifier.verify(proofs[0], method="POST", url=url, access_token="the-token")
+    with pytest.raises(ProofRejected):
+        await verifier.consume(replayed)
+    assert store.calls == []
