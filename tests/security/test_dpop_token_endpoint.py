@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import redis.asyncio as aioredis
 
 from auth_server.urls import endpoint_url
 from shared.settings import Settings
@@ -137,3 +138,42 @@ async def test_an_invented_nonce_is_refused_with_a_real_one(
     response = await http.post("/token", data=code_form(code, client), headers=invented)
     refused(response, "use_dpop_nonce")
     assert len(response.headers["dpop-nonce"]) == 32
+
+
+async def test_valid_proofs_with_junk_grants_make_the_server_remember_at_most_the_rate_limit(
+    make_http: HttpFactory, store: Store, configure: Any
+) -> None:
+    # A public client's id and a key of one's own are all a proof that passes takes, and a valid
+    # proof is spent (its jti remembered) before the grant is looked at: the rate limit per address
+    # is what bounds how many an anonymous caller makes the server keep.
+    limit = 10
+    http = await make_http(rate_limit_per_minute=limit)
+    settings = configure(rate_limit_per_minute=limit)
+    client = await add_client(store)
+    attacker = DPoPKey.generate()
+    before = await remembered_proofs(settings)
+    answers = []
+    for n in range(limit + 5):
+        form = {"grant_type": "authorization_code", "code": f"junk-{n}", "client_id": client.client_id}
+        form |= {"code_verifier": "v" * 43, "redirect_uri": "http://127.0.0.1:9/callback"}
+        proof = {"DPoP": attacker.proof("POST", endpoint_url(settings, "token"))}
+        answers.append(await http.post("/token", data=form, headers=proof))
+    spent = [a for a in answers if a.status_code == 400]
+    assert all(a.json()["error"] == "invalid_grant" for a in spent), [a.text for a in spent]
+    assert {a.status_code for a in answers} == {400, 429}
+    assert len(spent) <= limit
+    if settings.redis_url is not None:  # on Redis, one key per spent proof and nothing more
+        assert await remembered_proofs(settings) - before == len(spent)
+
+
+async def remembered_proofs(settings: Settings) -> int:
+    """How many spent proofs the deployment's Redis holds (0 with the memory store, whose set of
+    spent proofs is in the server process)."""
+    if settings.redis_url is None:
+        return 0
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        pattern = settings.redis_key_prefix + records.dpop_proof_key("*")
+        return len([key async for key in client.scan_iter(match=pattern)])
+    finally:
+        await client.aclose()
