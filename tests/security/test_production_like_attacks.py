@@ -7,7 +7,8 @@ loopback ports as plain http with `X-Forwarded-Proto: https` and the client's ad
 `X-Forwarded-For`, which FORWARDED_ALLOW_IPS=127.0.0.1 believes. Each attack of the pass that
 reaches the servers the same way in production runs here too, as an anonymous caller, a
 registered client or a signed-in user; each also runs against the development deployments in its
-own module.
+own module. And what holds only here: the sign-in cookie is out of reach of other ports (a
+development issuer on plain http cannot have that, docs/security.md).
 """
 
 from __future__ import annotations
@@ -256,3 +257,27 @@ async def test_a_foreign_host_gets_no_metadata_naming_it(production: Production)
             assert "evil.example" not in response.text
             if response.status_code == 200:
                 assert response.json()["resource"] == f"https://{MCP_NAME}/mcp"
+
+
+async def test_the_sign_in_cookie_is_out_of_reach_of_other_ports_and_of_http(
+    production: Production, http: httpx2.AsyncClient
+) -> None:
+    """Another port of the same host (a local program, a client's loopback callback) receives and
+    sets cookies of a plain-http issuer; with an https issuer the sign-in cookie is `__Host-`
+    (no Domain, Path=/, Secure: never sent to nor set by http://127.0.0.1:<port>) and HttpOnly."""
+    client_id = (await register(http))["client_id"]
+    started = await http.get(
+        "/authorize", params=authorize_params(client_id, new_pkce(), scope="mcp:tools:read")
+    )
+    assert started.status_code in (302, 303), started.text
+    (cookie,) = [value for name, value in started.headers.multi_items() if name == "set-cookie"]
+    name, _, attributes = cookie.partition(";")
+    assert name.startswith("__Host-mcp_as_session=")
+    flags = {
+        part.strip().split("=")[0].lower(): part.strip() for part in attributes.split(";") if part.strip()
+    }
+    assert "secure" in flags
+    assert "httponly" in flags
+    assert flags["samesite"].lower() == "samesite=lax"
+    assert flags["path"] == "Path=/"
+    assert "domain" not in flags
