@@ -71,6 +71,25 @@ async def test_a_replayed_proof_is_refused(
     refused(await http.post("/token", data=code_form(second, client), headers=proof))
 
 
+@pytest.mark.parametrize(
+    "as_deployment", [d for d in DEPLOYMENTS if d.values[0][1] == "redis"], indirect=True
+)
+async def test_a_proof_spent_at_one_instance_is_refused_at_another_on_the_same_redis(
+    make_http: HttpFactory, store: Store, settings: Settings
+) -> None:
+    # Two authorization servers over one Redis, as two replicas behind a load balancer.
+    first_instance = await make_http()
+    # With a setting given (the one it has anyway), make_http starts a server of its own.
+    second_instance = await make_http(rate_limit_per_minute=settings.rate_limit_per_minute)
+    client = await add_client(store)
+    proof = {"DPoP": DPoPKey.generate().proof("POST", endpoint_url(settings, "token"))}
+    code = await store_code(store, client, settings=settings)
+    spent = await first_instance.post("/token", data=code_form(code, client), headers=proof)
+    assert spent.status_code == 200, spent.text
+    again = await store_code(store, client, settings=settings)
+    refused(await second_instance.post("/token", data=code_form(again, client), headers=proof))
+
+
 async def test_two_proofs_a_private_key_and_unsigned_proofs_are_refused(
     http: httpx2.AsyncClient, store: Store, settings: Settings
 ) -> None:
