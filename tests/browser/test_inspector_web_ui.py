@@ -25,6 +25,7 @@ pytestmark = pytest.mark.browser
 
 # The real-server fixtures of tests/e2e, used here too (one definition of how servers start).
 deployment = e2e.deployment
+pytest_generate_tests = e2e.pytest_generate_tests
 e2e_redis = e2e.e2e_redis
 
 CHROMIUM = Path("/usr/bin/chromium")

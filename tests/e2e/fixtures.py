@@ -3,9 +3,10 @@
 Registered for tests/e2e by its conftest.py; other folders (tests/browser) import them from here.
 
 `deployment` is module-scoped (one set of processes shared by a module's tests) and parametrized
-over internal/external x memory/redis. A module tunes the processes with a module-level
-`DEPLOYMENT_ENV = {...}` (settings as environment variables) or narrows the matrix with
-`@pytest.mark.parametrize("deployment", [...], indirect=True)` using the lists below (a real
+over internal/external x memory/redis by `pytest_generate_tests` (which a conftest using it
+registers). A module tunes the processes with a module-level `DEPLOYMENT_ENV = {...}` (settings as
+environment variables) and narrows the matrix with `PROCESS_DEPLOYMENTS = [...]`, one test with
+`@pytest.mark.parametrize("deployment", [...], indirect=True)`, using the lists below (a real
 client's walk through the processes: `EACH_MODE_AND_STORE`, two deployments instead of four).
 `start_deployment(...)` starts an extra, function-scoped one with its own settings.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.servers import Deployment, Mode, StoreKind, build_deployment
+from tests.fixtures.deployments import parametrize_from_module
 from tests.fixtures.redis_server import RedisServer, start_redis
 
 ALL_DEPLOYMENTS = [
@@ -55,7 +57,12 @@ def _start(
     return build_deployment(mode, store, workdir, redis_url=redis_url, env=env).start()
 
 
-@pytest.fixture(scope="module", params=ALL_DEPLOYMENTS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`deployment` runs in the module's `PROCESS_DEPLOYMENTS` (default: `ALL_DEPLOYMENTS`)."""
+    parametrize_from_module(metafunc, "deployment", "PROCESS_DEPLOYMENTS", ALL_DEPLOYMENTS)
+
+
+@pytest.fixture(scope="module")
 def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.e2e import fixtures as e2e
 from tests.e2e.fixtures import deployment, e2e_redis, pytest_runtest_makereport, start_deployment
 from tests.fixtures.live_server import live_server
 from tests.integration.auth.conftest import (
@@ -52,6 +53,7 @@ __all__ += ["as_url", "configure", "http", "make_http", "servers", "settings", "
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     parametrize_deployments(metafunc, "as_deployment")
+    e2e.pytest_generate_tests(metafunc)  # `deployment`, the real processes'
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 A task keeps state and a result for up to TASK_MAX_TTL, on whichever instance or Redis. So one
 caller must not be able to store without bound (many tasks, a huge result, huge answers), to
 find anything of another caller by guessing ids, or to make the server look up an unbounded
-number of ids. Each attack runs against real server processes in every deployment (internal and
-external mode, memory and Redis), with small limits; on Redis the keys themselves are counted.
+number of ids. Each attack runs against real server processes in both modes and on both stores
+(internal-memory, external-redis), with small limits; on Redis the keys themselves are counted.
 """
 
 from __future__ import annotations
@@ -20,8 +20,13 @@ from redis import Redis
 
 from mcp_server.tasks.runner import TOO_LARGE_MESSAGE
 from tests.e2e import oauth_flow
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.servers import Deployment
 from tests.fixtures.tasks_client import TaskClient
+
+# Real processes in each mode once and each store once (internal-memory, external-redis): a task's limits
+# are the MCP server's, and the Redis keys are counted on external-redis.
+PROCESS_DEPLOYMENTS = EACH_MODE_AND_STORE
 
 LIMIT = 4
 MAX_RESULT = 64 * 1024

@@ -8,7 +8,7 @@ The attacks, as found at 8e585b0:
 * a machine client's subject was its client_id, so a machine client named like a user shared
   that user's notes.
 Each runs in internal and external mode, on memory and on Redis (registered clients and notes
-live in the store).
+live in the store): internal-memory and external-redis.
 """
 
 from __future__ import annotations
@@ -31,11 +31,17 @@ from starlette.routing import Route
 from auth_server import crypto
 from auth_server.models import Client
 from shared.storage.redis import RedisStore
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.oauth_flow import discover, mint
 from tests.e2e.servers import Deployment, build_deployment, free_port
 from tests.fixtures.live_server import live_server
 from tests.idp.provider import start_provider
 from tests.resilience.cluster import modern_call, rpc_result, structured
+
+# Real processes in each mode once and each store once (internal-memory, external-redis): the issuance
+# policy is the authorization server's, the same in both apps, and registered clients and notes are the
+# Store contract's.
+PROCESS_DEPLOYMENTS = EACH_MODE_AND_STORE
 
 EVERY_SCOPE = "mcp:tools:read mcp:resources:read mcp:prompts:read notes:read notes:write profile:read"
 CALLBACK = "http://127.0.0.1:9/callback"

@@ -4,7 +4,8 @@
 it. Any disagreement between the two parsers (a key given twice, a name spelled with JSON
 escapes) would let a token with read scopes run a tool that needs `notes:write`. Each attack uses
 a real token with the baseline (read) scopes, minted through the real pages, against real server
-processes in every mode and store, and checks that nothing was written.
+processes in both modes and on both stores (internal-memory, external-redis), and checks that
+nothing was written.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
+from tests.e2e.fixtures import EACH_MODE_AND_STORE
 from tests.e2e.oauth_flow import mint
 from tests.e2e.servers import Deployment
 from tests.resilience.cluster import modern_call, rpc_result, structured
+
+# Real processes in each mode once and each store once (internal-memory, external-redis): both body parsers
+# are the MCP server's, whichever mode or store.
+PROCESS_DEPLOYMENTS = EACH_MODE_AND_STORE
 
 READ_SCOPES = "mcp:tools:read notes:read"
 META = json.dumps(modern_call("whoami")[0]["params"]["_meta"])

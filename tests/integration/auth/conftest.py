@@ -68,6 +68,7 @@ from shared.settings import Settings
 from shared.storage.base import Store
 from shared.storage.memory import MemoryStore
 from shared.storage.redis import RedisStore
+from tests.fixtures.deployments import parametrize_from_module
 from tests.fixtures.local_server import LocalServer, stop_all
 from tests.integration.auth.helpers import EXTERNAL_AUTH_PORT, make_settings, server_client
 
@@ -95,14 +96,7 @@ def parametrize_deployments(metafunc: pytest.Metafunc, fixture: str) -> None:
     """Run the test in the deployments its module's `DEPLOYMENTS` names (`DEFAULT_DEPLOYMENTS`
     without it), one module-scoped `fixture` per deployment, unless the test names its own with a
     `parametrize` mark on `fixture`."""
-    if fixture not in metafunc.fixturenames:
-        return
-    for mark in metafunc.definition.iter_markers("parametrize"):
-        names = mark.args[0]
-        if fixture in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
-            return
-    params = getattr(metafunc.module, "DEPLOYMENTS", DEFAULT_DEPLOYMENTS)
-    metafunc.parametrize(fixture, params, indirect=True, scope="module")
+    parametrize_from_module(metafunc, fixture, "DEPLOYMENTS", DEFAULT_DEPLOYMENTS)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
