@@ -1,6 +1,6 @@
 """Real servers for the resource-server tests: the MCP app and a small authorization server.
 
-`LocalServer` (tests/fixtures/local_server.py) runs any ASGI app on a real uvicorn bound to
+`LocalServer` (tests/fixtures/launch.py) runs any ASGI app on a real uvicorn bound to
 127.0.0.1 on a port the OS picks, in the test's own event loop. `MiniAuthorizationServer` is the
 smallest honest stand-in for the back channel of an authorization server: RFC 8414 metadata, a
 JWKS, and an RFC 7662 endpoint that authenticates its caller with client_secret_basic. Its tokens
@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fixtures.local_server import LocalServer
+from tests.fixtures.launch import LocalServer
 
 RS_CLIENT_ID = "mcp-resource-server"
 RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789-abcdefgh"  # >= 32: a public test passes the check
