@@ -21,7 +21,10 @@ enough, and why that one:
   server knows, and who hears of revocations: the modules where that shows run in every
   deployment (`ALL_DEPLOYMENTS`): metadata and discovery (every advertised endpoint answers, in
   each mode), introspection, revocation, refresh and its grace period, JWT access tokens and
-  their keys, the in-process validator, the admin API, rate limits and audit.
+  their keys, the in-process validator, the admin API, rate limits and audit, DPoP and client
+  assertions (a proof's URL and an assertion's audience are the issuer's); and the front channel
+  end to end in each mode (`iss` on /authorize's redirect, sign-in and consent, a code from the
+  pages redeemed for tokens: `in_every_deployment` tests).
 - The store does not change what an endpoint asks of it: `Store` is one contract, and
   tests/integration/test_storage_contract.py holds MemoryStore and RedisStore (alone, behind
   sentinels, in a cluster) to it, expiry and atomicity included. A test whose outcome rests on the

@@ -16,7 +16,7 @@ import pytest
 from shared import scopes
 from shared.settings import Settings
 from shared.storage.base import Store
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import HttpFactory, in_every_deployment
 from tests.integration.auth.flow_helpers import (
     Pkce,
     authorize_params,
@@ -279,6 +279,7 @@ async def test_a_malformed_code_challenge_is_invalid_request(
 ODD_STATE = ("x%20y ü€😀 &=?#/+" * 40)[:512]
 
 
+@in_every_deployment
 async def test_state_comes_back_byte_exact_with_exactly_one_iss(
     http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:

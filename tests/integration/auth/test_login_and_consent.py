@@ -12,7 +12,7 @@ import pytest
 
 from auth_server.users import hash_password
 from shared.settings import Settings
-from tests.integration.auth.conftest import HttpFactory
+from tests.integration.auth.conftest import HttpFactory, in_every_deployment
 from tests.integration.auth.flow_helpers import (
     Pkce,
     authorize_params,
@@ -216,6 +216,7 @@ async def test_a_client_with_an_https_redirect_gets_no_localhost_warning_and_sho
     assert "own computer" not in page.text
 
 
+@in_every_deployment
 async def test_approving_redirects_with_303_a_code_the_state_and_iss(
     http: httpx2.AsyncClient, client_id: str, pkce: Pkce, settings: Settings
 ) -> None:

@@ -515,6 +515,7 @@ async def authorize(http: httpx2.AsyncClient, client_id: str) -> tuple[str, Pkce
     return params["code"], pkce
 
 
+@in_every_deployment
 async def test_the_code_from_authorize_and_login_is_redeemed_for_tokens(
     http: httpx2.AsyncClient, store: Store
 ) -> None:
