@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.bench.common import LEGACY, MODERN, bench_users
 from scripts.bench.run import (
+    DPOP_FIRST_GUESS_RPS,
+    DPOP_PROOF_HEADROOM,
     RESULTS_DIR,
     USERS,
     Setup,
@@ -34,6 +36,7 @@ from scripts.bench.run import (
     run_wrk,
     setups,
     started,
+    write_proofs,
 )
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*):(?P<line>\d+)\)$")
@@ -128,6 +131,11 @@ def main(argv: list[str]) -> int:
         clients = prepare_clients(setup, running, args.revision)
         load: dict[str, object] = {}
 
+        proofs = None  # internal-dpop: the run's whole supply of single-use proofs, made first
+        if clients.keys:
+            count = int(DPOP_FIRST_GUESS_RPS * (args.seconds + 4) * DPOP_PROOF_HEADROOM)
+            proofs = write_proofs(running.mcp_url, clients.tokens, clients.keys, count)
+
         def drive() -> None:
             load.update(
                 run_wrk(
@@ -138,6 +146,7 @@ def main(argv: list[str]) -> int:
                     args.connections,
                     args.seconds + 4,
                     args.pin,
+                    proofs,
                 )
             )
 
@@ -165,6 +174,8 @@ def main(argv: list[str]) -> int:
         ]
         subprocess.run(record, check=True, capture_output=True, timeout=args.seconds + 60)
         wrk.join()
+        if proofs is not None:
+            Path(proofs).unlink(missing_ok=True)
     rps = load.get("rps", 0)
     title = f"{args.setup} {args.revision}, {args.connections} connections, {rps:.0f} req/s under py-spy"
     report = summarize(Path(f"{stem}.txt").read_text(), title)
