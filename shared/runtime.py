@@ -100,6 +100,8 @@ def serve(
     port another process holds, before the banner says where to connect.
     """
     port: int = getattr(settings, port_setting)
+    # Unsafe settings first: HOST=<a public address> must read "refusing to start", not "cannot listen".
+    startup.check_deployment(settings, role(settings))
     check_port_free(settings.host, port, port_setting)
     workers = settings.web_concurrency
     try:
