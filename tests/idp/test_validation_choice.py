@@ -129,7 +129,9 @@ def whoami(deployment: Deployment, token: str) -> httpx2.Response:
 async def test_with_only_auth_server_url_the_providers_jwts_are_checked_locally(
     choices: Choices, revision: Revision
 ) -> None:
-    wait_for_log(choices.plain, "token validation (TOKEN_VALIDATION=auto)")
+    # The start-up probe of the introspection credential (after the validation line) calls the
+    # provider's introspection endpoint once: count only after it has answered.
+    wait_for_log(choices.plain, "this server has no introspection credential at")
     before = choices.idp.stats()["introspection"]
     sdk = make_sdk_client(choices.plain.mcp_url, HeadlessUser("alice", "alice-password"))
     async with sdk.connect(revision) as client:
