@@ -17,6 +17,7 @@ from tests.e2e import fixtures as e2e
 from tests.e2e.fixtures import deployment, e2e_redis, pytest_runtest_makereport, start_deployment
 from tests.fixtures.live_server import live_server
 from tests.integration.auth.conftest import (
+    EACH_MODE,
     AuthServers,
     Backend,
     Mode,
@@ -47,12 +48,13 @@ __all__ = ["deployment", "e2e_redis", "pytest_runtest_makereport", "start_deploy
 # `DEPLOYMENTS = ALL_DEPLOYMENTS` (tests/integration/auth/conftest.py) when what it attacks depends
 # on the mode and the store (the admin API in each app, refresh rotation), `BOTH_STORES` when only
 # the store's part matters (what an attack makes the Store keep, counters); otherwise it runs in
-# internal-redis alone (that conftest says why).
+# EACH_MODE (internal-redis and external-memory): every attack is performed against both apps a
+# fork can deploy, the AS mounted in the MCP server and the standalone one.
 __all__ += ["as_url", "configure", "http", "make_http", "servers", "settings", "store"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    parametrize_deployments(metafunc, "as_deployment")
+    parametrize_deployments(metafunc, "as_deployment", EACH_MODE)
     e2e.pytest_generate_tests(metafunc)  # `deployment`, the real processes'
 
 

@@ -90,16 +90,21 @@ DEFAULT_DEPLOYMENTS = [ALL_DEPLOYMENTS[1]]  # internal-redis: the module docstri
 # Internal mode on each store: where what the Store keeps is the point and the mode changes nothing
 # (the same routes behind the same middleware in both apps).
 BOTH_STORES = [ALL_DEPLOYMENTS[0], ALL_DEPLOYMENTS[1]]
+# One deployment of each mode (and so of each store): an attack is performed against both apps a
+# fork can deploy, the AS mounted in the MCP server and the standalone one (tests/security's default).
+EACH_MODE = [ALL_DEPLOYMENTS[1], ALL_DEPLOYMENTS[2]]
 DEPLOYMENTS = ALL_DEPLOYMENTS  # the name tests/security/conftest.py knew it by
 in_every_deployment = pytest.mark.parametrize("deployment", ALL_DEPLOYMENTS, indirect=True)
 """One test of a module running in `DEFAULT_DEPLOYMENTS` that runs in every deployment instead."""
 
 
-def parametrize_deployments(metafunc: pytest.Metafunc, fixture: str) -> None:
-    """Run the test in the deployments its module's `DEPLOYMENTS` names (`DEFAULT_DEPLOYMENTS`
-    without it), one module-scoped `fixture` per deployment, unless the test names its own with a
-    `parametrize` mark on `fixture`."""
-    parametrize_from_module(metafunc, fixture, "DEPLOYMENTS", DEFAULT_DEPLOYMENTS)
+def parametrize_deployments(
+    metafunc: pytest.Metafunc, fixture: str, default: list[Any] | None = None
+) -> None:
+    """Run the test in the deployments its module's `DEPLOYMENTS` names (`default`, else
+    `DEFAULT_DEPLOYMENTS`, without it), one module-scoped `fixture` per deployment, unless the test
+    names its own with a `parametrize` mark on `fixture`."""
+    parametrize_from_module(metafunc, fixture, "DEPLOYMENTS", default or DEFAULT_DEPLOYMENTS)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
