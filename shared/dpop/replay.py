@@ -11,6 +11,9 @@ Two implementations, one contract (`first_use`):
   when full, the oldest entry is dropped and its deadline becomes the *horizon*, below which every
   proof is refused as possibly replayed. A dropped identifier can therefore never be accepted
   again; under a flood the window of accepted proofs narrows instead of memory growing.
+  Entries leave from the front (expired or evicted, oldest first), so the table is an
+  `OrderedDict`, whose oldest entry is found in constant time: a plain dict scans past every
+  slot deleted at its front, and a full set of 100,000 then cost 30 to 300 us per proof.
 - `StoreReplayGuard`: the shared Store, so a proof used at one instance is refused at every other.
   On Redis one `SET key 1 NX PX ttl` per proof: one key, so valid on a Redis Cluster too.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -44,7 +48,7 @@ class LocalReplayGuard:
     def __init__(self, *, capacity: int = LOCAL_CAPACITY, clock: Callable[[], float] = time.time) -> None:
         self._capacity = capacity
         self._clock = clock
-        self._seen: dict[bytes, float] = {}  # digest -> until, in the order first seen
+        self._seen: OrderedDict[bytes, float] = OrderedDict()  # digest -> until, in the order first seen
         self._horizon = -math.inf
 
     def __len__(self) -> int:
@@ -65,8 +69,7 @@ class LocalReplayGuard:
                 break
             del seen[oldest]
         if len(seen) >= self._capacity:
-            oldest = next(iter(seen))
-            self._horizon = max(self._horizon, seen.pop(oldest))
+            self._horizon = max(self._horizon, seen.popitem(last=False)[1])
         seen[key] = until
         return True
 
