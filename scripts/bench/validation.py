@@ -13,7 +13,13 @@ Measured in-process, with no HTTP in between, so the numbers are the validator's
                          application that reads the replayed body, the tenant record coming from
                          the cache (the app's: `look_up_tenant`); `stack/none` is the same chain
                          with AUTH_MODE=none; `stack/internal-no-tenant` leaves enrichment out, so
-                         the difference to `stack/internal` is what a cached tenant costs.
+                         the difference to `stack/internal` is what a cached tenant costs;
+                         `stack/internal-dpop` is `stack/internal` with a DPoP-bound token sent as
+                         `Authorization: DPoP` with a fresh ES256 proof per request (RFC 9449; proofs
+                         signed beforehand), the set of used proofs already full (its steady state
+                         under load), so the difference to `stack/internal` is what DPoP costs;
+- `dpop-proof`:          that proof check alone (`ProofVerifier.verify` and `consume`), of which
+                         `dpop-signature` is the P-256 signature check (`cryptography`).
 
 `python -m scripts.bench.validation [--json FILE] [--iterations N]`; run by `make bench`.
 """
@@ -23,16 +29,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx2
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.hashes import SHA256
 from starlette.types import Message, Receive, Scope, Send
 
 from auth_server.signing_keys import SigningKeys
@@ -40,11 +49,14 @@ from auth_server.tokens import TokenService
 from auth_server.validator import InProcessTokenValidator
 from mcp_server.protection import endpoint_guard
 from mcp_server.protection.enrichment import TenantCache
+from shared.dpop import ProofVerifier
+from shared.dpop.replay import LOCAL_CAPACITY, LocalReplayGuard
 from shared.settings import Settings
 from shared.storage.factory import open_store
 from shared.validation import TokenValidator
 from shared.validators.introspection import IntrospectionValidator
 from shared.validators.jwt import JwtValidator
+from tests.fixtures.dpop_client import DPoPKey
 
 PORT = 3232
 RESOURCE = f"http://127.0.0.1:{PORT}/mcp"
@@ -100,6 +112,41 @@ async def issue(config: Settings) -> tuple[str, InProcessTokenValidator, Signing
         client_id="bench-client", subject="bench-user", scopes=SCOPES, resource=RESOURCE, grant_id="g1"
     )
     return issued.access_token, InProcessTokenValidator.from_settings(config, store, keys=keys), keys
+
+
+async def issue_dpop_bound(key: DPoPKey) -> tuple[str, InProcessTokenValidator]:
+    """An opaque internal token bound to `key` (`cnf.jkt`), as the token endpoint issues after a proof."""
+    config = settings(auth_mode="internal")
+    store = open_store(config)
+    keys = SigningKeys.from_settings(config, store)
+    issued = await TokenService.from_settings(config, store, keys).issue(
+        client_id="bench-client",
+        subject="bench-user",
+        scopes=SCOPES,
+        resource=RESOURCE,
+        grant_id="g1",
+        cnf_jkt=key.jkt,
+    )
+    return issued.access_token, InProcessTokenValidator.from_settings(config, store, keys=keys)
+
+
+async def full_proof_verifier() -> ProofVerifier:
+    """The resource server's verifier with its set of used proofs full, as it is after a few
+    minutes of DPoP traffic: filled, then as many evicted (every new proof evicts the oldest)."""
+    replay = LocalReplayGuard()
+    verifier = ProofVerifier(replay=replay)
+    # Deadlines that grow (as later proofs' do) and stay below a fresh proof's (iat + max age), so
+    # that the evictions leave fresh proofs acceptable (above the horizon).
+    filled = 2 * LOCAL_CAPACITY
+    last = time.time() + verifier.max_age * 0.8
+    for index in range(filled):
+        await replay.first_use("bench", str(index), until=last - (filled - index) / 1000)
+    return verifier
+
+
+def proof_supply(key: DPoPKey, token: str, iterations: int) -> Iterator[str]:
+    """Fresh single-use proofs for `timed`'s warm-up and measured calls, signed beforehand."""
+    return iter([key.proof("POST", RESOURCE, token=token) for _ in range(min(1000, iterations) + iterations)])
 
 
 async def introspection_validator(token: str) -> IntrospectionValidator:
@@ -173,10 +220,15 @@ async def timed(call: Callable[[], Awaitable[Any]], iterations: int) -> dict[str
 
 
 def stack_call(
-    validator: TokenValidator | None, token: str | None, *, enrich: bool = True
+    validator: TokenValidator | None,
+    token: str | None,
+    *,
+    enrich: bool = True,
+    dpop: tuple[ProofVerifier, Iterator[str]] | None = None,
 ) -> Callable[[], Awaitable[None]]:
     """One request through OriginGuard -> BearerAuth -> ScopeCheck -> EnrichPrincipal to an app
-    that reads the body."""
+    that reads the body; with `dpop` (the verifier, the proofs), `token` goes in the DPoP scheme
+    with the next proof."""
     config = settings(auth_mode="internal" if validator is not None else "none")
     guard = endpoint_guard(
         config,
@@ -184,6 +236,7 @@ def stack_call(
         api_key_validator=None,
         tool_scopes=lambda _name: None,
         tenants=TenantCache.from_settings(config) if enrich else None,
+        proofs=dpop[0] if dpop is not None else None,
     )
     reached: list[bool] = []
 
@@ -195,7 +248,8 @@ def stack_call(
     wrapped = guard(app)
     headers = [*TOOLS_CALL_HEADERS, (b"user-agent", b"bench")]
     if token is not None:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
+        scheme = "DPoP" if dpop is not None else "Bearer"
+        headers.append((b"authorization", f"{scheme} {token}".encode()))
 
     async def receive() -> Message:
         return {"type": "http.request", "body": BODY, "more_body": False}
@@ -209,7 +263,7 @@ def stack_call(
             "method": "POST",
             "path": "/mcp",
             "query_string": b"",
-            "headers": list(headers),
+            "headers": list(headers) if dpop is None else [*headers, (b"dpop", next(dpop[1]).encode())],
             "state": {},
         }
         reached.clear()
@@ -238,8 +292,40 @@ async def run(iterations: int) -> dict[str, Any]:
     for name, (validator, token) in validators.items():
         stack[name] = await timed(stack_call(validator, token), iterations)
     stack["internal-no-tenant"] = await timed(stack_call(internal, opaque, enrich=False), iterations)
+    results.update(await dpop_results(iterations))
+    key = DPoPKey.generate()
+    bound, bound_validator = await issue_dpop_bound(key)
+    proofs = proof_supply(key, bound, iterations)
+    stack["internal-dpop"] = await timed(
+        stack_call(bound_validator, bound, dpop=(await full_proof_verifier(), proofs)), iterations
+    )
     assert introspection.calls == 1, "the cached benchmark must not introspect again"
     return {"results": results, "stack": stack}
+
+
+async def dpop_results(iterations: int) -> dict[str, Any]:
+    """`dpop-proof` (the whole check of a fresh proof) and `dpop-signature` (its signature alone)."""
+    key = DPoPKey.generate()
+    verifier = await full_proof_verifier()
+    access_token = secrets.token_urlsafe(32)  # the length of ours
+    proofs = proof_supply(key, access_token, iterations)
+
+    async def check() -> None:
+        await verifier.consume(
+            await verifier.verify(next(proofs), method="POST", url=RESOURCE, access_token=access_token)
+        )
+
+    signing_input = key.proof("POST", RESOURCE, token=access_token).rpartition(".")[0].encode()
+    private = ec.generate_private_key(ec.SECP256R1())
+    signature, public = private.sign(signing_input, ec.ECDSA(SHA256())), private.public_key()
+
+    async def signature_only() -> None:
+        public.verify(signature, signing_input, ec.ECDSA(SHA256()))
+
+    return {
+        "dpop-proof": await timed(check, iterations),
+        "dpop-signature": await timed(signature_only, iterations),
+    }
 
 
 def line(stats: dict[str, float]) -> str:

@@ -138,7 +138,7 @@ class ProofVerifier:
         self.algorithms: tuple[str, ...] = tuple(algorithms)
         self._signers = {alg: JWSRegistry.algorithms[alg] for alg in self.algorithms}
         self._replay = replay
-        self._max_age = max_age
+        self.max_age = max_age
         self.nonces = nonces
         self._clock = clock
         self._keys: dict[str, _ProofKey] = {}
@@ -183,7 +183,7 @@ class ProofVerifier:
 
     async def consume(self, proof: VerifiedProof) -> None:
         """Use the proof up: ProofRejected if it (its `jti`, for its key) was seen before."""
-        if not await self._replay.first_use(proof.jkt, proof.jti, until=proof.iat + self._max_age):
+        if not await self._replay.first_use(proof.jkt, proof.jti, until=proof.iat + self.max_age):
             raise ProofRejected("invalid_dpop_proof", "The DPoP proof was already used (jti)")
 
     async def fresh_nonce(self) -> str | None:
@@ -251,7 +251,7 @@ class ProofVerifier:
             raise ProofRejected("invalid_dpop_proof", "The DPoP proof's htu is not this request's URL")
         iat = _number(claims.get("iat"))
         now = self._clock()
-        if iat is None or abs(now - iat) > self._max_age:
+        if iat is None or abs(now - iat) > self.max_age:
             raise ProofRejected(
                 "invalid_dpop_proof", "The DPoP proof's iat is missing or too far from the server's clock"
             )
