@@ -128,6 +128,19 @@ async def test_a_full_replay_set_refuses_what_it_had_to_forget_instead_of_accept
     assert await guard.first_use("key", "new", until=300.0)
 
 
+async def test_a_replay_set_kept_full_by_a_stream_of_proofs_stays_bounded_and_refuses_every_replay() -> None:
+    # The steady state under load: every new proof evicts (or outlives) the oldest, round after round.
+    clock = Clock(0.0)
+    guard = LocalReplayGuard(capacity=50, clock=clock)
+    for n in range(1000):
+        clock.now = n / 10
+        assert await guard.first_use("key", f"jti-{n}", until=clock.now + 30)
+        assert not await guard.first_use("key", f"jti-{n}", until=clock.now + 30)
+        assert len(guard) <= 50
+    assert not await guard.first_use("key", "jti-0", until=30.0)  # long evicted, still refused
+    assert await guard.first_use("key", "fresh", until=clock.now + 30)
+
+
 async def test_the_store_replay_guard_is_shared_through_the_store() -> None:
     store = MemoryStore()
     assert await StoreReplayGuard(store).first_use("key", "jti", until=10**10)
