@@ -292,7 +292,6 @@ async def run(iterations: int) -> dict[str, Any]:
     for name, (validator, token) in validators.items():
         stack[name] = await timed(stack_call(validator, token), iterations)
     stack["internal-no-tenant"] = await timed(stack_call(internal, opaque, enrich=False), iterations)
-    results.update(await dpop_results(iterations))
     key = DPoPKey.generate()
     bound, bound_validator = await issue_dpop_bound(key)
     proofs = proof_supply(key, bound, iterations)
@@ -300,7 +299,8 @@ async def run(iterations: int) -> dict[str, Any]:
         stack_call(bound_validator, bound, dpop=(await full_proof_verifier(), proofs)), iterations
     )
     assert introspection.calls == 1, "the cached benchmark must not introspect again"
-    return {"results": results, "stack": stack}
+    # Apart from "results": the validation-time target (< 0.1 ms) is about tokens, not proofs.
+    return {"results": results, "stack": stack, "dpop": await dpop_results(iterations)}
 
 
 async def dpop_results(iterations: int) -> dict[str, Any]:
@@ -340,6 +340,9 @@ def main(argv: list[str]) -> int:
     report = asyncio.run(run(args.iterations))
     print("validator call (us):")
     for name, stats in report["results"].items():
+        print(f"  {name:22} {line(stats)}")
+    print("DPoP proof check, in-process (us):")
+    for name, stats in report["dpop"].items():
         print(f"  {name:22} {line(stats)}")
     print("OriginGuard -> BearerAuth -> ScopeCheck -> EnrichPrincipal, tools/call POST (us):")
     for name, stats in report["stack"].items():
