@@ -101,10 +101,10 @@ def serve(
     """
     port: int = getattr(settings, port_setting)
     # Unsafe settings first: HOST=<a public address> must read "refusing to start", not "cannot listen".
-    startup.check_deployment(settings, role(settings))
-    check_port_free(settings.host, port, port_setting)
     workers = settings.web_concurrency
     try:
+        startup.check_deployment(settings, role(settings))
+        check_port_free(settings.host, port, port_setting)
         app = build_app(workers == 1)
     except ValueError as exc:
         raise SystemExit(f"Invalid configuration:\n  {exc}") from None
