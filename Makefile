@@ -83,8 +83,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format mcp_server auth_server shared downstream tests scripts
 	$(VENV)/bin/ruff check --fix mcp_server auth_server shared downstream tests scripts
 
+# One pytest process per core (PYTEST_WORKERS=1 for one); --dist loadscope keeps a module's tests,
+# and the servers its module-scoped fixtures start, in one process.
+PYTEST_WORKERS ?= auto
 test-python: $(STAMP) system-deps node-tools
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope
 
 conformance: $(STAMP) node-tools
 	@bash scripts/conformance.sh
