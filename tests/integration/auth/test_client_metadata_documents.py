@@ -396,7 +396,6 @@ async def test_a_slow_document_is_refused_within_the_timeout_and_the_server_stay
     make_http: HttpFactory, documents: DocumentServer, fetch_log: pytest.LogCaptureFixture, kind: str
 ) -> None:
     http = await make_http(cimd_timeout=1.0)
-    started = time.monotonic()
     url = documents.url(kind)
     slow = asyncio.create_task(authorize(http, url))
 
@@ -404,11 +403,12 @@ async def test_a_slow_document_is_refused_within_the_timeout_and_the_server_stay
         return documents.hits(url) == 1
 
     await eventually(fetching, "the server to start fetching the slow document")
-    metadata_started = time.monotonic()
+    # Responsive: another request is answered while the fetch is still waiting on the slow host
+    # (no stopwatch: the order of events is the proof). The refusal names the timeout, which the
+    # slow host's document, sent only after it, could not have produced.
     assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 200
-    assert time.monotonic() - metadata_started < 0.5
+    assert not slow.done(), "the slow fetch ended before the metadata request was answered"
     assert_refused_because(await slow, fetch_log, "longer than")
-    assert time.monotonic() - started < 2.5
 
 
 # -- CM-08: caching ---------------------------------------------------------------------------------
