@@ -220,8 +220,8 @@ def mint(
     return MintedGrant(disc, client, tokens, result)
 
 
-def initialize(mcp_url: str, token: str | None, version: str = LEGACY_VERSION) -> httpx2.Response:
-    """One raw `initialize` POST (2025 handshake): 200 when the token is good, 401/403 otherwise."""
+def mcp_headers(token: str | None, version: str = LEGACY_VERSION) -> dict[str, str]:
+    """The headers of a raw JSON-RPC POST to /mcp, with `token` as a Bearer token when given."""
     headers = {
         "accept": "application/json, text/event-stream",
         "content-type": "application/json",
@@ -229,18 +229,29 @@ def initialize(mcp_url: str, token: str | None, version: str = LEGACY_VERSION) -
     }
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
-    body = {
+    return headers
+
+
+def initialize_request(
+    version: str = LEGACY_VERSION, *, name: str = "e2e-raw", id: int = 1
+) -> dict[str, Any]:
+    """The JSON-RPC `initialize` request of the 2025 handshake."""
+    return {
         "jsonrpc": "2.0",
-        "id": 1,
+        "id": id,
         "method": "initialize",
         "params": {
             "protocolVersion": version,
             "capabilities": {},
-            "clientInfo": {"name": "e2e-raw", "version": "0"},
+            "clientInfo": {"name": name, "version": "0"},
         },
     }
+
+
+def initialize(mcp_url: str, token: str | None, version: str = LEGACY_VERSION) -> httpx2.Response:
+    """One raw `initialize` POST (2025 handshake): 200 when the token is good, 401/403 otherwise."""
     with http() as client:
-        return client.post(mcp_url, json=body, headers=headers)
+        return client.post(mcp_url, json=initialize_request(version), headers=mcp_headers(token, version))
 
 
 def parse_challenge(header: str) -> dict[str, str]:

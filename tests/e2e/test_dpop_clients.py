@@ -28,7 +28,7 @@ import httpx2
 import pytest
 
 from tests.e2e.dpop_clients import jwt_claims, run_client
-from tests.e2e.oauth_flow import LEGACY_VERSION, discover
+from tests.e2e.oauth_flow import discover, initialize
 from tests.e2e.servers import Deployment
 from tests.fixtures.dpop_client import DPoPKey
 
@@ -95,26 +95,7 @@ def test_openid_client_and_dpop_run_the_whole_flow_refresh_and_tool_calls_with_b
             assert jwt_claims(issued["access_token"])["cnf"] == {"jkt": result["jkt"]}
 
     # The same token as Bearer is refused (RFC 9449 section 7.2).
-    downgraded = httpx2.post(
-        deployment.mcp_url,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
-        headers={
-            "authorization": f"Bearer {result['refreshed']['access_token']}",
-            "accept": "application/json, text/event-stream",
-            "mcp-protocol-version": LEGACY_VERSION,
-        },
-        timeout=15.0,
-        trust_env=False,
-    )
+    downgraded = initialize(deployment.mcp_url, result["refreshed"]["access_token"])
     assert downgraded.status_code == 401, downgraded.text
     assert "DPoP" in downgraded.headers["www-authenticate"], downgraded.headers
 

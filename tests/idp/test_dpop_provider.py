@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from tests.e2e.dpop_clients import jwt_claims, run_client
-from tests.e2e.oauth_flow import LEGACY_VERSION
+from tests.e2e.oauth_flow import initialize
 from tests.idp.conftest import World
 
 ALICE = ("alice", "alice-password")
@@ -41,25 +40,6 @@ def test_the_providers_dpop_bound_tokens_call_our_tools_with_fresh_proofs(
         for issued in (result["token"], result["refreshed"]):
             assert jwt_claims(issued["access_token"])["cnf"] == {"jkt": result["jkt"]}
 
-    downgraded = httpx2.post(
-        deployment.mcp_url,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
-        headers={
-            "authorization": f"Bearer {result['refreshed']['access_token']}",
-            "accept": "application/json, text/event-stream",
-            "mcp-protocol-version": LEGACY_VERSION,
-        },
-        timeout=15.0,
-        trust_env=False,
-    )
+    downgraded = initialize(deployment.mcp_url, result["refreshed"]["access_token"])
     assert downgraded.status_code == 401, downgraded.text
     assert "DPoP" in downgraded.headers["www-authenticate"], downgraded.headers

@@ -62,25 +62,9 @@ async def session_of(server: Deployment, http: httpx2.AsyncClient, user: str) ->
     grant = await asyncio.to_thread(
         oauth_flow.mint, server.mcp_url, scope="mcp:tools:read", user=(user, PASSWORD)
     )
-    headers = {
-        "authorization": f"Bearer {grant.tokens.access_token}",
-        "accept": "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": LEGACY,
-    }
+    headers = oauth_flow.mcp_headers(grant.tokens.access_token, LEGACY)
     init = await http.post(
-        server.mcp_url,
-        headers=headers,
-        json={
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY,
-                "capabilities": {},
-                "clientInfo": {"name": user, "version": "1"},
-            },
-        },
+        server.mcp_url, headers=headers, json=oauth_flow.initialize_request(LEGACY, name=user, id=0)
     )
     assert init.status_code == 200, init.text
     headers["mcp-session-id"] = init.headers["mcp-session-id"]

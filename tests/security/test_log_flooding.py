@@ -59,25 +59,11 @@ async def http() -> AsyncIterator[httpx2.AsyncClient]:
 async def legacy_session(deployment: Deployment, http: httpx2.AsyncClient, *, scope: str) -> dict[str, str]:
     """Headers of a 2025-11-25 session of the demo user with `scope`."""
     grant = await asyncio.to_thread(oauth_flow.mint, deployment.mcp_url, scope=scope)
-    headers = {
-        "authorization": f"Bearer {grant.tokens.access_token}",
-        "accept": "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": LEGACY,
-    }
+    headers = oauth_flow.mcp_headers(grant.tokens.access_token, LEGACY)
     init = await http.post(
         deployment.mcp_url,
         headers=headers,
-        json={
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY,
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
+        json=oauth_flow.initialize_request(LEGACY, name="t", id=0),
     )
     assert init.status_code == 200, init.text
     headers["mcp-session-id"] = init.headers["mcp-session-id"]

@@ -25,6 +25,7 @@ import pytest
 from redis import Redis
 
 from auth_server.users import scrypt_hash
+from tests.e2e import oauth_flow
 from tests.e2e.servers import Deployment, Mode, build_deployment
 from tests.fixtures.redis_server import RedisServer
 from tests.integration.auth.flow_helpers import (
@@ -184,25 +185,9 @@ async def test_another_clients_live_tokens_answer_as_unknown_ones(production: Pr
 async def test_resuming_a_stream_never_replays_another_users_events(production: Production) -> None:
     async def session(user: str) -> dict[str, str]:
         tokens, _ = await signed_in_tokens(production, user)
-        headers = {
-            "authorization": f"Bearer {tokens['access_token']}",
-            "accept": "application/json, text/event-stream",
-            "content-type": "application/json",
-            "mcp-protocol-version": LEGACY,
-        }
+        headers = oauth_flow.mcp_headers(tokens["access_token"], LEGACY)
         init = await mcp.post(
-            "/mcp",
-            headers=headers,
-            json={
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": LEGACY,
-                    "capabilities": {},
-                    "clientInfo": {"name": user, "version": "1"},
-                },
-            },
+            "/mcp", headers=headers, json=oauth_flow.initialize_request(LEGACY, name=user, id=0)
         )
         assert init.status_code == 200, init.text
         headers["mcp-session-id"] = init.headers["mcp-session-id"]
