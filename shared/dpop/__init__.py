@@ -8,7 +8,8 @@ key, so a stolen token is useless without the private key. One module per concer
 - `proof`: section 4, the proof JWT checked against the request it came with (`ProofVerifier`);
 - `target`: section 4.3 step 9, the `htu` compared after RFC 3986 normalisation;
 - `nonces`: sections 8 and 9, server-provided nonces (DPOP_NONCE=required);
-- `replay`: section 11.1, each proof used once, across instances when the Store is Redis.
+- `replay`: section 11.1, each proof used once, across instances when the Store is Redis;
+- `signatures`: the signature checks of one event-loop turn, run back to back (speed only).
 
 The authorization server's side (binding codes and tokens) is in `auth_server/dpop.py`, the
 resource server's (schemes, challenges) in `mcp_server/protection/dpop.py`.
