@@ -29,6 +29,7 @@ from mcp_server.auth_extensions import ENTERPRISE_MANAGED_EXTENSION
 from shared.oauth import JWT_BEARER_GRANT
 from tests.e2e.fixtures import BOTH_MODES_MEMORY
 from tests.e2e.sdk_client import REVISIONS, MemoryTokenStorage, Revision, structured
+from tests.fixtures.dpop_client import DPoPKey
 from tests.fixtures.enterprise_idp import AGENT, AGENT_SCOPE, Enterprise, enterprise
 from tests.fixtures.live_server import live_server
 from tests.idp.provider import USERS
@@ -167,3 +168,41 @@ def test_a_client_known_only_by_its_metadata_document_presents_an_id_jag_with_it
         me = rpc_result(http.post(world.deployment.mcp_url, json=call, headers=headers))
     assert me["structuredContent"]["subject"] == f"{world.idp.issuer}#alice"
     assert me["structuredContent"]["client_id"] == client_id
+
+
+def test_an_id_jag_presented_with_a_dpop_proof_gets_a_token_only_that_key_can_use(world: Enterprise) -> None:
+    """SEP-990 with RFC 9449: the jwt-bearer grant binds the token to the proof's key (`cnf.jkt`)
+    like every other grant; the token is then refused as Bearer (section 7.2) and with another
+    key's proof, and answers with a fresh proof by its own key."""
+    key, other = DPoPKey.generate(), DPoPKey.generate()
+    id_jag = world.id_jag(
+        world.sign_in("alice", USERS["alice"]["password"]),
+        audience=world.deployment.issuer,
+        resource=world.deployment.mcp_url,
+        scope=AGENT_SCOPE,
+    )
+    granted = world.present(id_jag, headers={"DPoP": key.proof("POST", world.token_endpoint)})
+    assert granted.status_code == 200, granted.text
+    body = granted.json()
+    assert body["token_type"] == "DPoP"
+    assert "refresh_token" not in body
+    token = body["access_token"]
+
+    def call(scheme: str, proof_key: DPoPKey | None) -> httpx2.Response:
+        request, headers = modern_call("whoami", {}, token)
+        headers["authorization"] = f"{scheme} {token}"
+        if proof_key is not None:
+            headers["dpop"] = proof_key.proof("POST", world.deployment.mcp_url, token=token)
+        with httpx2.Client(trust_env=False, timeout=15.0) as http:
+            return http.post(world.deployment.mcp_url, json=request, headers=headers)
+
+    as_bearer = call("Bearer", None)
+    assert as_bearer.status_code == 401, as_bearer.text
+    assert "DPoP-bound" in as_bearer.json()["error_description"]
+    assert "DPoP algs=" in as_bearer.headers["www-authenticate"]
+    with_another_key = call("DPoP", other)
+    assert with_another_key.status_code == 401, with_another_key.text
+    assert 'error="invalid_dpop_proof"' in with_another_key.headers["www-authenticate"]
+    me = rpc_result(call("DPoP", key))
+    assert me["structuredContent"]["subject"] == f"{world.idp.issuer}#alice"
+    assert me["structuredContent"]["client_id"] == AGENT
