@@ -5,6 +5,8 @@
 against keys configured inline, and with a workload-style assertion callback signing with a key
 the client publishes at its `jwks_uri`) each discover the authorization server from the MCP
 server's 401, get a client_credentials token and reach a tool call, on both protocol revisions.
+The MCP TypeScript SDK's `ClientCredentialsProvider` and `PrivateKeyJwtProvider` do the same
+(`ts_sdk_machine_client.mjs`).
 The servers are the real processes; the jwks_uri is a real web server on loopback.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,12 +37,14 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_server.auth_extensions import CLIENT_CREDENTIALS_EXTENSION, ENTERPRISE_MANAGED_EXTENSION
 from tests.e2e.fixtures import BOTH_MODES_MEMORY
+from tests.e2e.node_tools import NODE_BIN, TOOLS_NODE_MODULES, node_env, tool
 from tests.e2e.sdk_client import REVISIONS, MemoryTokenStorage, Revision, structured
 from tests.e2e.servers import Deployment, build_deployment
 from tests.fixtures.live_server import live_server
 from tests.security.document_host import DocumentHost
 
 SCOPE = "mcp:tools:read notes:read"
+TS_SCRIPT = Path(__file__).with_name("ts_sdk_machine_client.mjs")
 SECRET_CLIENT = {"client_id": "nightly-report", "client_secret": secrets.token_urlsafe(32)}
 INLINE_KEY = RSAKey.generate_key(2048, parameters={"kid": "inline-1"})
 PUBLISHED_KEY = ECKey.generate_key("P-256", parameters={"kid": "published-1"})
@@ -194,3 +199,41 @@ def test_the_metadata_advertises_private_key_jwt_and_its_algorithms(world: World
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
     assert {"RS256", "ES256"} <= set(metadata["token_endpoint_auth_signing_alg_values_supported"])
     assert "client_credentials" in metadata["grant_types_supported"]
+
+
+@pytest.mark.parametrize("credential", ["client_secret_basic", "private_key_jwt"])
+def test_the_typescript_sdk_machine_providers_reach_a_tool(
+    world: World, credential: str, tmp_path: Path
+) -> None:
+    tool("mcp-inspector")  # the pinned Node tools are installed: the SDK comes with the Inspector
+    if credential == "client_secret_basic":
+        client_id = SECRET_CLIENT["client_id"]
+        proof = {"CLIENT_SECRET": SECRET_CLIENT["client_secret"]}
+    else:
+        client_id = "signed-report"
+        proof = {"PRIVATE_KEY_PEM": INLINE_KEY.as_pem(private=True).decode(), "SIGNING_ALG": "RS256"}
+    done = subprocess.run(
+        [str(NODE_BIN / "node"), str(TS_SCRIPT)],
+        env=node_env(
+            tmp_path,
+            MCP_TOOLS_NODE_MODULES=str(TOOLS_NODE_MODULES),
+            MCP_URL=world.deployment.mcp_url,
+            ISSUER=world.deployment.issuer,
+            CLIENT_ID=client_id,
+            SCOPE=SCOPE,
+            **proof,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + world.deployment.logs()
+    *calls, summary = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(calls) == 2
+    for call in calls:
+        assert call["isError"] is False, call
+        assert call["whoami"]["subject"] == f"client:{client_id}"
+        assert call["whoami"]["client_id"] == client_id
+        assert sorted(call["whoami"]["scopes"]) == sorted(SCOPE.split())
+    assert summary == {"tokenType": "Bearer"}
