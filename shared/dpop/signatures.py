@@ -5,7 +5,7 @@ costs a request, and it is dearer when it runs cold. Measured in the benchmark s
 project's machine: the first check after a request's own Python work took ~89 us, a second check
 straight after it ~63 us (`openssl speed ecdsap256`'s figure), because the interpreter's work in
 between evicts OpenSSL's code and tables from the CPU's caches. Under load, requests arrive
-several to a turn (7 on average at 16 to 64 connections); checking their signatures one after
+several to a turn (7.5 on average at 16 and 64 connections); checking their signatures one after
 the other keeps the second and later checks warm (docs/performance.md, "DPoP").
 
 What it costs: each waiting request resumes one loop turn later, and a request alone in its turn

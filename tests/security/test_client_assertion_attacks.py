@@ -35,6 +35,7 @@ from auth_server.clients.registry import preregistered_clients
 from shared.settings import Settings
 from tests.integration.auth.conftest import ALL_DEPLOYMENTS, Configure, HttpFactory
 from tests.integration.auth.flow_helpers import register
+from tests.integration.auth.helpers import oauth_refused
 from tests.security.document_host import DocumentHost
 
 # In every deployment: an assertion's audience is each mode's issuer, and its jti is remembered in the store
@@ -104,12 +105,7 @@ async def token_request(http: httpx2.AsyncClient, assertion: str, **extra: Any) 
 
 
 def refused(response: httpx2.Response, status: int = 401, error: str = "invalid_client") -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"] == error, body
-    assert "access_token" not in body
-    description: str = body.get("error_description", "")
-    return description
+    return oauth_refused(response, error, status)
 
 
 @pytest.fixture

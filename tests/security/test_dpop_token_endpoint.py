@@ -22,7 +22,7 @@ from shared.storage import records
 from shared.storage.base import Store
 from tests.fixtures.dpop_client import DPoPKey
 from tests.integration.auth.conftest import ALL_DEPLOYMENTS, HttpFactory
-from tests.integration.auth.helpers import add_client, code_form, store_code
+from tests.integration.auth.helpers import add_client, code_form, oauth_refused, store_code
 
 # In every deployment: a proof names the token endpoint's URL (each mode's issuer), and its jti is
 # remembered in the store.
@@ -30,8 +30,7 @@ DEPLOYMENTS = ALL_DEPLOYMENTS
 
 
 def refused(response: httpx2.Response, error: str = "invalid_dpop_proof") -> None:
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == error
+    oauth_refused(response, error)
     assert "access_token" not in response.text
 
 

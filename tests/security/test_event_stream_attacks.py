@@ -74,25 +74,22 @@ async def session_of(server: Deployment, http: httpx2.AsyncClient, user: str) ->
     return headers
 
 
+def progress_call(marker: str) -> dict[str, Any]:
+    """tools/call with JSON-RPC id 5 (the same id in every session: the SDK names streams after
+    it) of a tool that streams progress notifications carrying the progress token `marker`."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "method": "tools/call",
+        "params": {"name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": marker}},
+    }
+
+
 async def call_with_progress(
     server: Deployment, http: httpx2.AsyncClient, headers: dict[str, str], marker: str
 ) -> list[dict[str, Any]]:
-    """tools/call with JSON-RPC id 5 of a tool that streams (progress notifications carrying the
-    caller's own progress token, `marker`, then the result), answered over SSE: its events."""
-    response = await http.post(
-        server.mcp_url,
-        headers=headers,
-        json={
-            "jsonrpc": "2.0",
-            "id": 5,
-            "method": "tools/call",
-            "params": {
-                "name": "test_tool_with_progress",
-                "arguments": {},
-                "_meta": {"progressToken": marker},
-            },
-        },
-    )
+    """`progress_call(marker)`, answered over SSE: its events (the progress, then the result)."""
+    response = await http.post(server.mcp_url, headers=headers, json=progress_call(marker))
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     return sse_events(response.text)

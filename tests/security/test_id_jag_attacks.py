@@ -27,6 +27,7 @@ from tests.e2e.fixtures import ALL_DEPLOYMENTS
 from tests.e2e.servers import ServerProcess, free_port
 from tests.fixtures.enterprise_idp import AGENT, Enterprise, enterprise
 from tests.idp.provider import USERS, new_signing_key
+from tests.integration.auth.helpers import oauth_refused
 from tests.resilience.cluster import modern_call, rpc_result
 
 REDIS_DEPLOYMENTS = [ALL_DEPLOYMENTS[1], ALL_DEPLOYMENTS[3]]
@@ -42,12 +43,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def refused(response: httpx2.Response, error: str = "invalid_grant", status: int = 400) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"] == error, body
-    assert "access_token" not in body
-    description: str = body.get("error_description", "")
-    return description
+    return oauth_refused(response, error, status)
 
 
 def granted(response: httpx2.Response) -> dict[str, Any]:

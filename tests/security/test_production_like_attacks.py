@@ -36,7 +36,7 @@ from tests.integration.auth.flow_helpers import (
     register,
     run_flow,
 )
-from tests.security.test_event_stream_attacks import resume, sse_events
+from tests.security.test_event_stream_attacks import progress_call, resume, sse_events
 from tests.security.test_slow_clients import closed_after
 from tests.security.test_token_oracles import UNKNOWN, visible
 
@@ -194,20 +194,7 @@ async def test_resuming_a_stream_never_replays_another_users_events(production: 
         return headers
 
     async def call(headers: dict[str, str], marker: str) -> list[dict[str, Any]]:
-        response = await mcp.post(
-            "/mcp",
-            headers=headers,
-            json={
-                "jsonrpc": "2.0",
-                "id": 5,
-                "method": "tools/call",
-                "params": {
-                    "name": "test_tool_with_progress",
-                    "arguments": {},
-                    "_meta": {"progressToken": marker},
-                },
-            },
-        )
+        response = await mcp.post("/mcp", headers=headers, json=progress_call(marker))
         assert response.headers["content-type"].startswith("text/event-stream"), response.text
         return sse_events(response.text)
 

@@ -34,6 +34,9 @@ from tests.integration.auth.helpers import (
     configured_client,
     tokens_for,
 )
+from tests.integration.auth.helpers import (
+    oauth_refused as refused,
+)
 
 API = "https://profile.example/api"
 DELEGATE = "mcp-delegate"
@@ -77,12 +80,6 @@ def claims_of(token: str) -> dict[str, Any]:
     part = token.split(".")[1]
     decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     return decoded
-
-
-def refused(response: httpx2.Response, error: str, status: int = 400) -> None:
-    assert response.status_code == status, response.text
-    assert response.json()["error"] == error, response.text
-    assert "access_token" not in response.json()
 
 
 async def test_the_delegation_credential_gets_a_narrow_short_lived_token_for_the_api(

@@ -41,6 +41,17 @@ RS_CLIENT_ID = "mcp-resource-server"
 RS_CLIENT_SECRET = "rs-secret-for-tests-0123456789-abcdefgh"  # >= 32: a public test passes the check
 
 
+def oauth_refused(response: httpx2.Response, error: str, status: int = 400) -> str:
+    """The token endpoint refused with an OAuth error body (RFC 6749 section 5.2) naming `error`,
+    and no token in it: its error_description (empty if none)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == error, body
+    assert "access_token" not in body
+    description: str = body.get("error_description", "")
+    return description
+
+
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "auth_mode": "internal",
